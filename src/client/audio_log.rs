@@ -1,0 +1,196 @@
+//! The audio kept for replay after a dropped connection.
+//!
+//! Every frame sent to the service stays here until a final transcript covers it, so that a
+//! new connection can be fed the interrupted utterance again. Offsets are in samples counted
+//! from the first sample of the stream.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::BYTES_PER_SAMPLE;
+
+#[derive(Debug)]
+struct LoggedFrame {
+    offset: u64,
+    data: Bytes,
+    sent_at: Option<Instant>,
+}
+
+impl LoggedFrame {
+    fn samples(&self) -> u64 {
+        self.data.len() as u64 / BYTES_PER_SAMPLE
+    }
+
+    fn end(&self) -> u64 {
+        self.offset + self.samples()
+    }
+}
+
+#[derive(Debug)]
+pub struct AudioLog {
+    frames: VecDeque<LoggedFrame>,
+    bytes: usize,
+    limit_bytes: usize,
+    /// Offset the next appended frame gets.
+    end: u64,
+    /// Everything before this is covered by a final transcript and need never be replayed.
+    released_through: u64,
+    /// Everything before this was dropped from memory (released, or trimmed by the limit).
+    kept_from: u64,
+}
+
+impl AudioLog {
+    pub fn new(limit_bytes: usize) -> Self {
+        AudioLog {
+            frames: VecDeque::new(),
+            bytes: 0,
+            limit_bytes,
+            end: 0,
+            released_through: 0,
+            kept_from: 0,
+        }
+    }
+
+    /// Keeps a frame and returns its offset. When the log is over its limit the oldest audio
+    /// goes, even if no final covered it yet.
+    pub fn append(&mut self, data: Bytes) -> u64 {
+        let offset = self.end;
+        let frame = LoggedFrame {
+            offset,
+            data,
+            sent_at: None,
+        };
+        self.end = frame.end();
+        self.bytes += frame.data.len();
+        self.frames.push_back(frame);
+        while self.bytes > self.limit_bytes && self.frames.len() > 1 {
+            self.pop_front();
+        }
+        offset
+    }
+
+    fn pop_front(&mut self) {
+        if let Some(frame) = self.frames.pop_front() {
+            self.bytes -= frame.data.len();
+            self.kept_from = frame.end();
+        }
+    }
+
+    pub fn mark_sent(&mut self, offset: u64, at: Instant) {
+        // Frames are sent in order, so the one we look for is usually at the back.
+        if let Some(frame) = self.frames.iter_mut().rev().find(|f| f.offset == offset) {
+            frame.sent_at = Some(at);
+        }
+    }
+
+    /// A final transcript covers the audio up to `sample`.
+    pub fn release_through(&mut self, sample: u64) {
+        let sample = sample.min(self.end);
+        if sample <= self.released_through {
+            return;
+        }
+        self.released_through = sample;
+        while self.frames.front().is_some_and(|f| f.end() <= sample) {
+            self.pop_front();
+        }
+    }
+
+    /// Where a new connection starts: the end of the last final, or the oldest audio still
+    /// kept if the limit forced older audio out.
+    pub fn replay_start(&self) -> u64 {
+        self.released_through.max(self.kept_from)
+    }
+
+    /// Samples after the last final that the limit forced out: a replay cannot cover them.
+    pub fn unreplayable_samples(&self) -> u64 {
+        self.kept_from.saturating_sub(self.released_through)
+    }
+
+    /// The kept audio from `sample` on, as (offset, bytes); the first frame is cut to start
+    /// exactly at `sample`.
+    pub fn frames_from(&self, sample: u64) -> Vec<(u64, Bytes)> {
+        self.frames
+            .iter()
+            .filter(|f| f.end() > sample)
+            .map(|f| {
+                if f.offset >= sample {
+                    (f.offset, f.data.clone())
+                } else {
+                    let skip = ((sample - f.offset) * BYTES_PER_SAMPLE) as usize;
+                    (sample, f.data.slice(skip.min(f.data.len())..))
+                }
+            })
+            .collect()
+    }
+
+    /// When the frame holding `sample` was last sent.
+    pub fn sent_at(&self, sample: u64) -> Option<Instant> {
+        self.frames
+            .iter()
+            .rev()
+            .find(|f| f.offset <= sample && sample < f.end())
+            .and_then(|f| f.sent_at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(samples: usize, value: u8) -> Bytes {
+        Bytes::from(vec![value; samples * 2])
+    }
+
+    #[test]
+    fn offsets_and_replay_from_last_final() {
+        let mut log = AudioLog::new(1 << 20);
+        assert_eq!(log.append(frame(800, 1)), 0);
+        assert_eq!(log.append(frame(800, 2)), 800);
+        assert_eq!(log.append(frame(800, 3)), 1600);
+        assert_eq!(log.replay_start(), 0);
+        log.release_through(1000);
+        assert_eq!(log.replay_start(), 1000);
+        let frames = log.frames_from(1000);
+        assert_eq!(frames.len(), 2);
+        assert_eq!(frames[0].0, 1000);
+        assert_eq!(frames[0].1.len(), 600 * 2);
+        assert_eq!(frames[1].0, 1600);
+        assert_eq!(log.unreplayable_samples(), 0);
+    }
+
+    #[test]
+    fn limit_trims_oldest_and_reports_it() {
+        let mut log = AudioLog::new(800 * 2 * 2);
+        log.append(frame(800, 1));
+        log.append(frame(800, 2));
+        log.append(frame(800, 3));
+        assert_eq!(log.replay_start(), 800);
+        assert_eq!(log.unreplayable_samples(), 800);
+        log.release_through(2000);
+        assert_eq!(log.unreplayable_samples(), 0);
+        assert_eq!(log.replay_start(), 2000);
+    }
+
+    #[test]
+    fn sent_times_follow_frames() {
+        let mut log = AudioLog::new(1 << 20);
+        let now = Instant::now();
+        log.append(frame(800, 1));
+        log.append(frame(800, 2));
+        log.mark_sent(800, now);
+        assert_eq!(log.sent_at(900), Some(now));
+        assert_eq!(log.sent_at(10), None);
+        assert_eq!(log.sent_at(5000), None);
+    }
+
+    #[test]
+    fn release_never_goes_past_the_end() {
+        let mut log = AudioLog::new(1 << 20);
+        log.append(frame(100, 1));
+        log.release_through(10_000);
+        assert_eq!(log.replay_start(), 100);
+        assert!(log.frames_from(log.replay_start()).is_empty());
+    }
+}

@@ -1,0 +1,70 @@
+use std::time::Duration;
+
+use url::Url;
+
+use super::{ApiKey, TlsSettings};
+
+/// Everything one streaming session needs, resolved from the element's properties when the
+/// first buffer arrives.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Full streaming URL including the query. Never holds the key.
+    pub url: Url,
+    pub api_key: ApiKey,
+    pub tls: TlsSettings,
+    /// Size of each binary audio frame sent to the service.
+    pub chunk_bytes: usize,
+    /// Bound on TCP connect + TLS + WebSocket upgrade.
+    pub connect_timeout: Duration,
+    /// Bound on waiting for the final transcript at end of stream.
+    pub drain_timeout: Duration,
+    /// Reconnect attempts after an unexpected drop or a transient handshake failure.
+    pub max_retries: u32,
+    /// Delay before the second and later retries; the first comes after `first_retry_delay`.
+    pub retry_interval: Duration,
+    pub first_retry_delay: Duration,
+    /// Period of usage events.
+    pub usage_interval: Duration,
+    /// A WebSocket ping goes out after this long without traffic from the server...
+    pub keepalive_interval: Duration,
+    /// ...and the connection counts as stalled when nothing at all arrives for this long.
+    pub stall_timeout: Duration,
+    /// Longest stretch of audio kept for replay after a drop (from the end of the last final
+    /// word). Older audio is released; a drop past it loses that part of the utterance.
+    pub replay_limit: Duration,
+    /// Largest server message accepted; a larger one is a protocol error on that connection.
+    pub max_message_bytes: usize,
+    /// Frames that may wait between the streaming thread and the network task.
+    pub queue_frames: usize,
+}
+
+impl ClientConfig {
+    pub fn new(url: Url, api_key: ApiKey) -> Self {
+        ClientConfig {
+            url,
+            api_key,
+            tls: TlsSettings::default(),
+            chunk_bytes: 1600,
+            connect_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(5),
+            max_retries: 3,
+            retry_interval: Duration::from_secs(2),
+            first_retry_delay: Duration::from_millis(100),
+            usage_interval: Duration::from_secs(10),
+            keepalive_interval: Duration::from_secs(5),
+            stall_timeout: Duration::from_secs(15),
+            replay_limit: Duration::from_secs(60),
+            max_message_bytes: 4 * 1024 * 1024,
+            queue_frames: 64,
+        }
+    }
+
+    /// The host (and port) to name in error messages: never the path or query.
+    pub fn host_for_messages(&self) -> String {
+        match (self.url.host_str(), self.url.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_string(),
+            _ => "<no host>".to_string(),
+        }
+    }
+}

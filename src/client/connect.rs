@@ -1,0 +1,209 @@
+//! Opening one WebSocket session: request, headers, TLS, and a classified failure.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::header::{AUTHORIZATION, USER_AGENT};
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+use super::events::{Failure, FailureKind};
+use super::ClientConfig;
+
+pub type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+const USER_AGENT_VALUE: &str = concat!("gst-plugin-fireworks/", env!("CARGO_PKG_VERSION"));
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnectError {
+    /// The server answered the upgrade with an HTTP status.
+    Rejected {
+        status: u16,
+        body: String,
+    },
+    Timeout(Duration),
+    Network(String),
+    Tls(String),
+    /// The request itself is unusable; retrying cannot help.
+    Invalid(String),
+}
+
+impl ConnectError {
+    /// Time-outs, refused connections, 429 and 5xx may pass; a rejected key or a bad request
+    /// will not, so retrying those only makes a storm.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ConnectError::Rejected { status, .. } => *status == 429 || *status >= 500,
+            ConnectError::Timeout(_) | ConnectError::Network(_) => true,
+            ConnectError::Tls(_) | ConnectError::Invalid(_) => false,
+        }
+    }
+
+    pub fn to_failure(&self, host: &str) -> Failure {
+        match self {
+            ConnectError::Rejected { status, body } => {
+                let (kind, message) = if *status == 401 || *status == 403 {
+                    (
+                        FailureKind::AuthRejected,
+                        format!(
+                            "Fireworks at {host} rejected the API key (HTTP {status}): check the \
+                             api-key property or the FIREWORKS_API_KEY environment variable"
+                        ),
+                    )
+                } else if *status == 429 {
+                    (
+                        FailureKind::HandshakeRejected,
+                        format!(
+                            "Fireworks at {host} refused the connection: too many requests or \
+                             concurrent streams (HTTP 429)"
+                        ),
+                    )
+                } else {
+                    (
+                        FailureKind::HandshakeRejected,
+                        format!(
+                            "Fireworks at {host} refused the WebSocket upgrade with HTTP {status}"
+                        ),
+                    )
+                };
+                let mut failure = Failure::new(kind, message, format!("response body: {body}"));
+                failure.http_status = Some(*status);
+                failure
+            }
+            ConnectError::Timeout(after) => Failure::new(
+                FailureKind::ConnectTimeout,
+                format!(
+                    "Could not connect to {host} within {} ms (connect-timeout)",
+                    after.as_millis()
+                ),
+                "TCP connect, TLS or WebSocket upgrade did not finish in time",
+            ),
+            ConnectError::Network(err) => Failure::new(
+                FailureKind::Network,
+                format!("Could not connect to {host}: {err}"),
+                err.clone(),
+            ),
+            ConnectError::Tls(err) => Failure::new(
+                FailureKind::Tls,
+                format!("TLS with {host} failed: {err} (for a private CA set tls-ca-file)"),
+                err.clone(),
+            ),
+            ConnectError::Invalid(err) => {
+                Failure::new(FailureKind::Config, err.clone(), err.clone())
+            }
+        }
+    }
+}
+
+fn classify(err: WsError) -> ConnectError {
+    match err {
+        WsError::Http(response) => {
+            let status = response.status().as_u16();
+            let body = response
+                .body()
+                .as_deref()
+                .map(|bytes| {
+                    let text = String::from_utf8_lossy(bytes);
+                    text.chars().take(300).collect::<String>()
+                })
+                .unwrap_or_default();
+            ConnectError::Rejected { status, body }
+        }
+        WsError::Tls(err) => ConnectError::Tls(err.to_string()),
+        WsError::Io(err) => {
+            // rustls reports certificate problems as io errors wrapping a rustls error.
+            let text = err.to_string();
+            if err
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+            {
+                ConnectError::Tls(text)
+            } else {
+                ConnectError::Network(text)
+            }
+        }
+        WsError::Url(err) => ConnectError::Invalid(format!("invalid base-url: {err}")),
+        WsError::HttpFormat(err) => ConnectError::Invalid(format!("invalid request: {err}")),
+        other => ConnectError::Network(other.to_string()),
+    }
+}
+
+pub fn websocket_config(cfg: &ClientConfig) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(cfg.max_message_bytes))
+        .max_frame_size(Some(cfg.max_message_bytes))
+}
+
+/// Connects, authenticating with the `Authorization` header (the raw key, as the service
+/// expects). The whole handshake is bounded by `connect_timeout`.
+pub async fn connect(
+    cfg: &ClientConfig,
+    tls: &Arc<rustls::ClientConfig>,
+) -> Result<WsStream, ConnectError> {
+    let mut request = cfg
+        .url
+        .as_str()
+        .into_client_request()
+        .map_err(|err| ConnectError::Invalid(format!("invalid base-url: {err}")))?;
+    let mut key = HeaderValue::from_str(cfg.api_key.expose()).map_err(|_| {
+        ConnectError::Invalid(
+            "the API key contains characters that cannot be sent in an HTTP header".to_string(),
+        )
+    })?;
+    key.set_sensitive(true);
+    request.headers_mut().insert(AUTHORIZATION, key);
+    request
+        .headers_mut()
+        .insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+
+    let handshake = tokio_tungstenite::connect_async_tls_with_config(
+        request,
+        Some(websocket_config(cfg)),
+        true,
+        Some(Connector::Rustls(tls.clone())),
+    );
+    match tokio::time::timeout(cfg.connect_timeout, handshake).await {
+        Err(_) => Err(ConnectError::Timeout(cfg.connect_timeout)),
+        Ok(Err(err)) => Err(classify(err)),
+        Ok(Ok((stream, _response))) => Ok(stream),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_policy_by_status() {
+        let rejected = |status| ConnectError::Rejected {
+            status,
+            body: String::new(),
+        };
+        assert!(!rejected(401).is_retryable());
+        assert!(!rejected(403).is_retryable());
+        assert!(!rejected(400).is_retryable());
+        assert!(rejected(429).is_retryable());
+        assert!(rejected(500).is_retryable());
+        assert!(rejected(503).is_retryable());
+        assert!(ConnectError::Timeout(Duration::from_secs(1)).is_retryable());
+        assert!(ConnectError::Network("refused".into()).is_retryable());
+        assert!(!ConnectError::Tls("bad cert".into()).is_retryable());
+    }
+
+    #[test]
+    fn auth_failure_names_the_key_settings() {
+        let failure = ConnectError::Rejected {
+            status: 401,
+            body: "nope".into(),
+        }
+        .to_failure("example.com");
+        assert_eq!(failure.kind, FailureKind::AuthRejected);
+        assert!(failure.message.contains("FIREWORKS_API_KEY"));
+        assert!(failure.message.contains("api-key"));
+        assert_eq!(failure.http_status, Some(401));
+    }
+}

@@ -1,0 +1,140 @@
+//! The element's side of the client: cuts audio into frames and hands them to the network
+//! task without ever waiting longer than a bound.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::task::JoinHandle;
+
+use super::events::{EventSink, Failure, FailureKind};
+use super::supervisor::{Command, Supervisor};
+use super::{runtime, ClientConfig};
+
+/// How end of stream went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainOutcome {
+    /// The service echoed the end-of-stream checkpoint or closed the connection.
+    Completed,
+    /// `drain-timeout` passed first; pending text was delivered as final anyway.
+    TimedOut,
+    /// The session had already failed (its error was reported) or never connected.
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushError {
+    /// The session has ended (after an error); nothing more can be sent.
+    Closed,
+    /// The network task did not take the frame within the bound; the frame was dropped.
+    Timeout,
+}
+
+/// Stops a session from any thread, even while its streaming thread is blocked in
+/// [`StreamClient::push_audio`] (which then returns [`PushError::Closed`]).
+#[derive(Debug, Clone)]
+pub struct SessionAbort(tokio::task::AbortHandle);
+
+impl SessionAbort {
+    pub fn abort(&self) {
+        self.0.abort();
+    }
+}
+
+/// Handle on one streaming session. Dropping it stops the session at once.
+pub struct StreamClient {
+    tx: mpsc::Sender<Command>,
+    task: JoinHandle<()>,
+    pending: BytesMut,
+    chunk_bytes: usize,
+    drain_timeout: Duration,
+}
+
+/// Margin on top of `drain-timeout` for the network task to answer.
+const DRAIN_REPLY_MARGIN: Duration = Duration::from_secs(2);
+
+impl StreamClient {
+    /// Starts the session task. The connection is opened right away, in the background.
+    pub fn start(cfg: ClientConfig, sink: Arc<dyn EventSink>) -> Result<Self, Failure> {
+        let tls = cfg
+            .tls
+            .client_config()
+            .map_err(|err| Failure::new(FailureKind::Config, err.clone(), err))?;
+        let (tx, rx) = mpsc::channel(cfg.queue_frames.max(1));
+        let chunk_bytes = cfg.chunk_bytes.max(2) & !1;
+        let drain_timeout = cfg.drain_timeout;
+        let supervisor = Supervisor::new(Arc::new(cfg), tls, sink);
+        let task = runtime().spawn(supervisor.run(rx));
+        Ok(StreamClient {
+            tx,
+            task,
+            pending: BytesMut::with_capacity(chunk_bytes * 2),
+            chunk_bytes,
+            drain_timeout,
+        })
+    }
+
+    pub fn abort_handle(&self) -> SessionAbort {
+        SessionAbort(self.task.abort_handle())
+    }
+
+    /// Queues audio; whole frames go to the network task. When the queue is full this waits
+    /// at most `wait` per frame, then drops that frame and says so.
+    pub fn push_audio(&mut self, data: &[u8], wait: Duration) -> Result<(), PushError> {
+        self.pending.extend_from_slice(data);
+        let mut result = Ok(());
+        while self.pending.len() >= self.chunk_bytes {
+            let frame = self.pending.split_to(self.chunk_bytes).freeze();
+            match self.send(Command::Audio(frame), wait) {
+                Ok(()) => {}
+                Err(PushError::Closed) => return Err(PushError::Closed),
+                Err(PushError::Timeout) => result = Err(PushError::Timeout),
+            }
+        }
+        result
+    }
+
+    fn send(&self, command: Command, wait: Duration) -> Result<(), PushError> {
+        match self.tx.try_send(command) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Closed(_)) => Err(PushError::Closed),
+            Err(TrySendError::Full(command)) => {
+                let tx = self.tx.clone();
+                // Called from a GStreamer streaming thread, never from the runtime itself.
+                runtime().block_on(async move {
+                    match tokio::time::timeout(wait, tx.send(command)).await {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(_)) => Err(PushError::Closed),
+                        Err(_) => Err(PushError::Timeout),
+                    }
+                })
+            }
+        }
+    }
+
+    /// End of stream: sends the last partial frame and the end-of-stream checkpoint, then
+    /// waits (bounded by `drain-timeout` plus a small margin) until the final transcript is in.
+    pub fn drain(mut self) -> DrainOutcome {
+        let wait = self.drain_timeout + DRAIN_REPLY_MARGIN;
+        if !self.pending.is_empty() {
+            let rest = self.pending.split().freeze();
+            if self.send(Command::Audio(rest), wait) == Err(PushError::Closed) {
+                return DrainOutcome::Failed;
+            }
+        }
+        let (reply_tx, reply_rx) = std::sync::mpsc::sync_channel(1);
+        if self.send(Command::Drain(reply_tx), wait).is_err() {
+            return DrainOutcome::Failed;
+        }
+        reply_rx
+            .recv_timeout(wait)
+            .unwrap_or(DrainOutcome::TimedOut)
+    }
+}
+
+impl Drop for StreamClient {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,601 @@
+//! The network task of one stream: connects, streams audio, turns server messages into
+//! events, reconnects after a drop (replaying audio from the end of the last final word), and
+//! completes end of stream. Runs on the shared runtime; the element only sees [`Command`]s
+//! going in and [`ClientEvent`]s coming out.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::sleep_until;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::audio_log::AudioLog;
+use super::connect::{self, WsStream};
+use super::events::{ClientEvent, EventSink, Failure, FailureKind, TimedTranscript, TimedWord};
+use super::handle::DrainOutcome;
+use super::{samples_to_ns, seconds_to_samples, ClientConfig, BYTES_PER_SAMPLE};
+use crate::protocol::{
+    checkpoint_message, parse_server_message, ServerMessage, Transcript, TranscriptEvent,
+    TranscriptState, END_OF_STREAM_CHECKPOINT,
+};
+
+/// What the streaming thread asks of the network task.
+pub enum Command {
+    /// The next frame of audio, contiguous with the previous one.
+    Audio(Bytes),
+    /// End of stream: finish the utterance and report when the final transcript is in.
+    Drain(std::sync::mpsc::SyncSender<DrainOutcome>),
+}
+
+/// Bound on the polite close at the end of a session.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Malformed messages reported individually before they are only counted.
+const MAX_PROTOCOL_WARNINGS: u32 = 5;
+
+type WsSink = SplitSink<WsStream, Message>;
+type WsSource = SplitStream<WsStream>;
+
+struct PendingDrain {
+    reply: std::sync::mpsc::SyncSender<DrainOutcome>,
+    deadline: Instant,
+}
+
+/// How one connection ended.
+enum ConnectionEnd {
+    /// The stream is over: drained, or the element went away.
+    Finished,
+    /// Unexpected drop; a reconnect may recover it.
+    Lost(Failure),
+    /// Nothing more can be done.
+    Fatal(Failure),
+}
+
+struct Usage {
+    since_last: u64,
+    total: u64,
+}
+
+pub struct Supervisor {
+    cfg: Arc<ClientConfig>,
+    tls: Arc<rustls::ClientConfig>,
+    sink: Arc<dyn EventSink>,
+    log: AudioLog,
+    transcript: TranscriptState,
+    usage: Usage,
+    connections: u32,
+    /// Retries since the last final transcript (the reference resets its counter there too).
+    retries: u32,
+    drain: Option<PendingDrain>,
+    protocol_warnings: u32,
+    /// Audio offset where the connection that sent the latest interim began: a promoted final
+    /// at end of stream carries that connection's times.
+    interim_base: u64,
+}
+
+impl Supervisor {
+    pub fn new(
+        cfg: Arc<ClientConfig>,
+        tls: Arc<rustls::ClientConfig>,
+        sink: Arc<dyn EventSink>,
+    ) -> Self {
+        let limit_bytes = (cfg.replay_limit.as_secs_f64() * super::SAMPLE_RATE as f64) as usize
+            * BYTES_PER_SAMPLE as usize;
+        Supervisor {
+            cfg,
+            tls,
+            sink,
+            log: AudioLog::new(limit_bytes.max(1)),
+            transcript: TranscriptState::new(),
+            usage: Usage {
+                since_last: 0,
+                total: 0,
+            },
+            connections: 0,
+            retries: 0,
+            drain: None,
+            protocol_warnings: 0,
+            interim_base: 0,
+        }
+    }
+
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        loop {
+            let Some(ws) = self.establish(&mut rx).await else {
+                break;
+            };
+            match self.stream(ws, &mut rx).await {
+                ConnectionEnd::Finished => break,
+                ConnectionEnd::Fatal(failure) => {
+                    self.fail(failure);
+                    break;
+                }
+                ConnectionEnd::Lost(failure) => {
+                    if !self.note_retry(failure) {
+                        break;
+                    }
+                }
+            }
+        }
+        self.report_usage();
+        if let Some(drain) = self.drain.take() {
+            let _ = drain.reply.send(DrainOutcome::Failed);
+        }
+    }
+
+    fn emit(&self, event: ClientEvent) {
+        self.sink.on_event(event);
+    }
+
+    fn fail(&mut self, failure: Failure) {
+        self.emit(ClientEvent::Error(failure));
+    }
+
+    /// Counts a retry for `cause`. Posts the reconnect warning, or the final error when the
+    /// retries are used up (returns false then).
+    fn note_retry(&mut self, cause: Failure) -> bool {
+        if self.retries >= self.cfg.max_retries {
+            let mut failure = cause.clone();
+            failure.message = format!(
+                "Giving up after {} retries (max-retries): {}",
+                self.retries, cause.message
+            );
+            failure.attempt = Some(self.retries);
+            self.fail(failure);
+            return false;
+        }
+        self.retries += 1;
+        let mut warning = cause.clone();
+        warning.message = format!(
+            "Reconnecting to Fireworks (retry {} of {}): {}",
+            self.retries, self.cfg.max_retries, cause.message
+        );
+        warning.attempt = Some(self.retries);
+        self.emit(ClientEvent::Warning(warning));
+        true
+    }
+
+    fn retry_delay(&self) -> Duration {
+        match self.retries {
+            0 => Duration::ZERO,
+            1 => self.cfg.first_retry_delay,
+            _ => self.cfg.retry_interval,
+        }
+    }
+
+    /// Commands that arrive while there is no connection: audio is kept for the next one.
+    /// Returns false when the element has gone away.
+    fn take_offline_command(&mut self, cmd: Option<Command>) -> bool {
+        match cmd {
+            Some(Command::Audio(data)) => {
+                self.log.append(data);
+                true
+            }
+            Some(Command::Drain(reply)) => {
+                self.start_drain(reply);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn start_drain(&mut self, reply: std::sync::mpsc::SyncSender<DrainOutcome>) {
+        self.drain = Some(PendingDrain {
+            reply,
+            deadline: Instant::now() + self.cfg.drain_timeout,
+        });
+    }
+
+    fn drain_deadline(&self) -> Option<tokio::time::Instant> {
+        self.drain.as_ref().map(|d| d.deadline.into())
+    }
+
+    /// Ends the stream: promotes pending text, reports usage and answers the drain request.
+    fn finish_drain(&mut self, outcome: DrainOutcome) {
+        let events = self.transcript.end_of_stream();
+        self.emit_transcript_events(events, self.interim_base);
+        if outcome == DrainOutcome::TimedOut {
+            self.emit(ClientEvent::Warning(Failure::new(
+                FailureKind::DrainTimeout,
+                format!(
+                    "Fireworks did not confirm the end of the stream within {} ms \
+                     (drain-timeout); pending text was delivered as final",
+                    self.cfg.drain_timeout.as_millis()
+                ),
+                "no checkpoint echo or close before the drain deadline",
+            )));
+        }
+        self.report_usage();
+        if let Some(drain) = self.drain.take() {
+            let _ = drain.reply.send(outcome);
+        }
+    }
+
+    /// Gets a connection, retrying transient failures, while still taking in audio.
+    async fn establish(&mut self, rx: &mut mpsc::Receiver<Command>) -> Option<WsStream> {
+        loop {
+            let wake = tokio::time::Instant::now() + self.retry_delay();
+            let cfg = self.cfg.clone();
+            let tls = self.tls.clone();
+            let attempt = async move {
+                sleep_until(wake).await;
+                connect::connect(&cfg, &tls).await
+            };
+            tokio::pin!(attempt);
+            let result = loop {
+                let drain_deadline = self.drain_deadline();
+                tokio::select! {
+                    result = &mut attempt => break result,
+                    cmd = rx.recv() => {
+                        if !self.take_offline_command(cmd) {
+                            return None;
+                        }
+                    }
+                    _ = sleep_until_opt(drain_deadline) => {
+                        self.finish_drain(DrainOutcome::TimedOut);
+                        return None;
+                    }
+                }
+            };
+            match result {
+                Ok(ws) => return Some(ws),
+                Err(err) => {
+                    let failure = err.to_failure(&self.cfg.host_for_messages());
+                    if !err.is_retryable() {
+                        self.fail(failure);
+                        return None;
+                    }
+                    if !self.note_retry(failure) {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Streams over one connection until it ends.
+    async fn stream(&mut self, ws: WsStream, rx: &mut mpsc::Receiver<Command>) -> ConnectionEnd {
+        self.transcript.begin_connection();
+        let base = self.log.replay_start();
+        let unreplayable = self.log.unreplayable_samples();
+        if self.connections > 0 && unreplayable > 0 {
+            self.emit(ClientEvent::Warning(Failure::new(
+                FailureKind::AudioDropped,
+                format!(
+                    "{:.1} s of audio before the reconnect were older than the replay limit \
+                     and could not be sent again",
+                    unreplayable as f64 / super::SAMPLE_RATE as f64
+                ),
+                "replay buffer limit exceeded",
+            )));
+        }
+        self.emit(ClientEvent::Connected {
+            attempt: self.connections,
+        });
+        self.connections += 1;
+
+        let (mut out, mut input) = ws.split();
+        for (offset, data) in self.log.frames_from(base) {
+            if let Err(end) = self.send_audio(&mut out, offset, data).await {
+                return end;
+            }
+        }
+        if self.drain.is_some() {
+            if let Err(end) = self.send_checkpoint(&mut out).await {
+                return end;
+            }
+        }
+
+        let mut last_heard = Instant::now();
+        let mut ping_outstanding = false;
+        let mut usage_tick = tokio::time::interval(self.cfg.usage_interval);
+        usage_tick.tick().await;
+        loop {
+            // Quiet for keepalive_interval: ping. Still nothing by stall_timeout: stalled.
+            let quiet_bound = if ping_outstanding {
+                self.cfg.stall_timeout
+            } else {
+                self.cfg.keepalive_interval
+            };
+            let keepalive_at: tokio::time::Instant = (last_heard + quiet_bound).into();
+            let drain_deadline = self.drain_deadline();
+            tokio::select! {
+                incoming = input.next() => {
+                    last_heard = Instant::now();
+                    ping_outstanding = false;
+                    if let Some(end) = self.on_incoming(incoming, base) {
+                        return self.close(out, input, end).await;
+                    }
+                }
+                cmd = rx.recv() => match cmd {
+                    Some(Command::Audio(data)) => {
+                        let offset = self.log.append(data.clone());
+                        if let Err(end) = self.send_audio(&mut out, offset, data).await {
+                            return end;
+                        }
+                    }
+                    Some(Command::Drain(reply)) => {
+                        self.start_drain(reply);
+                        if let Err(end) = self.send_checkpoint(&mut out).await {
+                            return end;
+                        }
+                    }
+                    None => return self.close(out, input, ConnectionEnd::Finished).await,
+                },
+                _ = sleep_until(keepalive_at) => {
+                    if ping_outstanding {
+                        return ConnectionEnd::Lost(self.stalled());
+                    }
+                    if let Err(end) = self.send(&mut out, Message::Ping(Bytes::new())).await {
+                        return end;
+                    }
+                    ping_outstanding = true;
+                }
+                _ = sleep_until_opt(drain_deadline) => {
+                    self.finish_drain(DrainOutcome::TimedOut);
+                    return self.close(out, input, ConnectionEnd::Finished).await;
+                }
+                _ = usage_tick.tick() => self.report_usage(),
+            }
+        }
+    }
+
+    fn stalled(&self) -> Failure {
+        Failure::new(
+            FailureKind::Stalled,
+            format!(
+                "Fireworks at {} stopped answering for {} s",
+                self.cfg.host_for_messages(),
+                self.cfg.stall_timeout.as_secs()
+            ),
+            "no frame (not even a pong) received within the stall bound",
+        )
+    }
+
+    async fn send(&mut self, out: &mut WsSink, message: Message) -> Result<(), ConnectionEnd> {
+        match tokio::time::timeout(self.cfg.stall_timeout, out.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(ConnectionEnd::Lost(Failure::new(
+                FailureKind::ConnectionLost,
+                format!(
+                    "Lost the connection to {}: {err}",
+                    self.cfg.host_for_messages()
+                ),
+                format!("{err:?}"),
+            ))),
+            Err(_) => Err(ConnectionEnd::Lost(self.stalled())),
+        }
+    }
+
+    async fn send_audio(
+        &mut self,
+        out: &mut WsSink,
+        offset: u64,
+        data: Bytes,
+    ) -> Result<(), ConnectionEnd> {
+        let samples = data.len() as u64 / BYTES_PER_SAMPLE;
+        self.send(out, Message::Binary(data)).await?;
+        self.log.mark_sent(offset, Instant::now());
+        self.usage.since_last += samples;
+        self.usage.total += samples;
+        Ok(())
+    }
+
+    async fn send_checkpoint(&mut self, out: &mut WsSink) -> Result<(), ConnectionEnd> {
+        let text = checkpoint_message(END_OF_STREAM_CHECKPOINT);
+        self.send(out, Message::text(text)).await
+    }
+
+    /// Handles one frame from the server. Returns how the connection ends, if it does.
+    fn on_incoming(
+        &mut self,
+        incoming: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+        base: u64,
+    ) -> Option<ConnectionEnd> {
+        let host = self.cfg.host_for_messages();
+        match incoming {
+            None => Some(self.ended_by_server(Failure::new(
+                FailureKind::ConnectionLost,
+                format!("Fireworks at {host} closed the connection without a close frame"),
+                "stream ended",
+            ))),
+            Some(Err(err)) => {
+                let kind = match err {
+                    tokio_tungstenite::tungstenite::Error::Capacity(_) => FailureKind::Protocol,
+                    _ => FailureKind::ConnectionLost,
+                };
+                Some(self.ended_by_server(Failure::new(
+                    kind,
+                    format!("Connection to Fireworks at {host} failed: {err}"),
+                    format!("{err:?}"),
+                )))
+            }
+            Some(Ok(Message::Text(text))) => self.on_text(text.as_str(), base),
+            Some(Ok(Message::Binary(data))) => {
+                self.protocol_warning(format!(
+                    "Ignored an unexpected binary message of {} bytes from Fireworks",
+                    data.len()
+                ));
+                None
+            }
+            Some(Ok(Message::Close(frame))) => {
+                let (code, reason) = frame
+                    .map(|f| (u16::from(f.code), f.reason.to_string()))
+                    .unwrap_or((1005, String::new()));
+                let mut failure = Failure::new(
+                    FailureKind::ConnectionLost,
+                    format!(
+                        "Fireworks at {host} closed the connection (code {code}{})",
+                        if reason.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {reason}")
+                        }
+                    ),
+                    format!("close code {code}, reason {reason:?}"),
+                );
+                failure.close_code = Some(code);
+                Some(self.ended_by_server(failure))
+            }
+            Some(Ok(_)) => None,
+        }
+    }
+
+    /// The server ended the connection. During a drain that completes end of stream (the
+    /// service finished); otherwise it is a drop to recover from.
+    fn ended_by_server(&mut self, failure: Failure) -> ConnectionEnd {
+        if self.drain.is_some() {
+            self.finish_drain(DrainOutcome::Completed);
+            ConnectionEnd::Finished
+        } else {
+            ConnectionEnd::Lost(failure)
+        }
+    }
+
+    fn protocol_warning(&mut self, message: String) {
+        self.protocol_warnings += 1;
+        if self.protocol_warnings <= MAX_PROTOCOL_WARNINGS {
+            let mut text = message;
+            if self.protocol_warnings == MAX_PROTOCOL_WARNINGS {
+                text.push_str(" (further such warnings are only logged)");
+            }
+            self.emit(ClientEvent::Warning(Failure::new(
+                FailureKind::Protocol,
+                text.clone(),
+                text,
+            )));
+        }
+    }
+
+    fn on_text(&mut self, text: &str, base: u64) -> Option<ConnectionEnd> {
+        match parse_server_message(text) {
+            Err(err) => {
+                self.protocol_warning(format!("Ignored a malformed message from Fireworks: {err}"));
+                None
+            }
+            Ok(ServerMessage::Transcription(message)) => {
+                match self.transcript.handle(&message) {
+                    Ok(events) => self.emit_transcript_events(events, base),
+                    Err(err) => self.protocol_warning(format!(
+                        "Ignored an inconsistent transcript from Fireworks: {err}"
+                    )),
+                }
+                None
+            }
+            Ok(ServerMessage::CheckpointEcho { checkpoint_id })
+                if checkpoint_id == END_OF_STREAM_CHECKPOINT && self.drain.is_some() =>
+            {
+                self.finish_drain(DrainOutcome::Completed);
+                Some(ConnectionEnd::Finished)
+            }
+            Ok(ServerMessage::Error { message }) => {
+                let mut failure = Failure::new(
+                    FailureKind::ServerError,
+                    format!("Fireworks reported an error: {message}"),
+                    format!("server message: {}", excerpt(text)),
+                );
+                failure.server_error = Some(message);
+                Some(ConnectionEnd::Fatal(failure))
+            }
+            Ok(_) => None,
+        }
+    }
+
+    fn emit_transcript_events(&mut self, events: Vec<TranscriptEvent>, base: u64) {
+        for event in events {
+            match event {
+                TranscriptEvent::SpeechStarted { utterance } => {
+                    self.emit(ClientEvent::SpeechStarted { utterance })
+                }
+                TranscriptEvent::SpeechEnded { utterance } => {
+                    self.emit(ClientEvent::SpeechEnded { utterance })
+                }
+                TranscriptEvent::Interim(t) => {
+                    self.interim_base = base;
+                    let timed = self.timed(t, false, base);
+                    self.emit(ClientEvent::Transcript(timed));
+                }
+                TranscriptEvent::Final(t) => {
+                    // The words are in: a later drop need not replay this audio again.
+                    if let Some(end) = t.end {
+                        self.log.release_through(base + seconds_to_samples(end));
+                    }
+                    let timed = self.timed(t, true, base);
+                    self.retries = 0;
+                    self.emit(ClientEvent::Transcript(timed));
+                }
+            }
+        }
+    }
+
+    fn timed(&self, t: Transcript, is_final: bool, base: u64) -> TimedTranscript {
+        let map =
+            |seconds: Option<f64>| seconds.map(|s| samples_to_ns(base + seconds_to_samples(s)));
+        let end_sample = t.end.map(|s| base + seconds_to_samples(s));
+        let delay = end_sample
+            .and_then(|sample| self.log.sent_at(sample.saturating_sub(1)))
+            .map(|sent| sent.elapsed());
+        TimedTranscript {
+            utterance: t.utterance,
+            is_final,
+            promoted: t.promoted,
+            language: t.language,
+            start: map(t.start),
+            end: map(t.end),
+            words: t
+                .words
+                .into_iter()
+                .map(|w| TimedWord {
+                    text: w.text,
+                    start: map(w.start),
+                    end: map(w.end),
+                    probability: w.probability,
+                    is_final: w.is_final,
+                })
+                .collect(),
+            text: t.text,
+            delay,
+        }
+    }
+
+    fn report_usage(&mut self) {
+        if self.usage.since_last == 0 {
+            return;
+        }
+        let since_last = Duration::from_nanos(samples_to_ns(self.usage.since_last));
+        let total = Duration::from_nanos(samples_to_ns(self.usage.total));
+        self.usage.since_last = 0;
+        self.emit(ClientEvent::Usage { since_last, total });
+    }
+
+    /// Closes politely (bounded), then returns `end`.
+    async fn close(
+        &mut self,
+        mut out: WsSink,
+        _input: WsSource,
+        end: ConnectionEnd,
+    ) -> ConnectionEnd {
+        let frame = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, out.send(Message::Close(Some(frame)))).await;
+        end
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn excerpt(text: &str) -> String {
+    text.chars().take(200).collect()
+}

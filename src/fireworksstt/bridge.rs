@@ -1,0 +1,210 @@
+//! Where client events enter GStreamer: bus messages go out at once (on the network thread),
+//! final transcripts wait in the session's queue for the streaming thread.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+
+use crate::client::{ClientEvent, EventSink, Failure, TimedTranscript};
+
+use super::bus;
+use super::imp::{self, CAT};
+use super::timeline::Timeline;
+
+/// What one session shares between the network thread and the streaming thread.
+#[derive(Debug)]
+pub struct SessionShared {
+    pub timeline: Timeline,
+    pub segment: gst::FormattedSegment<gst::ClockTime>,
+    /// Final transcripts not yet pushed downstream.
+    pub finals: VecDeque<TimedTranscript>,
+    /// Audio position where the open utterance's text starts, while one is open.
+    pub open_utterance_start: Option<u64>,
+    /// The session failed; its error was posted.
+    pub failed: bool,
+}
+
+pub type Shared = Arc<Mutex<SessionShared>>;
+
+pub fn new_shared(segment: gst::FormattedSegment<gst::ClockTime>) -> Shared {
+    Arc::new(Mutex::new(SessionShared {
+        timeline: Timeline::default(),
+        segment,
+        finals: VecDeque::new(),
+        open_utterance_start: None,
+        failed: false,
+    }))
+}
+
+/// The client's [`EventSink`] for one session. Holds the element weakly: a session that
+/// outlives its element just drops its events.
+pub struct Bridge {
+    element: glib::WeakRef<super::FireworksStt>,
+    shared: Shared,
+}
+
+impl Bridge {
+    pub fn new(element: &super::FireworksStt, shared: Shared) -> Self {
+        Bridge {
+            element: element.downgrade(),
+            shared,
+        }
+    }
+}
+
+impl EventSink for Bridge {
+    fn on_event(&self, event: ClientEvent) {
+        if let Some(element) = self.element.upgrade() {
+            element.imp().on_client_event(&self.shared, event);
+        }
+    }
+}
+
+impl imp::FireworksStt {
+    fn post_structure(&self, structure: gst::Structure) {
+        let element = self.obj();
+        let _ = element.post_message(
+            gst::message::Element::builder(structure)
+                .src(&*element)
+                .build(),
+        );
+    }
+
+    pub(super) fn post_failure(&self, failure: &Failure, fatal: bool) {
+        let element = self.obj();
+        let error = bus::failure_error(failure);
+        let details = bus::failure_details(failure);
+        let message = if fatal {
+            gst::error!(CAT, imp = self, "{}", failure.message);
+            gst::message::Error::builder_from_error(error)
+                .debug(&failure.debug)
+                .details(details)
+                .src(&*element)
+                .build()
+        } else {
+            gst::warning!(CAT, imp = self, "{}", failure.message);
+            gst::message::Warning::builder_from_error(error)
+                .debug(&failure.debug)
+                .details(details)
+                .src(&*element)
+                .build()
+        };
+        let _ = element.post_message(message);
+    }
+
+    pub(super) fn on_client_event(&self, shared: &Shared, event: ClientEvent) {
+        let arrival = self.obj().current_running_time();
+        match event {
+            ClientEvent::Connected { attempt } => {
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "connected to Fireworks (connection {attempt})"
+                );
+            }
+            ClientEvent::SpeechStarted { utterance } => {
+                self.post_structure(bus::speech_boundary(
+                    bus::SPEECH_STARTED,
+                    utterance,
+                    arrival,
+                ));
+            }
+            ClientEvent::SpeechEnded { utterance } => {
+                shared.lock().unwrap().open_utterance_start = None;
+                self.post_structure(bus::speech_boundary(bus::SPEECH_ENDED, utterance, arrival));
+            }
+            ClientEvent::Transcript(transcript) => self.on_transcript(shared, transcript, arrival),
+            ClientEvent::Usage { since_last, total } => {
+                self.post_structure(bus::usage(since_last, total));
+            }
+            ClientEvent::Warning(failure) => self.post_failure(&failure, false),
+            ClientEvent::Error(failure) => {
+                shared.lock().unwrap().failed = true;
+                self.post_failure(&failure, true);
+            }
+        }
+    }
+
+    fn on_transcript(
+        &self,
+        shared: &Shared,
+        transcript: TimedTranscript,
+        arrival: Option<gst::ClockTime>,
+    ) {
+        gst::log!(
+            CAT,
+            imp = self,
+            "{} transcript of utterance {}: {:?}",
+            if transcript.is_final {
+                "final"
+            } else {
+                "interim"
+            },
+            transcript.utterance,
+            transcript.text
+        );
+        if let Some(delay) = transcript.delay {
+            self.observe_delay(delay);
+        }
+        let interim_results = self.settings.lock().unwrap().interim_results;
+        let structure = {
+            let mut inner = shared.lock().unwrap();
+            let structure = (transcript.is_final || interim_results).then(|| {
+                let to_stream_time = |audio: u64| {
+                    let pts = gst::ClockTime::from_nseconds(inner.timeline.pts_for(audio)?);
+                    inner.segment.to_stream_time(pts)
+                };
+                bus::transcript(&transcript, to_stream_time, arrival)
+            });
+            if transcript.is_final {
+                inner.open_utterance_start = None;
+                inner.finals.push_back(transcript);
+            } else if inner.open_utterance_start.is_none() {
+                inner.open_utterance_start = transcript.start;
+            }
+            structure
+        };
+        if let Some(structure) = structure {
+            self.post_structure(structure);
+        }
+    }
+
+    /// Keeps `max-observed-delay` and warns when words come later than the pipeline allows.
+    fn observe_delay(&self, delay: std::time::Duration) {
+        let delay_ms = u32::try_from(delay.as_millis()).unwrap_or(u32::MAX);
+        let previous = self
+            .max_observed_delay_ms
+            .fetch_max(delay_ms, Ordering::Relaxed);
+        if delay_ms <= previous {
+            return;
+        }
+        self.obj().notify("max-observed-delay");
+        let budget_ms = {
+            let settings = self.settings.lock().unwrap();
+            settings.latency_ms.saturating_add(settings.lateness_ms)
+        };
+        if self.upstream_live.load(Ordering::Relaxed) && delay_ms > budget_ms {
+            let element = self.obj();
+            let details = gst::Structure::builder(bus::EXCESSIVE_DELAY)
+                .field(
+                    "new-observed-max-delay",
+                    gst::ClockTime::from_mseconds(delay_ms.into()),
+                )
+                .build();
+            let text = format!(
+                "Transcripts arrive {delay_ms} ms after the audio, more than latency + lateness \
+                 ({budget_ms} ms): captions will be late; raise the latency property"
+            );
+            let _ = element.post_message(
+                gst::message::Warning::builder(gst::CoreError::Clock, &text)
+                    .details(details)
+                    .src(&*element)
+                    .build(),
+            );
+        }
+    }
+}

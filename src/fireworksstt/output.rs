@@ -1,0 +1,190 @@
+//! Turns final transcripts into what goes out of the src pad, in order: text with PTS and
+//! duration, the end-of-utterance marker, and how far the position may advance.
+
+use crate::client::TimedTranscript;
+
+use super::settings::OutputMode;
+use super::timeline::Timeline;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputItem {
+    Text {
+        text: String,
+        pts: u64,
+        duration: u64,
+    },
+    /// `rstranscribe/final-transcript`: the utterance is complete.
+    FinalTranscript,
+    /// Nothing more will be said before this PTS.
+    GapUntil(u64),
+}
+
+/// The output for one final transcript. Times the service did not give fall back to the
+/// transcript's, then to the previous word's end, then to the end of the audio received.
+pub fn items_for_final(
+    t: &TimedTranscript,
+    mode: OutputMode,
+    timeline: &Timeline,
+) -> Vec<OutputItem> {
+    let fallback = t
+        .start
+        .and_then(|a| timeline.pts_for(a))
+        .or_else(|| timeline.end_pts())
+        .unwrap_or(0);
+    let end_pts = t.end.and_then(|a| timeline.pts_for(a));
+    let mut items = Vec::new();
+    match mode {
+        OutputMode::Words if !t.words.is_empty() => {
+            let mut previous_end = fallback;
+            for word in &t.words {
+                let text = word.text.trim();
+                if text.is_empty() {
+                    continue;
+                }
+                let pts = word
+                    .start
+                    .and_then(|a| timeline.pts_for(a))
+                    .unwrap_or(previous_end);
+                let end = word
+                    .end
+                    .and_then(|a| timeline.pts_for(a))
+                    .unwrap_or(pts)
+                    .max(pts);
+                items.push(OutputItem::Text {
+                    text: text.to_string(),
+                    pts,
+                    duration: end - pts,
+                });
+                previous_end = end;
+            }
+        }
+        OutputMode::Words => {
+            // No word list (the service sent only segment text): one buffer for the text.
+            let end = end_pts.unwrap_or(fallback).max(fallback);
+            items.push(OutputItem::Text {
+                text: t.text.clone(),
+                pts: fallback,
+                duration: end - fallback,
+            });
+        }
+        OutputMode::Utterances => {
+            let pts = t
+                .words
+                .iter()
+                .find_map(|w| w.start)
+                .and_then(|a| timeline.pts_for(a))
+                .unwrap_or(fallback);
+            let end = end_pts.unwrap_or(pts).max(pts);
+            items.push(OutputItem::Text {
+                text: format!("{}\n", t.text),
+                pts,
+                duration: end - pts,
+            });
+        }
+    }
+    items.push(OutputItem::FinalTranscript);
+    if let Some(end) = end_pts {
+        items.push(OutputItem::GapUntil(end));
+    }
+    items
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::TimedWord;
+
+    const MS: u64 = 1_000_000;
+
+    fn word(text: &str, start: u64, end: u64) -> TimedWord {
+        TimedWord {
+            text: text.into(),
+            start: Some(start * MS),
+            end: Some(end * MS),
+            probability: None,
+            is_final: true,
+        }
+    }
+
+    fn transcript(words: Vec<TimedWord>) -> TimedTranscript {
+        TimedTranscript {
+            utterance: 0,
+            text: words
+                .iter()
+                .map(|w| w.text.clone())
+                .collect::<Vec<_>>()
+                .join(" "),
+            is_final: true,
+            promoted: false,
+            language: None,
+            start: words.first().and_then(|w| w.start),
+            end: words.last().and_then(|w| w.end),
+            words,
+            delay: None,
+        }
+    }
+
+    fn timeline_from(pts_ms: u64) -> Timeline {
+        let mut t = Timeline::default();
+        t.on_buffer(Some(pts_ms * MS), 16_000 * 10, false);
+        t
+    }
+
+    #[test]
+    fn words_mode_gives_one_buffer_per_word_on_the_input_timeline() {
+        let t = transcript(vec![word("hello", 100, 400), word("world", 500, 900)]);
+        let items = items_for_final(&t, OutputMode::Words, &timeline_from(2_000));
+        assert_eq!(
+            items,
+            vec![
+                OutputItem::Text {
+                    text: "hello".into(),
+                    pts: 2_100 * MS,
+                    duration: 300 * MS
+                },
+                OutputItem::Text {
+                    text: "world".into(),
+                    pts: 2_500 * MS,
+                    duration: 400 * MS
+                },
+                OutputItem::FinalTranscript,
+                OutputItem::GapUntil(2_900 * MS),
+            ]
+        );
+    }
+
+    #[test]
+    fn utterances_mode_gives_one_line() {
+        let t = transcript(vec![word("hello", 100, 400), word("world", 500, 900)]);
+        let items = items_for_final(&t, OutputMode::Utterances, &timeline_from(0));
+        assert_eq!(
+            items[0],
+            OutputItem::Text {
+                text: "hello world\n".into(),
+                pts: 100 * MS,
+                duration: 800 * MS
+            }
+        );
+    }
+
+    #[test]
+    fn missing_word_times_fall_back_without_going_backwards() {
+        let mut t = transcript(vec![word("a", 100, 200)]);
+        t.words.push(TimedWord {
+            text: "b".into(),
+            start: None,
+            end: None,
+            probability: None,
+            is_final: true,
+        });
+        let items = items_for_final(&t, OutputMode::Words, &timeline_from(0));
+        assert_eq!(
+            items[1],
+            OutputItem::Text {
+                text: "b".into(),
+                pts: 200 * MS,
+                duration: 0
+            }
+        );
+    }
+}

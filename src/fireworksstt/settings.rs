@@ -1,0 +1,314 @@
+//! The element's properties as plain values, and their translation into a client
+//! configuration. Everything a user can get wrong is checked here, with a message that names
+//! the property or variable to fix.
+
+use std::path::PathBuf;
+
+use gst::glib;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::client::{ApiKey, ClientConfig, TlsSettings};
+use crate::protocol::{normalize_language_code, streaming_url, SessionOptions};
+
+pub const API_KEY_ENV: &str = "FIREWORKS_API_KEY";
+pub const DEFAULT_BASE_URL: &str = "wss://audio-streaming.us-virginia-1.direct.fireworks.ai/v1";
+pub const DEFAULT_TEXT_TIMEOUT_SECONDS: f64 = 1.0;
+pub const DEFAULT_CHUNK_DURATION_MS: u32 = 50;
+pub const DEFAULT_MAX_RETRIES: u32 = 3;
+pub const DEFAULT_RETRY_INTERVAL_MS: u32 = 2000;
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u32 = 10_000;
+pub const DEFAULT_DRAIN_TIMEOUT_MS: u32 = 5000;
+pub const DEFAULT_LATENCY_MS: u32 = 5000;
+pub const DEFAULT_LATENESS_MS: u32 = 0;
+pub const DEFAULT_USAGE_INTERVAL_MS: u32 = 10_000;
+pub const DEFAULT_RESPONSE_FORMAT: &str = "verbose_json";
+
+/// How transcripts leave the src pad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstFireworksSttOutputMode")]
+pub enum OutputMode {
+    /// One buffer per final word, timed by the service's word times.
+    #[default]
+    #[enum_value(
+        name = "One buffer per final word, timed by the service (for transcriberbin, tttocea608, textwrap)",
+        nick = "words"
+    )]
+    Words = 0,
+    /// One newline-terminated buffer per final utterance.
+    #[enum_value(
+        name = "One newline-terminated buffer per final utterance (for filesink, textoverlay)",
+        nick = "utterances"
+    )]
+    Utterances = 1,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub api_key: Option<ApiKey>,
+    pub base_url: String,
+    pub model: Option<String>,
+    pub language_code: Option<String>,
+    pub prompt: Option<String>,
+    /// `None` until set: only then is it sent.
+    pub temperature: Option<f64>,
+    /// `None` until set: only then is it sent.
+    pub skip_vad: Option<bool>,
+    /// Kept as given; turned into JSON when a session starts, so a bad field is reported then.
+    pub vad_kwargs: Option<gst::Structure>,
+    pub text_timeout_seconds: f64,
+    pub word_timestamps: bool,
+    pub segment_timestamps: bool,
+    pub response_format: String,
+    pub chunk_duration_ms: u32,
+    pub max_retries: u32,
+    pub retry_interval_ms: u32,
+    pub connect_timeout_ms: u32,
+    pub drain_timeout_ms: u32,
+    pub latency_ms: u32,
+    pub lateness_ms: u32,
+    pub output_mode: OutputMode,
+    pub interim_results: bool,
+    pub usage_interval_ms: u32,
+    pub tls_ca_file: Option<PathBuf>,
+    pub allow_insecure_ws: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            api_key: None,
+            base_url: DEFAULT_BASE_URL.to_string(),
+            model: None,
+            language_code: None,
+            prompt: None,
+            temperature: None,
+            skip_vad: None,
+            vad_kwargs: None,
+            text_timeout_seconds: DEFAULT_TEXT_TIMEOUT_SECONDS,
+            word_timestamps: true,
+            segment_timestamps: true,
+            response_format: DEFAULT_RESPONSE_FORMAT.to_string(),
+            chunk_duration_ms: DEFAULT_CHUNK_DURATION_MS,
+            max_retries: DEFAULT_MAX_RETRIES,
+            retry_interval_ms: DEFAULT_RETRY_INTERVAL_MS,
+            connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+            drain_timeout_ms: DEFAULT_DRAIN_TIMEOUT_MS,
+            latency_ms: DEFAULT_LATENCY_MS,
+            lateness_ms: DEFAULT_LATENESS_MS,
+            output_mode: OutputMode::Words,
+            interim_results: true,
+            usage_interval_ms: DEFAULT_USAGE_INTERVAL_MS,
+            tls_ca_file: None,
+            allow_insecure_ws: false,
+        }
+    }
+}
+
+/// Why a session could not be configured; `Display` is the text of the ERROR message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SettingsError {
+    MissingApiKey,
+    Invalid(String),
+}
+
+impl std::fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SettingsError::MissingApiKey => write!(
+                f,
+                "No Fireworks API key: set the api-key property or the {API_KEY_ENV} \
+                 environment variable"
+            ),
+            SettingsError::Invalid(text) => f.write_str(text),
+        }
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+impl Settings {
+    /// The key from the property, else from the environment.
+    pub fn resolve_api_key(&self) -> Result<ApiKey, SettingsError> {
+        let key = match &self.api_key {
+            Some(key) => Some(key.clone()),
+            None => std::env::var(API_KEY_ENV).ok().map(ApiKey::new),
+        };
+        key.filter(|key| !key.is_empty())
+            .ok_or(SettingsError::MissingApiKey)
+    }
+
+    pub fn session_options(&self) -> Result<SessionOptions, SettingsError> {
+        let language = match &self.language_code {
+            Some(code) => normalize_language_code(code)
+                .map_err(|err| SettingsError::Invalid(err.to_string()))?,
+            None => None,
+        };
+        Ok(SessionOptions {
+            model: self.model.clone(),
+            language,
+            prompt: self.prompt.clone(),
+            temperature: self.temperature,
+            skip_vad: self.skip_vad,
+            vad_kwargs: self
+                .vad_kwargs
+                .as_ref()
+                .map(|s| structure_to_json(s))
+                .transpose()
+                .map_err(SettingsError::Invalid)?,
+            text_timeout_seconds: self.text_timeout_seconds,
+            response_format: self.response_format.clone(),
+            word_timestamps: self.word_timestamps,
+            segment_timestamps: self.segment_timestamps,
+        })
+    }
+
+    /// The streaming URL for the current options, refusing plain `ws://` to a remote host
+    /// unless explicitly allowed: audio and transcripts would travel unencrypted.
+    pub fn streaming_url(&self) -> Result<Url, SettingsError> {
+        let options = self.session_options()?;
+        let url = streaming_url(&self.base_url, &options)
+            .map_err(|err| SettingsError::Invalid(err.to_string()))?;
+        if url.scheme() == "ws" && !is_loopback(&url) && !self.allow_insecure_ws {
+            return Err(SettingsError::Invalid(format!(
+                "base-url {} uses plain ws:// to a host other than this machine: the API key \
+                 and audio would travel unencrypted. Use wss://, or set allow-insecure-ws=true \
+                 if this is really wanted",
+                self.base_url
+            )));
+        }
+        Ok(url)
+    }
+
+    pub fn client_config(&self) -> Result<ClientConfig, SettingsError> {
+        let url = self.streaming_url()?;
+        let api_key = self.resolve_api_key()?;
+        let mut cfg = ClientConfig::new(url, api_key);
+        cfg.tls = TlsSettings {
+            extra_ca_file: self.tls_ca_file.clone(),
+        };
+        // 16 kHz S16 mono: 32 bytes per millisecond.
+        cfg.chunk_bytes = self.chunk_duration_ms as usize * 32;
+        cfg.connect_timeout = Duration::from_millis(self.connect_timeout_ms.into());
+        cfg.drain_timeout = Duration::from_millis(self.drain_timeout_ms.into());
+        cfg.max_retries = self.max_retries;
+        cfg.retry_interval = Duration::from_millis(self.retry_interval_ms.into());
+        cfg.first_retry_delay = cfg.retry_interval.min(Duration::from_millis(100));
+        cfg.usage_interval = Duration::from_millis(self.usage_interval_ms.into());
+        Ok(cfg)
+    }
+}
+
+/// Turns a `vad, threshold=0.15` structure into `{"threshold":0.15}`.
+pub fn structure_to_json(
+    structure: &gst::StructureRef,
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let mut map = serde_json::Map::new();
+    for (name, value) in structure.iter() {
+        map.insert(name.to_string(), value_to_json(name, value)?);
+    }
+    Ok(map)
+}
+
+fn value_to_json(name: &str, value: &gst::glib::SendValue) -> Result<serde_json::Value, String> {
+    use serde_json::Value;
+    if let Ok(v) = value.get::<bool>() {
+        return Ok(Value::Bool(v));
+    }
+    if let Ok(v) = value.get::<i32>() {
+        return Ok(Value::from(v));
+    }
+    if let Ok(v) = value.get::<u32>() {
+        return Ok(Value::from(v));
+    }
+    if let Ok(v) = value.get::<i64>() {
+        return Ok(Value::from(v));
+    }
+    if let Ok(v) = value.get::<u64>() {
+        return Ok(Value::from(v));
+    }
+    if let Ok(v) = value.get::<f64>() {
+        return serde_json::Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| format!("vad-kwargs field {name}: {v} is not a finite number"));
+    }
+    if let Ok(v) = value.get::<f32>() {
+        return serde_json::Number::from_f64(v.into())
+            .map(Value::Number)
+            .ok_or_else(|| format!("vad-kwargs field {name}: {v} is not a finite number"));
+    }
+    if let Ok(v) = value.get::<String>() {
+        return Ok(Value::String(v));
+    }
+    Err(format!(
+        "vad-kwargs field {name} has type {}; use numbers, booleans or strings",
+        value.type_().name()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings_with_key() -> Settings {
+        Settings {
+            api_key: Some(ApiKey::new("k")),
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn default_url_is_wss_with_both_granularities() {
+        let url = settings_with_key().streaming_url().unwrap();
+        assert_eq!(url.scheme(), "wss");
+        assert!(url.as_str().ends_with(
+            "/v1/audio/transcriptions/streaming?text_timeout_seconds=1.0&response_format=verbose_json&timestamp_granularities=word&timestamp_granularities=segment"
+        ));
+    }
+
+    #[test]
+    fn plain_ws_only_to_loopback_unless_allowed() {
+        let mut s = settings_with_key();
+        s.base_url = "ws://127.0.0.1:9/v1".into();
+        assert!(s.streaming_url().is_ok());
+        s.base_url = "ws://localhost:9/v1".into();
+        assert!(s.streaming_url().is_ok());
+        s.base_url = "ws://example.com/v1".into();
+        let err = s.streaming_url().unwrap_err().to_string();
+        assert!(err.contains("allow-insecure-ws"), "{err}");
+        s.allow_insecure_ws = true;
+        assert!(s.streaming_url().is_ok());
+    }
+
+    #[test]
+    fn language_codes_from_transcriberbin_are_mapped() {
+        let mut s = settings_with_key();
+        s.language_code = Some("en-US".into());
+        assert!(s.streaming_url().unwrap().as_str().contains("language=en&"));
+        s.language_code = Some("xx-YY".into());
+        let err = s.streaming_url().unwrap_err().to_string();
+        assert!(err.contains("language-code"), "{err}");
+    }
+
+    #[test]
+    fn missing_key_names_property_and_variable() {
+        let err = SettingsError::MissingApiKey.to_string();
+        assert!(err.contains("api-key") && err.contains(API_KEY_ENV));
+    }
+
+    #[test]
+    fn chunk_bytes_follow_chunk_duration() {
+        let mut s = settings_with_key();
+        s.chunk_duration_ms = 200;
+        assert_eq!(s.client_config().unwrap().chunk_bytes, 6400);
+    }
+}

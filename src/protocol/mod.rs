@@ -1,0 +1,29 @@
+//! The Fireworks streaming speech-to-text protocol as pure code: session options → URL,
+//! server message parsing, and the transcript state machine (`fireworks-protocol.md` §4–§8).
+//!
+//! Nothing in here does I/O or knows about GStreamer or tokio, so all of it is unit tested with
+//! the protocol document's test vectors.
+
+pub mod language;
+pub mod messages;
+pub mod options;
+pub mod transcript;
+
+mod options_format;
+
+#[cfg(test)]
+mod test_support;
+#[cfg(test)]
+mod test_vectors;
+
+pub use language::{normalize_language_code, LanguageError, SUPPORTED_LANGUAGES};
+pub use messages::{
+    checkpoint_message, parse_server_message, ParseError, Segment, ServerMessage,
+    TranscriptionMessage, Word, END_OF_STREAM_CHECKPOINT,
+};
+pub use options::{
+    streaming_url, OptionsError, SessionOptions, STREAMING_PATH, SUPPORTED_RESPONSE_FORMAT,
+};
+pub use transcript::{
+    Transcript, TranscriptError, TranscriptEvent, TranscriptState, TranscriptWord,
+};

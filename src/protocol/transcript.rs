@@ -1,0 +1,639 @@
+//! The transcript state machine: turns transcription messages into interim and final
+//! transcripts and per-utterance speech boundaries.
+//!
+//! It follows the reference client's rules (`fireworks-protocol.md` §7.1) with our changes
+//! (§7.2, §1): state is reset per connection, texts are trimmed and empty ones skipped, START/END
+//! bracket each utterance, pending interim text is promoted at end of stream, and a bad message
+//! leaves the state untouched (the reference keeps a partial update, TV14).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use super::messages::{Segment, TranscriptionMessage, Word};
+
+/// One word of a transcript. Times are seconds relative to the start of the connection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TranscriptWord {
+    pub text: String,
+    pub start: Option<f64>,
+    pub end: Option<f64>,
+    pub probability: Option<f64>,
+    pub is_final: bool,
+}
+
+/// The text of the open utterance as of one message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transcript {
+    /// 0 for the first utterance of a [`TranscriptState`], +1 after each one ends.
+    pub utterance: u64,
+    /// Trimmed segment texts, empty ones skipped, joined with single spaces.
+    pub text: String,
+    /// As the server reported it in the message.
+    pub language: Option<String>,
+    /// The words backing `text`, in segment-id order.
+    pub words: Vec<TranscriptWord>,
+    /// Connection-relative seconds: the first word's start, else the earliest segment start.
+    pub start: Option<f64>,
+    /// Connection-relative seconds: the last word's end, else the latest segment end.
+    pub end: Option<f64>,
+    /// True only for a final made by [`TranscriptState::end_of_stream`] from interim text.
+    pub promoted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TranscriptEvent {
+    SpeechStarted { utterance: u64 },
+    Interim(Transcript),
+    Final(Transcript),
+    SpeechEnded { utterance: u64 },
+}
+
+/// A transcription message that cannot be applied; the state is left unchanged.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TranscriptError {
+    /// A new segment (id above the last finalized one) without a `text` field.
+    MissingSegmentText { id: i64 },
+}
+
+impl fmt::Display for TranscriptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingSegmentText { id } => write!(
+                f,
+                "Fireworks sent segment {id} without a `text` field; the message was ignored"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TranscriptError {}
+
+/// The reference client's "no segment finalized yet" id.
+const NO_FINAL_SEGMENT: i64 = -1;
+
+/// What is currently shown for one segment id.
+#[derive(Debug, Clone)]
+struct SegmentEntry {
+    text: String,
+    words: Vec<TranscriptWord>,
+    start: Option<f64>,
+    end: Option<f64>,
+}
+
+#[derive(Debug)]
+pub struct TranscriptState {
+    /// Segment id → current text; the reference client's `transcript_state`.
+    segments: BTreeMap<i64, SegmentEntry>,
+    last_final_id: i64,
+    /// Words of segment `last_final_id` already emitted in a final. The reference keeps a map
+    /// from id to count, but only reads the entry of the last final id, which every final sets.
+    finalized_word_count: usize,
+    speaking: bool,
+    utterance: u64,
+    /// The last event of the open utterance, if it was an interim: promoted at end of stream.
+    pending_interim: Option<Transcript>,
+}
+
+impl Default for TranscriptState {
+    fn default() -> Self {
+        Self {
+            segments: BTreeMap::new(),
+            last_final_id: NO_FINAL_SEGMENT,
+            finalized_word_count: 0,
+            speaking: false,
+            utterance: 0,
+            pending_interim: None,
+        }
+    }
+}
+
+impl TranscriptState {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Per-connection reset (§7.2): segment texts, last-final id and finalized word count.
+    ///
+    /// Keeps the utterance counter, the speaking flag and the pending interim: a reconnect
+    /// continues the same utterance, and the replayed audio will be transcribed again.
+    pub fn begin_connection(&mut self) {
+        self.segments.clear();
+        self.last_final_id = NO_FINAL_SEGMENT;
+        self.finalized_word_count = 0;
+    }
+
+    /// Applies one transcription message and returns the events it causes, in order.
+    ///
+    /// Atomic: the message is validated first, and on error nothing changes.
+    pub fn handle(
+        &mut self,
+        msg: &TranscriptionMessage,
+    ) -> Result<Vec<TranscriptEvent>, TranscriptError> {
+        // Rule 2: a message without segments changes nothing.
+        let Some(latest) = highest_segment(&msg.segments) else {
+            return Ok(Vec::new());
+        };
+        self.validate(&msg.segments)?;
+
+        for segment in &msg.segments {
+            self.apply(segment);
+        }
+        // Rule 5: a lower highest id than before means trailing segments were retracted.
+        self.segments.retain(|id, _| *id <= latest.id);
+
+        let Some(transcript) = self.current_transcript(msg.language.clone()) else {
+            return Ok(Vec::new());
+        };
+        let mut events = Vec::with_capacity(3);
+        if !self.speaking {
+            self.speaking = true;
+            events.push(TranscriptEvent::SpeechStarted {
+                utterance: self.utterance,
+            });
+        }
+        if ends_in_final_word(latest) {
+            events.push(TranscriptEvent::Final(transcript));
+            self.segments.clear();
+            self.last_final_id = latest.id;
+            self.finalized_word_count = latest.words.as_ref().map_or(0, Vec::len);
+            events.push(self.close_utterance());
+        } else {
+            self.pending_interim = Some(transcript.clone());
+            events.push(TranscriptEvent::Interim(transcript));
+        }
+        Ok(events)
+    }
+
+    /// End of stream completed (echo, close or timeout).
+    ///
+    /// Interim text the server never finalized is emitted once as a promoted final, then the
+    /// utterance ends. Afterwards the state is as after [`Self::begin_connection`], not speaking.
+    ///
+    /// The promoted final is a copy of the last interim, so its times are relative to the
+    /// connection that produced that interim, which may precede a reconnect.
+    pub fn end_of_stream(&mut self) -> Vec<TranscriptEvent> {
+        let mut events = Vec::with_capacity(2);
+        if let Some(pending) = self.pending_interim.take() {
+            events.push(TranscriptEvent::Final(Transcript {
+                promoted: true,
+                ..pending
+            }));
+            events.push(self.close_utterance());
+        } else if self.speaking {
+            events.push(self.close_utterance());
+        }
+        self.begin_connection();
+        events
+    }
+
+    pub fn is_speaking(&self) -> bool {
+        self.speaking
+    }
+
+    /// Start time (connection-relative seconds) of the open utterance's pending interim text.
+    ///
+    /// Relative to the connection that produced the interim: after [`Self::begin_connection`]
+    /// it still refers to the earlier connection until a new interim arrives.
+    pub fn open_utterance_start(&self) -> Option<f64> {
+        self.pending_interim.as_ref().and_then(|t| t.start)
+    }
+
+    /// The number of the current utterance, or of the next one when none is open.
+    pub fn utterance(&self) -> u64 {
+        self.utterance
+    }
+
+    /// The only way rule 4 can fail: a new segment without text (TV14).
+    fn validate(&self, segments: &[Segment]) -> Result<(), TranscriptError> {
+        match segments
+            .iter()
+            .find(|s| s.id > self.last_final_id && s.text.is_none())
+        {
+            Some(bad) => Err(TranscriptError::MissingSegmentText { id: bad.id }),
+            None => Ok(()),
+        }
+    }
+
+    /// Rule 4 for one segment.
+    fn apply(&mut self, segment: &Segment) {
+        if segment.id < self.last_final_id {
+            return;
+        }
+        if segment.id > self.last_final_id {
+            let words = segment.words.as_deref().unwrap_or_default();
+            let entry = SegmentEntry {
+                text: segment.text.clone().unwrap_or_default(),
+                words: transcript_words(words),
+                start: segment.start,
+                end: segment.end,
+            };
+            self.segments.insert(segment.id, entry);
+            return;
+        }
+        // The last finalized segment: only words beyond those already emitted are new, and
+        // its `text` (which still holds the finalized words) is not used.
+        let words = segment.words.as_deref().unwrap_or_default();
+        match words.get(self.finalized_word_count..) {
+            Some(new_words) if !new_words.is_empty() => {
+                let words = transcript_words(new_words);
+                let entry = SegmentEntry {
+                    text: join_words(&words),
+                    words,
+                    // The segment's start belongs to its already-finalized words.
+                    start: None,
+                    end: segment.end,
+                };
+                self.segments.insert(segment.id, entry);
+            }
+            _ => {
+                self.segments.remove(&segment.id);
+            }
+        }
+    }
+
+    /// Rules 6 and 7 with our trimming: `None` when there is no text to show.
+    fn current_transcript(&self, language: Option<String>) -> Option<Transcript> {
+        let shown: Vec<(&str, &SegmentEntry)> = self
+            .segments
+            .values()
+            .map(|entry| (entry.text.trim(), entry))
+            .filter(|(text, _)| !text.is_empty())
+            .collect();
+        if shown.is_empty() {
+            return None;
+        }
+        let text = shown
+            .iter()
+            .map(|(text, _)| *text)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let words: Vec<TranscriptWord> = shown
+            .iter()
+            .flat_map(|(_, entry)| entry.words.iter().cloned())
+            .collect();
+        let segment_start = shown.iter().filter_map(|(_, e)| e.start).reduce(f64::min);
+        let segment_end = shown.iter().filter_map(|(_, e)| e.end).reduce(f64::max);
+        Some(Transcript {
+            utterance: self.utterance,
+            text,
+            language,
+            start: words.iter().find_map(|w| w.start).or(segment_start),
+            end: words.iter().rev().find_map(|w| w.end).or(segment_end),
+            words,
+            promoted: false,
+        })
+    }
+
+    /// Emits END for the open utterance and moves on to the next utterance number.
+    fn close_utterance(&mut self) -> TranscriptEvent {
+        let ended = TranscriptEvent::SpeechEnded {
+            utterance: self.utterance,
+        };
+        self.speaking = false;
+        self.pending_interim = None;
+        self.utterance += 1;
+        ended
+    }
+
+    #[cfg(test)]
+    pub(super) fn last_final_id(&self) -> i64 {
+        self.last_final_id
+    }
+
+    #[cfg(test)]
+    pub(super) fn finalized_word_count(&self) -> usize {
+        self.finalized_word_count
+    }
+}
+
+/// Rule 3: the segment with the largest id; the first of equals, as Python's `max` picks.
+fn highest_segment(segments: &[Segment]) -> Option<&Segment> {
+    segments
+        .iter()
+        .reduce(|best, s| if s.id > best.id { s } else { best })
+}
+
+/// Rule 9: final iff the highest-id segment's last word is final.
+fn ends_in_final_word(segment: &Segment) -> bool {
+    segment
+        .words
+        .as_ref()
+        .and_then(|words| words.last())
+        .is_some_and(|word| word.is_final)
+}
+
+/// Words with text, trimmed; words without text back nothing in the transcript.
+fn transcript_words(words: &[Word]) -> Vec<TranscriptWord> {
+    words
+        .iter()
+        .filter_map(|word| {
+            let text = word.word.as_deref()?.trim();
+            (!text.is_empty()).then(|| TranscriptWord {
+                text: text.to_owned(),
+                start: word.start,
+                end: word.end,
+                probability: word.probability,
+                is_final: word.is_final,
+            })
+        })
+        .collect()
+}
+
+fn join_words(words: &[TranscriptWord]) -> String {
+    words
+        .iter()
+        .map(|w| w.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::test_support::{describe, message, seg, seg_without_words};
+    use super::*;
+
+    fn events(state: &mut TranscriptState, segments: Vec<serde_json::Value>) -> Vec<String> {
+        describe(&state.handle(&message(segments)).expect("accepted"))
+    }
+
+    fn only_transcript(events: &[TranscriptEvent]) -> &Transcript {
+        let mut found = events.iter().filter_map(|e| match e {
+            TranscriptEvent::Interim(t) | TranscriptEvent::Final(t) => Some(t),
+            _ => None,
+        });
+        let transcript = found.next().expect("one transcript");
+        assert!(found.next().is_none());
+        transcript
+    }
+
+    #[test]
+    fn words_times_and_language_are_carried() {
+        let mut state = TranscriptState::new();
+        let msg = message(vec![
+            json!({"id": 1, "text": " world ", "start": 1.0, "end": 1.6, "words": [
+                {"word": " world", "is_final": true, "start": 1.1, "end": 1.5, "probability": 0.8}
+            ]}),
+            json!({"id": 0, "text": "hello", "start": 0.2, "end": 0.9, "words": [
+                {"word": "hello", "is_final": true, "start": 0.25, "end": 0.8, "probability": 0.9}
+            ]}),
+        ]);
+        let events = state.handle(&msg).unwrap();
+        let t = only_transcript(&events);
+        assert!(matches!(events[1], TranscriptEvent::Final(_)));
+        assert_eq!(t.text, "hello world");
+        assert_eq!(t.language.as_deref(), Some("en"));
+        assert_eq!((t.start, t.end), (Some(0.25), Some(1.5)));
+        assert!(!t.promoted);
+        assert_eq!(
+            t.words,
+            vec![
+                TranscriptWord {
+                    text: "hello".into(),
+                    start: Some(0.25),
+                    end: Some(0.8),
+                    probability: Some(0.9),
+                    is_final: true,
+                },
+                TranscriptWord {
+                    text: "world".into(),
+                    start: Some(1.1),
+                    end: Some(1.5),
+                    probability: Some(0.8),
+                    is_final: true,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn segment_times_are_used_when_words_have_none() {
+        let mut state = TranscriptState::new();
+        let msg = message(vec![
+            json!({"id": 0, "text": "a", "start": 0.5, "end": 1.0}),
+            json!({"id": 1, "text": "b", "start": 1.2, "end": 2.0, "words": [{"word": "b"}]}),
+        ]);
+        let events = state.handle(&msg).unwrap();
+        let t = only_transcript(&events);
+        assert_eq!((t.start, t.end), (Some(0.5), Some(2.0)));
+        assert_eq!(t.words.len(), 1, "segment 0 has no words");
+        assert_eq!(state.open_utterance_start(), Some(0.5));
+
+        let untimed = message(vec![seg(0, "x", "x")]);
+        let mut state = TranscriptState::new();
+        let t = only_transcript(&state.handle(&untimed).unwrap()).clone();
+        assert_eq!((t.start, t.end), (None, None));
+        assert_eq!(state.open_utterance_start(), None);
+    }
+
+    #[test]
+    fn growing_final_segment_shows_only_new_words_and_their_times() {
+        let mut state = TranscriptState::new();
+        let first = json!({"id": 0, "text": "a b", "start": 0.0, "end": 2.0, "words": [
+            {"word": "a", "is_final": true}, {"word": "b", "is_final": true}]});
+        state.handle(&message(vec![first])).unwrap();
+        let grown = json!({"id": 0, "text": "a b c", "start": 0.0, "end": 3.0, "words": [
+            {"word": "a", "is_final": true}, {"word": "b", "is_final": true},
+            {"word": " c ", "start": 2.5, "end": 2.9}, {"word": ""}]});
+        let events = state.handle(&message(vec![grown])).unwrap();
+        let t = only_transcript(&events);
+        assert_eq!(t.text, "c");
+        assert_eq!(t.words.len(), 1);
+        assert_eq!((t.start, t.end), (Some(2.5), Some(2.9)));
+        assert_eq!(state.open_utterance_start(), Some(2.5));
+    }
+
+    #[test]
+    fn utterances_are_numbered_across_connections() {
+        let mut state = TranscriptState::new();
+        assert_eq!(state.utterance(), 0);
+        let all = |state: &mut TranscriptState, segments| {
+            state.handle(&message(segments)).expect("accepted")
+        };
+        let first = all(&mut state, vec![seg(0, "a", "a*")]);
+        assert_eq!(
+            first.first(),
+            Some(&TranscriptEvent::SpeechStarted { utterance: 0 })
+        );
+        assert_eq!(
+            first.last(),
+            Some(&TranscriptEvent::SpeechEnded { utterance: 0 })
+        );
+        assert_eq!(only_transcript(&first).utterance, 0);
+        assert_eq!(state.utterance(), 1);
+
+        state.begin_connection();
+        assert_eq!(state.utterance(), 1, "not reset per connection");
+        let second = all(&mut state, vec![seg(0, "b", "b")]);
+        assert_eq!(
+            second.first(),
+            Some(&TranscriptEvent::SpeechStarted { utterance: 1 })
+        );
+        assert_eq!(only_transcript(&second).utterance, 1);
+        let done = all(&mut state, vec![seg(0, "b c", "b* c*")]);
+        assert_eq!(only_transcript(&done).utterance, 1);
+        assert_eq!(
+            done.last(),
+            Some(&TranscriptEvent::SpeechEnded { utterance: 1 })
+        );
+        assert_eq!(state.utterance(), 2);
+    }
+
+    #[test]
+    fn reconnect_continues_the_open_utterance() {
+        let mut state = TranscriptState::new();
+        assert_eq!(
+            events(&mut state, vec![seg(4, "hel", "hel")]),
+            ["START", "INTERIM hel"]
+        );
+        state.begin_connection();
+        assert!(state.is_speaking());
+        // The new connection's ids restart at 0 and are not swallowed (TV11 fix).
+        assert_eq!(
+            events(&mut state, vec![seg(0, "hello", "hello")]),
+            ["INTERIM hello"]
+        );
+        assert_eq!(
+            events(&mut state, vec![seg(0, "hello", "hello*")]),
+            ["FINAL hello", "END"]
+        );
+        assert_eq!(state.utterance(), 1);
+    }
+
+    #[test]
+    fn reconnect_without_new_text_still_promotes_the_old_interim() {
+        let mut state = TranscriptState::new();
+        events(&mut state, vec![seg(0, "pending", "pending")]);
+        state.begin_connection();
+        assert_eq!(
+            describe(&state.end_of_stream()),
+            ["FINAL(promoted) pending", "END"]
+        );
+    }
+
+    #[test]
+    fn promotion_happens_once() {
+        let mut state = TranscriptState::new();
+        events(&mut state, vec![seg(0, "almost", "almost")]);
+        let promoted = state.end_of_stream();
+        assert_eq!(describe(&promoted), ["FINAL(promoted) almost", "END"]);
+        let t = only_transcript(&promoted);
+        assert!(t.promoted);
+        assert_eq!(t.utterance, 0);
+        assert_eq!(promoted[1], TranscriptEvent::SpeechEnded { utterance: 0 });
+        assert!(!state.is_speaking());
+        assert_eq!(state.utterance(), 1);
+        assert!(state.end_of_stream().is_empty());
+    }
+
+    #[test]
+    fn server_finalized_text_is_never_promoted() {
+        let mut state = TranscriptState::new();
+        events(&mut state, vec![seg(0, "done", "done")]);
+        events(&mut state, vec![seg(0, "done", "done*")]);
+        assert!(state.end_of_stream().is_empty());
+
+        // A repeated final (TV9) emits nothing and leaves nothing to promote.
+        let mut state = TranscriptState::new();
+        events(&mut state, vec![seg(0, "x", "x*")]);
+        events(&mut state, vec![seg(0, "x", "x*")]);
+        assert!(state.end_of_stream().is_empty());
+    }
+
+    #[test]
+    fn end_of_stream_resets_segment_state() {
+        let mut state = TranscriptState::new();
+        events(&mut state, vec![seg(0, "a b", "a* b*")]);
+        assert_eq!(state.last_final_id(), 0);
+        assert!(state.end_of_stream().is_empty());
+        assert_eq!(state.last_final_id(), -1);
+        assert_eq!(state.finalized_word_count(), 0);
+        assert_eq!(
+            events(&mut state, vec![seg(0, "a b", "a b")]),
+            ["START", "INTERIM a b"]
+        );
+    }
+
+    #[test]
+    fn identical_interims_are_all_emitted() {
+        let mut state = TranscriptState::new();
+        let same = || vec![seg(0, "same", "same")];
+        assert_eq!(events(&mut state, same()), ["START", "INTERIM same"]);
+        assert_eq!(events(&mut state, same()), ["INTERIM same"]);
+        assert_eq!(events(&mut state, same()), ["INTERIM same"]);
+    }
+
+    #[test]
+    fn errors_leave_the_state_unchanged() {
+        let mut state = TranscriptState::new();
+        events(&mut state, vec![seg(0, "a", "a")]);
+        let bad = message(vec![
+            seg(0, "changed", "changed"),
+            json!({"id": 5, "words": [{"word": "x", "is_final": true}]}),
+        ]);
+        let err = state.handle(&bad).unwrap_err();
+        assert_eq!(err, TranscriptError::MissingSegmentText { id: 5 });
+        assert!(err.to_string().contains("segment 5"));
+        // Segment 1 would have been retracted and 0 changed; neither happened.
+        assert_eq!(
+            events(&mut state, vec![seg(0, "a", "a"), seg(1, "b", "b")]),
+            ["INTERIM a b"]
+        );
+    }
+
+    #[test]
+    fn missing_text_is_fine_where_text_is_not_used() {
+        let mut state = TranscriptState::new();
+        events(&mut state, vec![seg(1, "a", "a*")]);
+        let msg = message(vec![
+            json!({"id": 0}),
+            json!({"id": 1, "words": [{"word": "a", "is_final": true}, {"word": "b"}]}),
+        ]);
+        assert_eq!(
+            describe(&state.handle(&msg).unwrap()),
+            ["START", "INTERIM b"]
+        );
+    }
+
+    #[test]
+    fn duplicate_highest_ids_use_the_first_for_finality() {
+        let mut state = TranscriptState::new();
+        let msg = vec![seg(0, "a", "a"), seg(0, "b", "b*")];
+        // Like Python's max(): the first of equal ids decides; the later one's text wins.
+        assert_eq!(events(&mut state, msg), ["START", "INTERIM b"]);
+    }
+
+    #[test]
+    fn extreme_ids_do_not_overflow() {
+        let mut state = TranscriptState::new();
+        assert_eq!(
+            events(&mut state, vec![seg(i64::MAX, "big", "big*")]),
+            ["START", "FINAL big", "END"]
+        );
+        assert_eq!(
+            events(&mut state, vec![seg(i64::MIN, "small", "small")]),
+            Vec::<String>::new()
+        );
+        // Like the reference, ids below -1 are skipped and -1 counts as the last final id.
+        let mut state = TranscriptState::new();
+        let negative = vec![seg(i64::MIN, "neg", "neg"), seg_without_words(-1, "m")];
+        assert!(events(&mut state, negative).is_empty());
+        assert_eq!(
+            events(&mut state, vec![seg(-1, "w", "w")]),
+            ["START", "INTERIM w"]
+        );
+    }
+
+    #[test]
+    fn whitespace_words_and_texts_emit_nothing() {
+        let mut state = TranscriptState::new();
+        assert!(events(
+            &mut state,
+            vec![seg(0, "  ", ""), seg_without_words(1, "\n")]
+        )
+        .is_empty());
+        assert!(!state.is_speaking());
+        assert!(state.end_of_stream().is_empty());
+    }
+}
