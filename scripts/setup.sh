@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what building and testing fireworksstt needs on Debian bookworm (idempotent: packages
+# already present are not touched), then builds everything once so the tests share the build.
+#
+#   ./scripts/setup.sh            # as root, or as a user with sudo
+#   SKIP_BUILD=1 ./scripts/setup.sh   # packages only
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  pkg-config
+  libgstreamer1.0-dev            # gstreamer-rs, gstreamer-check
+  libgstreamer-plugins-base1.0-dev  # gstreamer-audio
+  gstreamer1.0-tools             # gst-launch-1.0, gst-inspect-1.0
+  gstreamer1.0-plugins-base      # audioconvert, audioresample, appsrc/appsink, textoverlay
+  gstreamer1.0-plugins-good      # wavparse, wavenc
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: system packages already installed"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo not found: install Rust (rustup) first" >&2
+  exit 1
+fi
+
+if [ -z "${SKIP_BUILD:-}" ]; then
+  # The same profile and flags as the test command, so `cargo test` reuses this build.
+  cargo build --workspace --all-targets
+fi
+echo "setup: done"

@@ -1,0 +1,170 @@
+//! Server configuration: protocol switches, scenario switches and injected faults.
+
+use std::time::Duration;
+
+/// A fault injected into one connection (see [`ServerConfig::with_fault`]).
+///
+/// "After bytes" faults fire once the connection has received at least `bytes` bytes of audio,
+/// after the binary frame that crossed the threshold has been decoded and its transcripts sent.
+/// `bytes: 0` fires right after the WebSocket upgrade, before any audio.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Refuse the upgrade with this HTTP status (e.g. 401, 403, 429, 500, 503) and a short text body.
+    RejectUpgrade { status: u16, body: String },
+    /// Accept the TCP connection but never answer the upgrade request (held until shutdown).
+    NoUpgradeResponse,
+    /// Drop the TCP connection abruptly (RST, no close frame).
+    DropAfterBytes { bytes: u64 },
+    /// Send a close frame with this code and reason (reason cut to 123 bytes).
+    CloseAfterBytes {
+        bytes: u64,
+        code: u16,
+        reason: String,
+    },
+    /// Send `{"error": message}`; then, if `close_code` is set, close with that code (the reason is
+    /// the message, cut to 123 bytes). Without a close code the session goes on normally.
+    ErrorAfterBytes {
+        bytes: u64,
+        message: String,
+        close_code: Option<u16>,
+    },
+    /// Send a text frame that is not valid JSON, then go on normally.
+    MalformedJsonAfterBytes { bytes: u64 },
+    /// Send a binary frame (`de ad be ef`), then go on normally.
+    BinaryFrameAfterBytes { bytes: u64 },
+    /// Send one text message of exactly `size` bytes (a valid JSON object `{"padding":"xx…"}`),
+    /// then go on normally.
+    OversizedTextAfterBytes { bytes: u64, size: usize },
+    /// Stop reading and writing, keeping the TCP connection open until the server shuts down.
+    /// The client's writes eventually block once the socket buffers fill.
+    StallAfterBytes { bytes: u64 },
+    /// Process checkpoints (including finalizing) but never echo them (so `close_after_echo`
+    /// never closes either).
+    NeverEchoCheckpoint,
+}
+
+impl Fault {
+    /// The audio byte threshold of an "after bytes" fault.
+    pub fn after_bytes(&self) -> Option<u64> {
+        match self {
+            Fault::DropAfterBytes { bytes }
+            | Fault::CloseAfterBytes { bytes, .. }
+            | Fault::ErrorAfterBytes { bytes, .. }
+            | Fault::MalformedJsonAfterBytes { bytes }
+            | Fault::BinaryFrameAfterBytes { bytes }
+            | Fault::OversizedTextAfterBytes { bytes, .. }
+            | Fault::StallAfterBytes { bytes } => Some(*bytes),
+            Fault::RejectUpgrade { .. } | Fault::NoUpgradeResponse | Fault::NeverEchoCheckpoint => {
+                None
+            }
+        }
+    }
+}
+
+/// Configuration of a [`TestServer`](crate::TestServer).
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Required API key (raw or `Bearer`, header or `Authorization` query parameter). `None`
+    /// accepts any key, or none.
+    pub api_key: Option<String>,
+    /// Close with code 1000 right after echoing a checkpoint.
+    pub close_after_echo: bool,
+    /// Finalize the open utterance when a checkpoint arrives (before echoing it).
+    pub finalize_on_checkpoint: bool,
+    /// A new segment starts every this many words of an utterance (0 is treated as 1).
+    pub max_words_per_segment: usize,
+    /// Also send an interim when a word has two letters, revised by the next message.
+    pub revise_partial_words: bool,
+    /// Scenario (TV3): speech after a final continues under the same segment id.
+    pub grow_finalized_segment: bool,
+    /// Scenario (TV5): when a segment gets its second word, first send a message that puts that
+    /// word in a new trailing segment, then one that merges it back (the highest id goes down).
+    pub retract_trailing_segment: bool,
+    /// Scenario (TV12): send segment ids as strings (`"0"`), which clients must reject.
+    pub send_string_ids: bool,
+    /// Faults: (connection index, fault). Connection indexes count accepted TCP connections from 0.
+    pub faults: Vec<(usize, Fault)>,
+    /// Keep the received audio bytes in the records (turn off for long runs).
+    pub record_audio: bool,
+    /// Keep the text of sent messages in the records (counts are always kept).
+    pub record_messages: bool,
+    /// Bound on receiving the HTTP upgrade request.
+    pub handshake_timeout: Duration,
+    /// Bound on each close handshake (server- or client-initiated). At shutdown each connection
+    /// waits at most 250 ms for the client's answer to its 1001 close frame.
+    pub close_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            api_key: None,
+            close_after_echo: false,
+            finalize_on_checkpoint: true,
+            max_words_per_segment: 6,
+            revise_partial_words: true,
+            grow_finalized_segment: false,
+            retract_trailing_segment: false,
+            send_string_ids: false,
+            faults: Vec::new(),
+            record_audio: true,
+            record_messages: true,
+            handshake_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn with_api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+    /// Injects `fault` into connection `connection` (0 = the first TCP connection accepted).
+    pub fn with_fault(mut self, connection: usize, fault: Fault) -> Self {
+        self.faults.push((connection, fault));
+        self
+    }
+    pub fn with_close_after_echo(mut self, on: bool) -> Self {
+        self.close_after_echo = on;
+        self
+    }
+    pub fn with_finalize_on_checkpoint(mut self, on: bool) -> Self {
+        self.finalize_on_checkpoint = on;
+        self
+    }
+    pub fn with_max_words_per_segment(mut self, n: usize) -> Self {
+        self.max_words_per_segment = n;
+        self
+    }
+    pub fn with_revise_partial_words(mut self, on: bool) -> Self {
+        self.revise_partial_words = on;
+        self
+    }
+    pub fn with_grow_finalized_segment(mut self, on: bool) -> Self {
+        self.grow_finalized_segment = on;
+        self
+    }
+    pub fn with_retract_trailing_segment(mut self, on: bool) -> Self {
+        self.retract_trailing_segment = on;
+        self
+    }
+    pub fn with_string_ids(mut self, on: bool) -> Self {
+        self.send_string_ids = on;
+        self
+    }
+    pub fn with_recording(mut self, audio: bool, messages: bool) -> Self {
+        self.record_audio = audio;
+        self.record_messages = messages;
+        self
+    }
+
+    /// The faults that apply to connection `index`.
+    pub fn faults_for(&self, index: usize) -> Vec<Fault> {
+        self.faults
+            .iter()
+            .filter(|(i, _)| *i == index)
+            .map(|(_, f)| f.clone())
+            .collect()
+    }
+}

@@ -1,0 +1,134 @@
+//! A local stand-in for the Fireworks AI streaming speech-to-text WebSocket service, for tests and
+//! benchmarks (no network needed). It follows `shared/fireworks-protocol.md` (§4–§6, §9, §15).
+//!
+//! Its transcripts are a deterministic function of the audio it actually received, with word
+//! times taken from sample positions. Lost, duplicated or reordered audio therefore shows up in the
+//! text, and timestamps can be checked exactly. Nothing in it knows about any particular client.
+//!
+//! # The test-audio codec ([`audio`])
+//!
+//! Audio is S16LE, 16 kHz, mono. Text is "spoken" letter by letter:
+//!
+//! * Alphabet `a`–`z`, `0`–`9`, `'` → codes 1..=37. A letter is a 30 ms block (480 samples) of a
+//!   square wave `+M, -M, +M, …` with `M = 2000 + 500 * code` (2500..=20500). The decoder maps each
+//!   sample's magnitude to the nearest code, so chunking does not matter.
+//! * A word is its letter blocks back to back. A run of one code lasting `n` samples decodes as
+//!   `round(n / 480)` letters (at least one), so repeated letters ("hello") work.
+//! * Silence is `|s| < 500`. The synthesizer puts 100 ms between words and, by default, 2 s after
+//!   each utterance (more than the default `text_timeout_seconds` of 1 s).
+//! * **Word rule:** a word ends when 60 ms (960 samples) of silence follow its last letter. Its
+//!   time span is from its first non-silent sample to one past its last one.
+//! * **Utterance rule:** an utterance is finalized when `text_timeout_seconds` of silence, counted
+//!   in received samples (not wall time, so faster-than-real-time input works), follow its last
+//!   word, i.e. at sample `last_word_end + round(timeout * 16000)`.
+//!
+//! ```
+//! use fireworks_test_server::audio::{synthesize_utterances, synthesize, Script};
+//! let audio = synthesize_utterances(&["hello world", "how are you"]).unwrap();
+//! assert_eq!(audio.words[1].text, "world");
+//! assert_eq!(audio.words[1].start_sample, 5 * 480 + 1600); // after "hello" and a 100 ms gap
+//! let bytes = audio.to_le_bytes(); // send in binary frames of any size
+//! # let _ = bytes;
+//! ```
+//!
+//! [`audio::synthesize_speech_like`] makes long pseudo-random speech for benchmarks (an hour in well
+//! under a second in release builds), [`audio::write_wav`] writes WAV files, and
+//! [`audio::StreamDecoder`] is the decoder the server uses.
+//!
+//! # The server ([`TestServer`])
+//!
+//! Started inside a test on 127.0.0.1 port 0, on its own thread with its own (current-thread)
+//! tokio runtime; dropping the handle closes every connection (1001) and joins the thread (bounded).
+//! Every wait is bounded and nothing a client sends can make it panic.
+//!
+//! * **Upgrade:** path `/v1/audio/transcriptions/streaming` (else 404). Auth: the
+//!   `Authorization` header, or else the `Authorization` query parameter, raw key or
+//!   `Bearer <key>`; with [`ServerConfig::api_key`] set, a missing or wrong key gets 401. Query
+//!   options (§4.3): `model`, `language` (from the supported list, any case), `prompt`,
+//!   `temperature`, `skip_vad` (`True`/`true`/`1`/…), `vad_kwargs` (a JSON object),
+//!   `text_timeout_seconds` (1.0–29.0, `1` or `1.0`), `response_format` (only `verbose_json`),
+//!   `timestamp_granularities` (repeated keys or comma-separated; `word` adds word `start`/`end`,
+//!   `segment` adds segment `start`/`end`). Invalid values get 400 with `{"error": …}`; unknown
+//!   keys are ignored and recorded. Rejection bodies are `{"error": "…"}` JSON.
+//! * **Audio:** binary frames of any length (odd lengths included; the dangling byte is kept).
+//! * **Transcripts:** times in seconds since the start of this connection's audio (sample / 16000),
+//!   integer segment ids from 0 per connection, rising. An utterance is split into segments of
+//!   [`ServerConfig::max_words_per_segment`] words (default 6). Each message carries the working
+//!   window: the most recently finalized segment once more, then every segment of the open
+//!   utterance. Segment `text` is its words joined by single spaces; top-level `text` joins the
+//!   window's segment texts. Words carry `word`, `language`, `probability` (0.9),
+//!   `hallucination_score` (0.0), `is_final`, and `start`/`end` with word granularity.
+//!   * When a word ends (see the word rule) → interim, open words `is_final:false`.
+//!   * With [`ServerConfig::revise_partial_words`] (default on), also when a word's second letter
+//!     is decoded → interim with the two-letter prefix, which the next message revises in place.
+//!   * When the utterance rule fires → final: the same window, every word `is_final:true`.
+//! * **Text frames:** `{"checkpoint_id": ID}` → (with `finalize_on_checkpoint`, default on) the
+//!   word in progress is ended and the open utterance finalized, then `{"checkpoint_id": ID}` is
+//!   echoed, then with `close_after_echo` (default off) the server closes with 1000. Without
+//!   `finalize_on_checkpoint` the checkpoint is just echoed. `stt.input.trace` →
+//!   `{"event_id", "object": "stt.output.trace", "trace_id"}` (no finalization);
+//!   `stt.state.clear` → the word in progress, the open utterance and the last final segment are
+//!   forgotten (segment ids keep rising, times keep counting) and
+//!   `{"event_id", "object": "stt.state.cleared", "reset_id"}` is sent. The `event_id` of a reply is
+//!   the request's. Anything else is ignored (and recorded).
+//! * **Scenarios** (§8, §15): [`ServerConfig::grow_finalized_segment`] (TV3: speech after a final
+//!   continues the last final segment under the same id while it has fewer than
+//!   `max_words_per_segment` words, old words still final), [`ServerConfig::retract_trailing_segment`]
+//!   (TV5: whenever a segment receives its second word, the server first sends that word as a new
+//!   trailing segment and then the merged window, whose highest id is lower),
+//!   [`ServerConfig::send_string_ids`] (TV12: ids as strings).
+//! * **Faults** ([`Fault`], per connection index, counted from 0 over accepted TCP connections,
+//!   "after bytes" ones firing once that much audio has been received and processed): HTTP
+//!   rejection, no upgrade answer, abrupt TCP drop (RST), close frame, `{"error"}` with or without a
+//!   close, malformed JSON, a binary frame, an oversized text message, a stall (no reading, no
+//!   writing, TCP kept open until shutdown), never echoing checkpoints.
+//!
+//! ```
+//! use fireworks_test_server::{Fault, ServerConfig, TestServer};
+//! use std::time::Duration;
+//! let server = TestServer::start(
+//!     ServerConfig::default()
+//!         .with_api_key("test-key")
+//!         .with_fault(0, Fault::CloseAfterBytes { bytes: 64000, code: 1011, reason: "boom".into() }),
+//! )
+//! .unwrap();
+//! let url = server.base_url(); // "ws://127.0.0.1:PORT/v1"
+//! # let _ = url;
+//! // ... run the client against it, then:
+//! assert!(!server.wait_for_connections(1, Duration::from_millis(10)));
+//! for c in server.connections() {
+//!     let _ = (&c.query, &c.authorization_header, c.audio_bytes, &c.checkpoints, &c.end);
+//! }
+//! ```
+//!
+//! # Recordings ([`ConnectionRecord`])
+//!
+//! Per connection, in accept order: path, raw and decoded query (repeated keys kept), headers,
+//! the `Authorization` header and query values, upgrade status, audio bytes (and the bytes
+//! themselves unless disabled), text frames received, checkpoints, trace and reset ids, messages
+//! sent, finalized utterances with exact sample spans, faults fired, how it ended
+//! ([`ConnectionEnd`]) and when. [`TestServer::wait_for`] and friends wait with a timeout.
+//!
+//! # Binaries
+//!
+//! `fireworks-test-server` ([`cli::run_from_args`]) serves until killed and prints
+//! `fireworks test server listening on ws://127.0.0.1:PORT/v1`; `make-test-audio`
+//! ([`cli::make_test_audio_main`]) writes a WAV for given utterances and prints the transcript.
+
+pub mod audio;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod query;
+pub mod record;
+pub mod server;
+
+pub use audio::{
+    synthesize, synthesize_speech_like, synthesize_utterances, write_wav, ExpectedWord, Script,
+    SynthAudio, SAMPLE_RATE,
+};
+pub use config::{Fault, ServerConfig};
+pub use engine::{FinalUtterance, FinalWord};
+pub use query::{SessionOptions, STREAMING_PATH};
+pub use record::{CheckpointRecord, ConnectionEnd, ConnectionRecord};
+pub use server::TestServer;

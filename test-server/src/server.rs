@@ -1,0 +1,793 @@
+//! The WebSocket server: one thread, one current-thread tokio runtime, one task per connection.
+
+use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::WebSocketStream;
+
+use crate::config::{Fault, ServerConfig};
+use crate::engine::{Behaviour, Transcriber};
+use crate::query::{check_auth, parse_options, parse_query, SessionOptions, STREAMING_PATH};
+use crate::record::{CheckpointRecord, ConnectionEnd, ConnectionRecord, Recorder};
+
+/// How long `Drop` waits for the server thread before leaving it behind.
+const DROP_JOIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `start` waits for the server thread to be ready.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// At shutdown, how long each connection waits for the client's answer to its 1001 close frame.
+const SHUTDOWN_CLOSE_WAIT: Duration = Duration::from_millis(250);
+
+/// A running test server. Dropping it stops accepting, closes every connection (code 1001) and
+/// joins its thread (bounded).
+#[derive(Debug)]
+pub struct TestServer {
+    addr: SocketAddr,
+    recorder: Arc<Recorder>,
+    shutdown: Option<watch::Sender<bool>>,
+    done: Option<mpsc::Receiver<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts a server on 127.0.0.1 with an OS-chosen port.
+    pub fn start(config: ServerConfig) -> std::io::Result<TestServer> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), config)
+    }
+
+    /// Starts a server on `addr` (port 0 picks a free port).
+    pub fn start_on(addr: SocketAddr, config: ServerConfig) -> std::io::Result<TestServer> {
+        let std_listener = StdTcpListener::bind(addr)?;
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
+        let recorder = Arc::new(Recorder::default());
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (ready_tx, ready_rx) = mpsc::channel::<std::io::Result<()>>();
+        let (done_tx, done_rx) = mpsc::channel();
+        let config = Arc::new(config);
+        let rec = recorder.clone();
+        // The runtime is created, used and dropped on the server thread only (dropping a runtime
+        // inside a caller's async context would panic).
+        let thread = std::thread::Builder::new()
+            .name(format!("fw-test-server-{}", addr.port()))
+            .spawn(move || {
+                let started = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .and_then(|rt| {
+                        let listener = {
+                            let _guard = rt.enter();
+                            TcpListener::from_std(std_listener)
+                        };
+                        listener.map(|l| (rt, l))
+                    });
+                match started {
+                    Ok((runtime, listener)) => {
+                        let _ = ready_tx.send(Ok(()));
+                        runtime.block_on(serve(listener, config, rec, shutdown_rx));
+                        runtime.shutdown_timeout(Duration::from_millis(200));
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+                let _ = done_tx.send(());
+            })?;
+        match ready_rx.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(Ok(())) => Ok(TestServer {
+                addr,
+                recorder,
+                shutdown: Some(shutdown_tx),
+                done: Some(done_rx),
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => Err(std::io::Error::other(
+                "the test server thread did not start in time",
+            )),
+        }
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The base URL clients are configured with: `ws://127.0.0.1:PORT/v1`.
+    pub fn base_url(&self) -> String {
+        format!("ws://{}/v1", self.addr)
+    }
+
+    /// The full streaming URL (base URL plus `/audio/transcriptions/streaming`), no query.
+    pub fn streaming_url(&self) -> String {
+        format!("ws://{}{}", self.addr, STREAMING_PATH)
+    }
+
+    /// Records of all connections so far, in accept order.
+    pub fn connections(&self) -> Vec<ConnectionRecord> {
+        self.recorder.snapshot()
+    }
+
+    /// The record of one connection.
+    pub fn connection(&self, index: usize) -> Option<ConnectionRecord> {
+        self.recorder.get(index)
+    }
+
+    /// Number of TCP connections accepted so far.
+    pub fn connection_count(&self) -> usize {
+        self.recorder.len()
+    }
+
+    /// Waits until `cond` holds on the records, at most `timeout`; returns whether it holds.
+    pub fn wait_for(
+        &self,
+        timeout: Duration,
+        cond: impl FnMut(&[ConnectionRecord]) -> bool,
+    ) -> bool {
+        self.recorder.wait_for(timeout, cond)
+    }
+
+    /// Waits until at least `n` connections were accepted.
+    pub fn wait_for_connections(&self, n: usize, timeout: Duration) -> bool {
+        self.wait_for(timeout, |r| r.len() >= n)
+    }
+
+    /// Waits until connection `index` has ended.
+    pub fn wait_until_closed(&self, index: usize, timeout: Duration) -> bool {
+        self.wait_for(timeout, |r| r.get(index).is_some_and(|c| c.is_closed()))
+    }
+
+    /// Waits until connection `index` has received at least `bytes` bytes of audio.
+    pub fn wait_for_audio_bytes(&self, index: usize, bytes: u64, timeout: Duration) -> bool {
+        self.wait_for(timeout, |r| {
+            r.get(index).is_some_and(|c| c.audio_bytes >= bytes)
+        })
+    }
+
+    /// Waits until connection `index` has finalized at least `n` utterances.
+    pub fn wait_for_finals(&self, index: usize, n: usize, timeout: Duration) -> bool {
+        self.wait_for(timeout, |r| {
+            r.get(index).is_some_and(|c| c.finals.len() >= n)
+        })
+    }
+
+    /// Stops the server (same as dropping it).
+    pub fn shutdown(self) {}
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(true);
+        }
+        let finished = match self.done.take() {
+            Some(done) => !matches!(
+                done.recv_timeout(DROP_JOIN_TIMEOUT),
+                Err(mpsc::RecvTimeoutError::Timeout)
+            ),
+            None => true,
+        };
+        if let Some(thread) = self.thread.take() {
+            if finished {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+async fn wait_shutdown(rx: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone, which also means shut down.
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+async fn serve(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    recorder: Arc<Recorder>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut stop = shutdown.clone();
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = wait_shutdown(&mut stop) => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let index = recorder.add(Some(peer));
+                    tasks.spawn(handle_connection(
+                        stream,
+                        index,
+                        config.clone(),
+                        recorder.clone(),
+                        shutdown.clone(),
+                    ));
+                }
+                // E.g. out of file descriptors: back off instead of spinning.
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let grace = config.close_timeout.min(SHUTDOWN_CLOSE_WAIT) + Duration::from_millis(500);
+    let _ = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    tasks.abort_all();
+    for index in 0..recorder.len() {
+        recorder.finish(index, ConnectionEnd::Shutdown);
+    }
+}
+
+/// What the callback decided about the upgrade request.
+type Decision = Result<SessionOptions, (u16, String)>;
+
+fn error_response(status: u16, body: String) -> ErrorResponse {
+    let status = http::StatusCode::from_u16(status)
+        .ok()
+        .filter(|s| s.as_u16() >= 300)
+        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    let content_type = if body.starts_with('{') {
+        "application/json"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    let len = body.len();
+    let mut resp = http::Response::new(Some(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    h.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
+    h.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    resp
+}
+
+fn json_error(message: &str) -> String {
+    json!({ "error": message }).to_string()
+}
+
+/// Inspects and records the upgrade request; decides whether to accept it.
+fn inspect_request(
+    req: &Request,
+    config: &ServerConfig,
+    reject: Option<(u16, String)>,
+    recorder: &Recorder,
+    index: usize,
+) -> Decision {
+    let path = req.uri().path().to_string();
+    let raw_query = req.uri().query().map(str::to_string);
+    let query = parse_query(raw_query.as_deref());
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let auth_header = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let auth_query = query
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        .map(|(_, v)| v.clone());
+
+    let decision = if let Some(r) = reject {
+        Err(r)
+    } else if path != STREAMING_PATH {
+        Err((404, json_error(&format!("not found: {path}"))))
+    } else if !check_auth(
+        config.api_key.as_deref(),
+        auth_header.as_deref(),
+        auth_query.as_deref(),
+    ) {
+        Err((401, json_error("invalid or missing API key")))
+    } else {
+        parse_options(&query).map_err(|m| (400, json_error(&m)))
+    };
+
+    recorder.update(index, |r| {
+        r.path = path;
+        r.raw_query = raw_query;
+        r.query = query;
+        r.headers = headers;
+        r.authorization_header = auth_header;
+        r.authorization_query = auth_query;
+        match &decision {
+            Ok(o) => {
+                r.upgrade_status = Some(101);
+                r.unknown_query_keys = o.unknown_keys.clone();
+            }
+            Err((status, _)) => r.upgrade_status = Some(*status),
+        }
+    });
+    decision
+}
+
+// The handshake callback's error type is tungstenite's `ErrorResponse`, large by design.
+#[allow(clippy::result_large_err)]
+async fn handle_connection(
+    stream: TcpStream,
+    index: usize,
+    config: Arc<ServerConfig>,
+    recorder: Arc<Recorder>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let faults = config.faults_for(index);
+    if faults.contains(&Fault::NoUpgradeResponse) {
+        recorder.update(index, |r| {
+            r.faults_fired
+                .push(format!("{:?}", Fault::NoUpgradeResponse))
+        });
+        wait_shutdown(&mut shutdown).await;
+        drop(stream);
+        recorder.finish(index, ConnectionEnd::Shutdown);
+        return;
+    }
+    let reject = faults.iter().find_map(|f| match f {
+        Fault::RejectUpgrade { status, body } => Some((*status, body.clone())),
+        _ => None,
+    });
+
+    let mut decision: Option<Decision> = None;
+    let handshake_result = {
+        let decision = &mut decision;
+        let config_ref = &*config;
+        let rec_ref = &*recorder;
+        let callback = move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+            let d = inspect_request(req, config_ref, reject, rec_ref, index);
+            let out = match &d {
+                Ok(_) => Ok(resp),
+                Err((status, body)) => Err(error_response(*status, body.clone())),
+            };
+            *decision = Some(d);
+            out
+        };
+        let handshake = tokio_tungstenite::accept_hdr_async(stream, callback);
+        tokio::select! {
+            r = tokio::time::timeout(config.handshake_timeout, handshake) => Some(r),
+            _ = wait_shutdown(&mut shutdown) => None,
+        }
+    };
+    let mut ws = match handshake_result {
+        None => {
+            recorder.finish(index, ConnectionEnd::Shutdown);
+            return;
+        }
+        Some(Err(_elapsed)) => {
+            recorder.finish(
+                index,
+                ConnectionEnd::HandshakeFailed {
+                    reason: "timed out waiting for the upgrade request".into(),
+                },
+            );
+            return;
+        }
+        Some(Ok(Err(e))) => {
+            let end = match decision {
+                Some(Err((status, body))) => ConnectionEnd::Rejected { status, body },
+                _ => ConnectionEnd::HandshakeFailed {
+                    reason: e.to_string(),
+                },
+            };
+            recorder.finish(index, end);
+            return;
+        }
+        Some(Ok(Ok(ws))) => ws,
+    };
+    let options = match decision {
+        Some(Ok(o)) => o,
+        // Cannot happen: the callback ran and accepted. Be safe anyway.
+        _ => SessionOptions::default(),
+    };
+    recorder.update(index, |r| r.upgraded = Some(Instant::now()));
+
+    let mut session = Session {
+        index,
+        recorder: recorder.clone(),
+        config: config.clone(),
+        transcriber: Transcriber::new(&options, Behaviour::from(&*config)),
+        pending_faults: faults
+            .iter()
+            .filter(|f| f.after_bytes().is_some())
+            .cloned()
+            .collect(),
+        never_echo: faults.contains(&Fault::NeverEchoCheckpoint),
+        out: Vec::new(),
+    };
+    let outcome = tokio::select! {
+        o = session.run(&mut ws) => o,
+        _ = wait_shutdown(&mut shutdown) => Outcome::Shutdown,
+    };
+    let end = match outcome {
+        Outcome::Ended(end) => end,
+        Outcome::Shutdown => {
+            let wait = config.close_timeout.min(SHUTDOWN_CLOSE_WAIT);
+            close_ws(&mut ws, 1001, "server shutting down", wait).await;
+            ConnectionEnd::Shutdown
+        }
+        Outcome::Stall => {
+            recorder.update(index, |r| r.stalled = true);
+            wait_shutdown(&mut shutdown).await;
+            ConnectionEnd::Shutdown
+        }
+        Outcome::Drop => {
+            let _ = ws.get_ref().set_zero_linger();
+            drop(ws);
+            ConnectionEnd::ServerDropped
+        }
+    };
+    recorder.finish(index, end);
+}
+
+enum Outcome {
+    Ended(ConnectionEnd),
+    Shutdown,
+    Stall,
+    Drop,
+}
+
+/// Cuts a close reason to the 123 bytes a close frame allows, at a character boundary.
+fn close_reason(reason: &str) -> String {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_string()
+}
+
+/// Sends a close frame and waits (bounded) for the client's answer.
+async fn close_ws(ws: &mut WebSocketStream<TcpStream>, code: u16, reason: &str, timeout: Duration) {
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: close_reason(reason).into(),
+    };
+    let _ = tokio::time::timeout(timeout, async {
+        if ws.close(Some(frame)).await.is_err() {
+            return;
+        }
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+}
+
+struct Session {
+    index: usize,
+    recorder: Arc<Recorder>,
+    config: Arc<ServerConfig>,
+    transcriber: Transcriber,
+    pending_faults: Vec<Fault>,
+    never_echo: bool,
+    out: Vec<String>,
+}
+
+type WsResult<T> = Result<T, tungstenite::Error>;
+
+fn dropped(e: tungstenite::Error) -> Outcome {
+    Outcome::Ended(ConnectionEnd::ClientDropped {
+        error: Some(e.to_string()),
+    })
+}
+
+impl Session {
+    async fn run(&mut self, ws: &mut WebSocketStream<TcpStream>) -> Outcome {
+        if let Some(o) = self.fire_faults(ws, 0).await {
+            return o;
+        }
+        let mut audio_bytes = 0u64;
+        loop {
+            let msg = match ws.next().await {
+                None => return Outcome::Ended(ConnectionEnd::ClientDropped { error: None }),
+                Some(Err(e)) => return dropped(e),
+                Some(Ok(m)) => m,
+            };
+            match msg {
+                Message::Binary(data) => {
+                    audio_bytes += data.len() as u64;
+                    let mut out = std::mem::take(&mut self.out);
+                    self.transcriber.on_audio(&data, &mut out);
+                    let record_audio = self.config.record_audio;
+                    let finals = self.transcriber.take_finals();
+                    self.recorder.update(self.index, |r| {
+                        let now = Instant::now();
+                        r.audio_bytes += data.len() as u64;
+                        r.audio_frames += 1;
+                        if record_audio {
+                            r.audio.extend_from_slice(&data);
+                        }
+                        r.first_audio_at.get_or_insert(now);
+                        r.last_audio_at = Some(now);
+                        r.finals.extend(finals);
+                    });
+                    let sent = self.send_transcripts(ws, &mut out).await;
+                    self.out = out;
+                    if let Err(e) = sent {
+                        return dropped(e);
+                    }
+                    if let Some(o) = self.fire_faults(ws, audio_bytes).await {
+                        return o;
+                    }
+                }
+                Message::Text(text) => {
+                    if let Some(o) = self.on_text(ws, text.as_str()).await {
+                        return o;
+                    }
+                }
+                Message::Close(frame) => {
+                    let (code, reason) = match frame {
+                        Some(f) => (Some(u16::from(f.code)), f.reason.as_str().to_string()),
+                        None => (None, String::new()),
+                    };
+                    // Let tungstenite send the close reply, bounded.
+                    let _ = tokio::time::timeout(self.config.close_timeout, async {
+                        while let Some(Ok(_)) = ws.next().await {}
+                    })
+                    .await;
+                    return Outcome::Ended(ConnectionEnd::ClientClosed { code, reason });
+                }
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+            }
+        }
+    }
+
+    /// Sends transcript messages (recording them first, so a test that received one finds it).
+    async fn send_transcripts(
+        &mut self,
+        ws: &mut WebSocketStream<TcpStream>,
+        out: &mut Vec<String>,
+    ) -> WsResult<()> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        let record = self.config.record_messages;
+        let n = out.len() as u64;
+        self.recorder.update(self.index, |r| {
+            r.sent_text_count += n;
+            r.sent_transcript_count += n;
+            if record {
+                r.sent_messages.extend(out.iter().cloned());
+            }
+        });
+        for m in out.drain(..) {
+            ws.feed(Message::text(m)).await?;
+        }
+        ws.flush().await
+    }
+
+    /// Sends one non-transcript text message.
+    async fn send_control(
+        &mut self,
+        ws: &mut WebSocketStream<TcpStream>,
+        text: String,
+    ) -> WsResult<()> {
+        let record = self.config.record_messages;
+        self.recorder.update(self.index, |r| {
+            r.sent_text_count += 1;
+            if record {
+                r.sent_messages.push(text.clone());
+            }
+        });
+        ws.send(Message::text(text)).await
+    }
+
+    async fn on_text(
+        &mut self,
+        ws: &mut WebSocketStream<TcpStream>,
+        text: &str,
+    ) -> Option<Outcome> {
+        self.recorder
+            .update(self.index, |r| r.text_frames.push(text.to_string()));
+        let Ok(Value::Object(map)) = serde_json::from_str::<Value>(text) else {
+            return None; // not JSON, or not an object: ignored
+        };
+        let id_text = |v: Option<&Value>| match v {
+            Some(Value::String(s)) => s.clone(),
+            Some(v) => v.to_string(),
+            None => String::new(),
+        };
+        if let Some(id) = map.get("checkpoint_id") {
+            let mut out = std::mem::take(&mut self.out);
+            self.transcriber.on_checkpoint(&mut out);
+            let finals = self.transcriber.take_finals();
+            let echo = !self.never_echo;
+            self.recorder.update(self.index, |r| {
+                r.finals.extend(finals);
+                r.checkpoints.push(CheckpointRecord {
+                    id: id_text(Some(id)),
+                    audio_bytes_before: r.audio_bytes,
+                    at: Instant::now(),
+                    echoed: echo,
+                });
+            });
+            let sent = self.send_transcripts(ws, &mut out).await;
+            self.out = out;
+            if let Err(e) = sent {
+                return Some(dropped(e));
+            }
+            if echo {
+                let reply = json!({ "checkpoint_id": id }).to_string();
+                if let Err(e) = self.send_control(ws, reply).await {
+                    return Some(dropped(e));
+                }
+                if self.config.close_after_echo {
+                    close_ws(ws, 1000, "", self.config.close_timeout).await;
+                    return Some(Outcome::Ended(ConnectionEnd::ServerClosed {
+                        code: 1000,
+                        reason: String::new(),
+                    }));
+                }
+            }
+            return None;
+        }
+        let event_id = map
+            .get("event_id")
+            .cloned()
+            .unwrap_or_else(|| Value::String(format!("evt_{}", self.transcriber.position())));
+        let reply = match map.get("object").and_then(Value::as_str) {
+            Some("stt.input.trace") => {
+                let trace_id = map.get("trace_id").cloned().unwrap_or(Value::Null);
+                let t = id_text(Some(&trace_id));
+                self.recorder.update(self.index, |r| r.trace_ids.push(t));
+                json!({"event_id": event_id, "object": "stt.output.trace", "trace_id": trace_id})
+            }
+            Some("stt.state.clear") => {
+                self.transcriber.on_clear();
+                let reset_id = map.get("reset_id").cloned().unwrap_or(Value::Null);
+                let t = id_text(Some(&reset_id));
+                self.recorder.update(self.index, |r| r.clear_ids.push(t));
+                json!({"event_id": event_id, "object": "stt.state.cleared", "reset_id": reset_id})
+            }
+            _ => return None,
+        };
+        if let Err(e) = self.send_control(ws, reply.to_string()).await {
+            return Some(dropped(e));
+        }
+        None
+    }
+
+    /// Fires the faults whose byte threshold is reached.
+    async fn fire_faults(
+        &mut self,
+        ws: &mut WebSocketStream<TcpStream>,
+        audio_bytes: u64,
+    ) -> Option<Outcome> {
+        let (due, rest): (Vec<Fault>, Vec<Fault>) = std::mem::take(&mut self.pending_faults)
+            .into_iter()
+            .partition(|f| f.after_bytes().is_some_and(|b| b <= audio_bytes));
+        self.pending_faults = rest;
+        for fault in due {
+            let label = match &fault {
+                Fault::OversizedTextAfterBytes { bytes, size } => {
+                    format!("OversizedTextAfterBytes {{ bytes: {bytes}, size: {size} }}")
+                }
+                f => format!("{f:?}"),
+            };
+            self.recorder
+                .update(self.index, |r| r.faults_fired.push(label));
+            let result: WsResult<()> = match fault {
+                Fault::DropAfterBytes { .. } => return Some(Outcome::Drop),
+                Fault::StallAfterBytes { .. } => return Some(Outcome::Stall),
+                Fault::CloseAfterBytes { code, reason, .. } => {
+                    close_ws(ws, code, &reason, self.config.close_timeout).await;
+                    return Some(Outcome::Ended(ConnectionEnd::ServerClosed {
+                        code,
+                        reason: close_reason(&reason),
+                    }));
+                }
+                Fault::ErrorAfterBytes {
+                    message,
+                    close_code,
+                    ..
+                } => {
+                    if let Err(e) = self.send_control(ws, json_error(&message)).await {
+                        return Some(dropped(e));
+                    }
+                    if let Some(code) = close_code {
+                        close_ws(ws, code, &message, self.config.close_timeout).await;
+                        return Some(Outcome::Ended(ConnectionEnd::ServerClosed {
+                            code,
+                            reason: close_reason(&message),
+                        }));
+                    }
+                    Ok(())
+                }
+                Fault::MalformedJsonAfterBytes { .. } => {
+                    self.send_control(
+                        ws,
+                        r#"{"task":"transcribe","segments":[{"id":0,"text":"trunc"#.to_string(),
+                    )
+                    .await
+                }
+                Fault::BinaryFrameAfterBytes { .. } => {
+                    self.recorder
+                        .update(self.index, |r| r.sent_binary_count += 1);
+                    ws.send(Message::binary(vec![0xde, 0xad, 0xbe, 0xef])).await
+                }
+                Fault::OversizedTextAfterBytes { size, .. } => {
+                    let text = oversized_text(size);
+                    let n = text.len();
+                    let record = self.config.record_messages;
+                    self.recorder.update(self.index, |r| {
+                        r.sent_text_count += 1;
+                        if record {
+                            r.sent_messages
+                                .push(format!("<oversized text message of {n} bytes>"));
+                        }
+                    });
+                    ws.send(Message::text(text)).await
+                }
+                Fault::RejectUpgrade { .. }
+                | Fault::NoUpgradeResponse
+                | Fault::NeverEchoCheckpoint => Ok(()),
+            };
+            if let Err(e) = result {
+                return Some(dropped(e));
+            }
+        }
+        None
+    }
+}
+
+/// A valid JSON object of exactly `size` bytes (at least the 15 bytes of `{"padding":""}`+1).
+fn oversized_text(size: usize) -> String {
+    const OVERHEAD: usize = r#"{"padding":""}"#.len();
+    let pad = size.saturating_sub(OVERHEAD);
+    let mut s = String::with_capacity(OVERHEAD + pad);
+    s.push_str(r#"{"padding":""#);
+    s.extend(std::iter::repeat_n('x', pad));
+    s.push_str(r#""}"#);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversized_text_is_exact_json() {
+        let t = oversized_text(1000);
+        assert_eq!(t.len(), 1000);
+        assert!(serde_json::from_str::<Value>(&t).is_ok());
+        assert_eq!(oversized_text(3).len(), 14);
+    }
+
+    #[test]
+    fn close_reason_is_cut_at_a_char_boundary() {
+        let long = "é".repeat(100);
+        let r = close_reason(&long);
+        assert!(r.len() <= 123 && r.len().is_multiple_of(2));
+        assert_eq!(close_reason("short"), "short");
+    }
+
+    #[test]
+    fn error_response_sanitizes_status() {
+        assert_eq!(error_response(429, "x".into()).status(), 429);
+        assert_eq!(error_response(200, "x".into()).status(), 500);
+        assert_eq!(error_response(1, "x".into()).status(), 500);
+        let r = error_response(401, "{\"error\":\"no\"}".into());
+        assert_eq!(r.headers()["content-type"], "application/json");
+        assert_eq!(r.headers()["content-length"], "14");
+    }
+}

@@ -1,0 +1,269 @@
+//! Shared support for the GStreamer-level tests: plugin registration, and running
+//! `appsrc ! fireworksstt ! fakesink` over synthesized audio while recording everything the
+//! element sends downstream and posts on the bus.
+#![allow(dead_code, unused_imports)]
+
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+
+pub use fireworks_test_server::audio::{synthesize, synthesize_utterances, Script, SynthAudio};
+pub use fireworks_test_server::{Fault, ServerConfig, TestServer};
+
+pub const TEST_KEY: &str = "test-key-0123456789";
+pub const MS: u64 = 1_000_000;
+
+pub fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        gst::init().expect("GStreamer initializes");
+        gstfireworks::plugin_register_static().expect("the fireworks plugin registers");
+    });
+}
+
+/// What left the element's src pad, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Out {
+    Text {
+        text: String,
+        pts: u64,
+        duration: u64,
+    },
+    Gap {
+        pts: u64,
+        duration: u64,
+    },
+    Custom(String),
+    Segment(gst::FormattedSegment<gst::ClockTime>),
+    Eos,
+}
+
+#[derive(Debug, Default)]
+pub struct Run {
+    pub out: Vec<Out>,
+    /// Element messages from fireworksstt, in bus order.
+    pub messages: Vec<gst::Structure>,
+    pub errors: Vec<(String, String, Option<gst::Structure>)>,
+    pub warnings: Vec<(String, String, Option<gst::Structure>)>,
+    pub got_eos: bool,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    pub fn texts(&self) -> Vec<(String, u64, u64)> {
+        self.out
+            .iter()
+            .filter_map(|o| match o {
+                Out::Text {
+                    text,
+                    pts,
+                    duration,
+                } => Some((text.clone(), *pts, *duration)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn messages_named(&self, name: &str) -> Vec<&gst::Structure> {
+        self.messages.iter().filter(|s| s.name() == name).collect()
+    }
+
+    /// Final transcripts' texts, in order.
+    pub fn finals(&self) -> Vec<String> {
+        self.messages_named("fireworksstt/transcript")
+            .into_iter()
+            .filter(|s| s.get::<bool>("final").unwrap())
+            .map(|s| s.get::<String>("text").unwrap())
+            .collect()
+    }
+
+    pub fn error_text(&self) -> String {
+        self.errors
+            .iter()
+            .map(|(m, d, _)| format!("{m} // {d}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+pub struct Feed {
+    /// Samples per buffer pushed.
+    pub buffer_samples: usize,
+    /// First buffer's PTS.
+    pub start_pts: u64,
+    pub live: bool,
+    pub timeout: Duration,
+}
+
+impl Default for Feed {
+    fn default() -> Self {
+        Feed {
+            buffer_samples: 1600,
+            start_pts: 0,
+            live: false,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+pub fn audio_buffer(samples: &[i16], pts: u64) -> gst::Buffer {
+    let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let mut buffer = gst::Buffer::from_mut_slice(bytes);
+    {
+        let b = buffer.get_mut().unwrap();
+        b.set_pts(gst::ClockTime::from_nseconds(pts));
+        b.set_duration(gst::ClockTime::from_nseconds(
+            samples.len() as u64 * 1_000_000_000 / 16_000,
+        ));
+    }
+    buffer
+}
+
+pub fn audio_caps() -> gst::Caps {
+    gst::Caps::builder("audio/x-raw")
+        .field("format", "S16LE")
+        .field("rate", 16_000i32)
+        .field("channels", 1i32)
+        .field("layout", "interleaved")
+        .build()
+}
+
+/// Records buffers and downstream events leaving `pad`.
+pub fn record_output(pad: &gst::Pad) -> Arc<Mutex<Vec<Out>>> {
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let sink = out.clone();
+    pad.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |_, info| {
+            let item = match &info.data {
+                Some(gst::PadProbeData::Buffer(b)) => {
+                    let map = b.map_readable().unwrap();
+                    Some(Out::Text {
+                        text: String::from_utf8(map.to_vec()).unwrap(),
+                        pts: b.pts().map(|t| t.nseconds()).unwrap_or(u64::MAX),
+                        duration: b.duration().map(|t| t.nseconds()).unwrap_or(u64::MAX),
+                    })
+                }
+                Some(gst::PadProbeData::Event(e)) => match e.view() {
+                    gst::EventView::Gap(g) => {
+                        let (pts, duration) = g.get();
+                        Some(Out::Gap {
+                            pts: pts.nseconds(),
+                            duration: duration.map(|d| d.nseconds()).unwrap_or(0),
+                        })
+                    }
+                    gst::EventView::CustomDownstream(c) => {
+                        Some(Out::Custom(c.structure().unwrap().name().to_string()))
+                    }
+                    gst::EventView::Segment(s) => Some(Out::Segment(
+                        s.segment()
+                            .downcast_ref::<gst::ClockTime>()
+                            .unwrap()
+                            .clone(),
+                    )),
+                    gst::EventView::Eos(_) => Some(Out::Eos),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some(item) = item {
+                sink.lock().unwrap().push(item);
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+    out
+}
+
+/// Builds `appsrc ! fireworksstt ! fakesink`, lets `configure` set properties, pushes the
+/// audio, and collects everything until EOS or ERROR (bounded by `feed.timeout`).
+pub fn run_audio(samples: &[i16], feed: &Feed, configure: impl FnOnce(&gst::Element)) -> Run {
+    init();
+    let pipeline = gst::Pipeline::new();
+    let src = gst_app::AppSrc::builder()
+        .caps(&audio_caps())
+        .format(gst::Format::Time)
+        .is_live(feed.live)
+        .max_bytes(0)
+        .build();
+    let stt = gst::ElementFactory::make("fireworksstt").build().unwrap();
+    configure(&stt);
+    let sink = gst::ElementFactory::make("fakesink")
+        .property("sync", feed.live)
+        .property("async", false)
+        .build()
+        .unwrap();
+    pipeline.add_many([src.upcast_ref(), &stt, &sink]).unwrap();
+    gst::Element::link_many([src.upcast_ref(), &stt, &sink]).unwrap();
+    let out = record_output(&stt.static_pad("src").unwrap());
+
+    let started = Instant::now();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut pts = feed.start_pts;
+    for chunk in samples.chunks(feed.buffer_samples.max(1)) {
+        let buffer = audio_buffer(chunk, pts);
+        pts += chunk.len() as u64 * 1_000_000_000 / 16_000;
+        if src.push_buffer(buffer).is_err() {
+            break;
+        }
+    }
+    let _ = src.end_of_stream();
+    let mut run = collect_bus(&pipeline, feed.timeout);
+    pipeline.set_state(gst::State::Null).unwrap();
+    run.elapsed = started.elapsed();
+    run.out = std::mem::take(&mut *out.lock().unwrap());
+    run
+}
+
+/// Reads the bus until EOS or ERROR, or panics when `timeout` passes (a hang is a failure).
+pub fn collect_bus(pipeline: &gst::Pipeline, timeout: Duration) -> Run {
+    let bus = pipeline.bus().unwrap();
+    let deadline = Instant::now() + timeout;
+    let mut run = Run::default();
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !remaining.is_zero(),
+            "pipeline neither reached EOS nor failed within {timeout:?}: {run:#?}"
+        );
+        let Some(msg) = bus.timed_pop(gst::ClockTime::from_nseconds(remaining.as_nanos() as u64))
+        else {
+            continue;
+        };
+        match msg.view() {
+            gst::MessageView::Eos(_) => {
+                run.got_eos = true;
+                break;
+            }
+            gst::MessageView::Error(e) => {
+                run.errors.push((
+                    e.error().to_string(),
+                    e.debug().map(|d| d.to_string()).unwrap_or_default(),
+                    e.details().map(|d| d.to_owned()),
+                ));
+                break;
+            }
+            gst::MessageView::Warning(w) => run.warnings.push((
+                w.error().to_string(),
+                w.debug().map(|d| d.to_string()).unwrap_or_default(),
+                w.details().map(|d| d.to_owned()),
+            )),
+            gst::MessageView::Element(e) => {
+                if let Some(s) = e.structure() {
+                    if s.name().starts_with("fireworksstt/") {
+                        run.messages.push(s.to_owned());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    run
+}
+
+/// Sets the properties every test against the local server needs.
+pub fn point_at(stt: &gst::Element, server: &TestServer) {
+    stt.set_property("base-url", server.base_url());
+    stt.set_property("api-key", TEST_KEY);
+}
