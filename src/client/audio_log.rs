@@ -108,6 +108,11 @@ impl AudioLog {
         self.kept_from.saturating_sub(self.released_through)
     }
 
+    /// Offset just past the newest audio.
+    pub fn end_offset(&self) -> u64 {
+        self.end
+    }
+
     /// The kept audio from `sample` on, as (offset, bytes); the first frame is cut to start
     /// exactly at `sample`.
     pub fn frames_from(&self, sample: u64) -> Vec<(u64, Bytes)> {

@@ -113,6 +113,13 @@ impl StreamClient {
         }
     }
 
+    /// New session options (a changed language, model, prompt…): the current utterance is
+    /// finished on the old connection and the audio goes on, without loss or repetition, on a
+    /// new one.
+    pub fn reconfigure(&self, cfg: ClientConfig, wait: Duration) -> Result<(), PushError> {
+        self.send(Command::Reconfigure(Box::new(cfg)), wait)
+    }
+
     /// End of stream: sends the last partial frame and the end-of-stream checkpoint, then
     /// waits (bounded by `drain-timeout` plus a small margin) until the final transcript is in.
     pub fn drain(mut self) -> DrainOutcome {

@@ -31,6 +31,9 @@ pub enum Command {
     Audio(Bytes),
     /// End of stream: finish the utterance and report when the final transcript is in.
     Drain(std::sync::mpsc::SyncSender<DrainOutcome>),
+    /// New session options: finish the current utterance on this connection, then carry on
+    /// with a new connection (and query) from exactly where it ended.
+    Reconfigure(Box<ClientConfig>),
 }
 
 /// Bound on the polite close at the end of a session.
@@ -46,12 +49,23 @@ struct PendingDrain {
     deadline: Instant,
 }
 
+/// A change of options waiting for the old connection to finish its utterance.
+struct PendingSwitch {
+    cfg: Arc<ClientConfig>,
+    checkpoint_id: String,
+    /// Audio before this offset belongs to the old connection, the rest to the new one.
+    at_sample: u64,
+    deadline: Instant,
+}
+
 /// How one connection ended.
 enum ConnectionEnd {
     /// The stream is over: drained, or the element went away.
     Finished,
     /// Unexpected drop; a reconnect may recover it.
     Lost(Failure),
+    /// Options changed: connect again with the new ones.
+    Switched,
     /// Nothing more can be done.
     Fatal(Failure),
 }
@@ -72,6 +86,8 @@ pub struct Supervisor {
     /// Retries since the last final transcript (the reference resets its counter there too).
     retries: u32,
     drain: Option<PendingDrain>,
+    switch: Option<PendingSwitch>,
+    switches: u32,
     protocol_warnings: u32,
     /// Audio offset where the connection that sent the latest interim began: a promoted final
     /// at end of stream carries that connection's times.
@@ -99,6 +115,8 @@ impl Supervisor {
             connections: 0,
             retries: 0,
             drain: None,
+            switch: None,
+            switches: 0,
             protocol_warnings: 0,
             interim_base: 0,
         }
@@ -111,11 +129,16 @@ impl Supervisor {
             };
             match self.stream(ws, &mut rx).await {
                 ConnectionEnd::Finished => break,
+                ConnectionEnd::Switched => self.retries = 0,
                 ConnectionEnd::Fatal(failure) => {
                     self.fail(failure);
                     break;
                 }
                 ConnectionEnd::Lost(failure) => {
+                    // A switch cut short by the drop: the replay goes out with the new options.
+                    if let Some(switch) = self.switch.take() {
+                        self.cfg = switch.cfg;
+                    }
                     if !self.note_retry(failure) {
                         break;
                     }
@@ -180,8 +203,46 @@ impl Supervisor {
                 self.start_drain(reply);
                 true
             }
+            Some(Command::Reconfigure(cfg)) => {
+                // No connection to finish: the next one simply uses the new options.
+                self.cfg = Arc::new(*cfg);
+                true
+            }
             None => false,
         }
+    }
+
+    /// Asks the current connection to finish what it heard; audio from here on waits for
+    /// the next connection.
+    async fn start_switch(
+        &mut self,
+        out: &mut WsSink,
+        cfg: ClientConfig,
+    ) -> Result<(), ConnectionEnd> {
+        self.switches += 1;
+        let checkpoint_id = format!("options-{}", self.switches);
+        self.switch = Some(PendingSwitch {
+            cfg: Arc::new(cfg),
+            checkpoint_id: checkpoint_id.clone(),
+            at_sample: self.log.end_offset(),
+            deadline: Instant::now() + self.cfg.drain_timeout,
+        });
+        self.send(out, Message::text(checkpoint_message(&checkpoint_id)))
+            .await
+    }
+
+    /// The old connection is done (echo, close or time-out): its pending text is final, its
+    /// audio need never be replayed, and the next connection uses the new options.
+    fn finish_switch(&mut self) -> ConnectionEnd {
+        let Some(switch) = self.switch.take() else {
+            return ConnectionEnd::Switched;
+        };
+        let events = self.transcript.end_of_stream();
+        self.emit_transcript_events(events, self.interim_base);
+        self.log.release_through(switch.at_sample);
+        self.cfg = switch.cfg;
+        self.report_usage();
+        ConnectionEnd::Switched
     }
 
     fn start_drain(&mut self, reply: std::sync::mpsc::SyncSender<DrainOutcome>) {
@@ -304,6 +365,7 @@ impl Supervisor {
             };
             let keepalive_at: tokio::time::Instant = (last_heard + quiet_bound).into();
             let drain_deadline = self.drain_deadline();
+            let switch_deadline = self.switch.as_ref().map(|s| s.deadline.into());
             tokio::select! {
                 incoming = input.next() => {
                     last_heard = Instant::now();
@@ -315,13 +377,29 @@ impl Supervisor {
                 cmd = rx.recv() => match cmd {
                     Some(Command::Audio(data)) => {
                         let offset = self.log.append(data.clone());
-                        if let Err(end) = self.send_audio(&mut out, offset, data).await {
-                            return end;
+                        if self.switch.is_none() {
+                            if let Err(end) = self.send_audio(&mut out, offset, data).await {
+                                return end;
+                            }
                         }
                     }
                     Some(Command::Drain(reply)) => {
                         self.start_drain(reply);
-                        if let Err(end) = self.send_checkpoint(&mut out).await {
+                        // While switching, the next connection sends the end-of-stream checkpoint.
+                        if self.switch.is_none() {
+                            if let Err(end) = self.send_checkpoint(&mut out).await {
+                                return end;
+                            }
+                        }
+                    }
+                    Some(Command::Reconfigure(cfg)) => {
+                        if self.switch.is_some() || self.drain.is_some() {
+                            // Already leaving this connection: the newest options win.
+                            match &mut self.switch {
+                                Some(switch) => switch.cfg = Arc::new(*cfg),
+                                None => self.cfg = Arc::new(*cfg),
+                            }
+                        } else if let Err(end) = self.start_switch(&mut out, *cfg).await {
                             return end;
                         }
                     }
@@ -335,6 +413,10 @@ impl Supervisor {
                         return end;
                     }
                     ping_outstanding = true;
+                }
+                _ = sleep_until_opt(switch_deadline) => {
+                    let end = self.finish_switch();
+                    return self.close(out, input, end).await;
                 }
                 _ = sleep_until_opt(drain_deadline) => {
                     self.finish_drain(DrainOutcome::TimedOut);
@@ -446,10 +528,14 @@ impl Supervisor {
         }
     }
 
-    /// The server ended the connection. During a drain that completes end of stream (the
-    /// service finished); otherwise it is a drop to recover from.
+    /// The server ended the connection. A normal close (1000) while we wait for the end of
+    /// an utterance means the service finished it. Anything else is a drop to recover from:
+    /// the service may not have heard all the audio, so it is replayed on a new connection.
     fn ended_by_server(&mut self, failure: Failure) -> ConnectionEnd {
-        if self.drain.is_some() {
+        let normal_close = failure.close_code == Some(u16::from(CloseCode::Normal));
+        if normal_close && self.switch.is_some() {
+            self.finish_switch()
+        } else if normal_close && self.drain.is_some() {
             self.finish_drain(DrainOutcome::Completed);
             ConnectionEnd::Finished
         } else {
@@ -486,6 +572,14 @@ impl Supervisor {
                     )),
                 }
                 None
+            }
+            Ok(ServerMessage::CheckpointEcho { checkpoint_id })
+                if self
+                    .switch
+                    .as_ref()
+                    .is_some_and(|s| s.checkpoint_id == checkpoint_id) =>
+            {
+                Some(self.finish_switch())
             }
             Ok(ServerMessage::CheckpointEcho { checkpoint_id })
                 if checkpoint_id == END_OF_STREAM_CHECKPOINT && self.drain.is_some() =>

@@ -123,8 +123,10 @@ impl imp::FireworksStt {
             }
             ClientEvent::Warning(failure) => self.post_failure(&failure, false),
             ClientEvent::Error(failure) => {
-                shared.lock().unwrap().failed = true;
+                // Post before flagging the failure: the streaming thread then returns a flow
+                // error, and upstream's generic "Internal data stream error" must come second.
                 self.post_failure(&failure, true);
+                shared.lock().unwrap().failed = true;
             }
         }
     }

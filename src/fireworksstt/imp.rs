@@ -3,7 +3,7 @@
 //! Lock order: `state` → `settings` → a session's shared data. `output` is only ever taken
 //! by the streaming thread (and on stop/flush, when streaming has stopped).
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -33,10 +33,22 @@ pub static CAT: Lazy<gst::DebugCategory> = Lazy::new(|| {
 const FINAL_TRANSCRIPT_EVENT: &str = "rstranscribe/final-transcript";
 /// How long a live stream's streaming thread may wait for room in the network queue before
 /// the frame is dropped (and counted): a live source must not be held up.
-const LIVE_QUEUE_WAIT: Duration = Duration::from_millis(200);
+const LIVE_QUEUE_WAIT: Duration = Duration::from_millis(100);
 /// The same for non-live input, where waiting is how a slow service slows the pipeline down.
 const NON_LIVE_QUEUE_WAIT: Duration = Duration::from_secs(30);
 const API_KEY_MASK: &str = "*****";
+/// Properties that change the service session: setting one in PLAYING moves the stream to a
+/// new connection with the new query, without losing or repeating audio.
+const SESSION_OPTIONS: &[&str] = &[
+    "model",
+    "language-code",
+    "prompt",
+    "temperature",
+    "skip-vad",
+    "vad-kwargs",
+    "text-timeout-seconds",
+    "timestamp-granularities",
+];
 
 struct State {
     client: Option<StreamClient>,
@@ -46,6 +58,8 @@ struct State {
     /// A fatal error was posted: refuse further data until flushed or restarted.
     failed: bool,
     dropped_frames: u64,
+    /// `options_generation` the running session was configured with.
+    options_generation: u64,
 }
 
 impl Default for State {
@@ -57,6 +71,7 @@ impl Default for State {
             segment,
             failed: false,
             dropped_frames: 0,
+            options_generation: 0,
         }
     }
 }
@@ -74,6 +89,8 @@ pub struct FireworksStt {
     abort: Mutex<Option<SessionAbort>>,
     pub(super) max_observed_delay_ms: AtomicU32,
     pub(super) upstream_live: AtomicBool,
+    dropped_audio_ms: AtomicU32,
+    options_generation: AtomicU64,
 }
 
 #[glib::object_subclass]
@@ -90,6 +107,8 @@ impl ObjectSubclass for FireworksStt {
             abort: Mutex::new(None),
             max_observed_delay_ms: AtomicU32::new(0),
             upstream_live: AtomicBool::new(false),
+            dropped_audio_ms: AtomicU32::new(0),
+            options_generation: AtomicU64::new(0),
         }
     }
 }
@@ -130,7 +149,7 @@ impl ObjectImpl for FireworksStt {
                 glib::ParamSpecString::builder("model")
                     .nick("Model")
                     .blurb("ASR model, e.g. fireworks-asr-large or fireworks-asr-v2. Unset: the server's default")
-                    .mutable_ready()
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecString::builder("language-code")
                     .nick("Language code")
@@ -138,12 +157,12 @@ impl ObjectImpl for FireworksStt {
                         "Spoken language, e.g. en or en-US (BCP-47 forms are mapped to \
                          Fireworks codes). Unset, empty or auto: auto-detect",
                     )
-                    .mutable_ready()
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecString::builder("prompt")
                     .nick("Prompt")
                     .blurb("Text that primes vocabulary or style (e.g. names, or keeping filler words)")
-                    .mutable_ready()
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecDouble::builder("temperature")
                     .nick("Temperature")
@@ -151,13 +170,13 @@ impl ObjectImpl for FireworksStt {
                     .minimum(0.0)
                     .maximum(2.0)
                     .default_value(0.0)
-                    .mutable_ready()
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecBoolean::builder("skip-vad")
                     .nick("Skip VAD")
                     .blurb("Skip the server-side voice activity detection. Not sent until set")
                     .default_value(false)
-                    .mutable_ready()
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("vad-kwargs")
                     .nick("VAD arguments")
@@ -165,7 +184,7 @@ impl ObjectImpl for FireworksStt {
                         "Arguments for the server-side VAD, sent as a JSON object, e.g. \
                          \"vad, threshold=0.15\" gives {\"threshold\":0.15}",
                     )
-                    .mutable_ready()
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecDouble::builder("text-timeout-seconds")
                     .nick("Text timeout")
@@ -173,13 +192,13 @@ impl ObjectImpl for FireworksStt {
                     .minimum(1.0)
                     .maximum(29.0)
                     .default_value(settings::DEFAULT_TEXT_TIMEOUT_SECONDS)
-                    .mutable_ready()
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecFlags::builder::<TimestampGranularities>("timestamp-granularities")
                     .nick("Timestamp granularities")
                     .blurb("Which times the service sends; output buffers need word times")
                     .default_value(TimestampGranularities::WORD | TimestampGranularities::SEGMENT)
-                    .mutable_ready()
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecString::builder("response-format")
                     .nick("Response format")
@@ -216,6 +235,19 @@ impl ObjectImpl for FireworksStt {
                     .maximum(600_000)
                     .default_value(settings::DEFAULT_CONNECT_TIMEOUT_MS)
                     .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("stall-timeout")
+                    .nick("Stall timeout")
+                    .blurb("Milliseconds without any frame from the service (a ping is sent after a third of it) before the connection counts as dead and is replaced")
+                    .minimum(300)
+                    .maximum(600_000)
+                    .default_value(settings::DEFAULT_STALL_TIMEOUT_MS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("dropped-audio")
+                    .nick("Dropped audio")
+                    .blurb("Milliseconds of audio dropped because the network could not keep up with a live source")
+                    .read_only()
                     .build(),
                 glib::ParamSpecUInt::builder("drain-timeout")
                     .nick("Drain timeout")
@@ -278,6 +310,10 @@ impl ObjectImpl for FireworksStt {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        if SESSION_OPTIONS.contains(&pspec.name()) {
+            // A running session picks the change up at its next buffer.
+            self.options_generation.fetch_add(1, Ordering::Relaxed);
+        }
         let mut s = self.settings.lock().unwrap();
         match pspec.name() {
             "api-key" => s.api_key = optional_string(value).map(ApiKey::new),
@@ -320,6 +356,7 @@ impl ObjectImpl for FireworksStt {
             "retry-interval" => s.retry_interval_ms = ms(value),
             "connect-timeout" => s.connect_timeout_ms = ms(value),
             "drain-timeout" => s.drain_timeout_ms = ms(value),
+            "stall-timeout" => s.stall_timeout_ms = ms(value),
             "latency" => {
                 s.latency_ms = ms(value);
                 drop(s);
@@ -364,6 +401,8 @@ impl ObjectImpl for FireworksStt {
             "retry-interval" => s.retry_interval_ms.to_value(),
             "connect-timeout" => s.connect_timeout_ms.to_value(),
             "drain-timeout" => s.drain_timeout_ms.to_value(),
+            "stall-timeout" => s.stall_timeout_ms.to_value(),
+            "dropped-audio" => self.dropped_audio_ms.load(Ordering::Relaxed).to_value(),
             "latency" => s.latency_ms.to_value(),
             "lateness" => s.lateness_ms.to_value(),
             "max-observed-delay" => self
@@ -581,7 +620,7 @@ impl FireworksStt {
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Format,
-                ["Only TIME segments are supported; put audioconvert ! audioresample before fireworksstt"]
+                ("Only TIME segments are supported; put audioconvert ! audioresample before fireworksstt")
             );
             return None;
         };
@@ -603,10 +642,11 @@ impl FireworksStt {
 
     /// Connects lazily: the first buffer starts the session.
     fn start_session(&self, state: &mut State) -> Result<(), gst::FlowError> {
+        state.options_generation = self.options_generation.load(Ordering::Relaxed);
         let settings = self.settings.lock().unwrap().clone();
         let cfg = settings.client_config().map_err(|err| {
             let text = err.to_string();
-            gst::element_imp_error!(self, gst::LibraryError::Settings, ["{}", text]);
+            gst::element_imp_error!(self, gst::LibraryError::Settings, ("{}", text));
             gst::FlowError::Error
         })?;
         gst::info!(
@@ -642,7 +682,7 @@ impl FireworksStt {
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Failed,
-                ["Could not read an input buffer"]
+                ("Could not read an input buffer")
             );
             gst::FlowError::Error
         })?;
@@ -657,18 +697,25 @@ impl FireworksStt {
         } else {
             NON_LIVE_QUEUE_WAIT
         };
+        self.apply_option_changes(&mut state, wait);
         let client = state.client.as_mut().expect("session started above");
         match client.push_audio(&map, wait) {
             Ok(()) => Ok(()),
             Err(PushError::Timeout) => {
                 state.dropped_frames += 1;
+                let dropped_ms = u32::try_from(samples / 16).unwrap_or(u32::MAX);
+                let total = self
+                    .dropped_audio_ms
+                    .fetch_add(dropped_ms, Ordering::Relaxed)
+                    .saturating_add(dropped_ms);
+                self.obj().notify("dropped-audio");
                 gst::element_imp_warning!(
                     self,
                     gst::StreamError::Failed,
-                    [
-                        "The network could not keep up: audio was dropped ({} frames so far)",
-                        state.dropped_frames
-                    ]
+                    (
+                        "The network could not keep up with the live source: {} ms of audio dropped so far (dropped-audio)",
+                        total
+                    )
                 );
                 Ok(())
             }
@@ -677,6 +724,39 @@ impl FireworksStt {
                 state.failed = true;
                 Err(gst::FlowError::Error)
             }
+        }
+    }
+
+    /// Session options set since the session started go to the client, which moves to a new
+    /// connection between utterances. A value that cannot be used leaves the session as it is.
+    fn apply_option_changes(&self, state: &mut State, wait: Duration) {
+        let generation = self.options_generation.load(Ordering::Relaxed);
+        if generation == state.options_generation {
+            return;
+        }
+        state.options_generation = generation;
+        let Some(client) = state.client.as_ref() else {
+            return;
+        };
+        let cfg = self.settings.lock().unwrap().client_config();
+        match cfg {
+            Ok(cfg) => {
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "session options changed: reconnecting with {}",
+                    cfg.url.query().unwrap_or("")
+                );
+                let _ = client.reconfigure(cfg, wait);
+            }
+            Err(err) => gst::element_imp_warning!(
+                self,
+                gst::LibraryError::Settings,
+                (
+                    "New settings not applied, the session goes on with the previous ones: {}",
+                    err
+                )
+            ),
         }
     }
 

@@ -20,6 +20,7 @@ pub const DEFAULT_MAX_RETRIES: u32 = 3;
 pub const DEFAULT_RETRY_INTERVAL_MS: u32 = 2000;
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u32 = 10_000;
 pub const DEFAULT_DRAIN_TIMEOUT_MS: u32 = 5000;
+pub const DEFAULT_STALL_TIMEOUT_MS: u32 = 15_000;
 pub const DEFAULT_LATENCY_MS: u32 = 5000;
 pub const DEFAULT_LATENESS_MS: u32 = 0;
 pub const DEFAULT_USAGE_INTERVAL_MS: u32 = 10_000;
@@ -67,6 +68,7 @@ pub struct Settings {
     pub retry_interval_ms: u32,
     pub connect_timeout_ms: u32,
     pub drain_timeout_ms: u32,
+    pub stall_timeout_ms: u32,
     pub latency_ms: u32,
     pub lateness_ms: u32,
     pub output_mode: OutputMode,
@@ -96,6 +98,7 @@ impl Default for Settings {
             retry_interval_ms: DEFAULT_RETRY_INTERVAL_MS,
             connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
             drain_timeout_ms: DEFAULT_DRAIN_TIMEOUT_MS,
+            stall_timeout_ms: DEFAULT_STALL_TIMEOUT_MS,
             latency_ms: DEFAULT_LATENCY_MS,
             lateness_ms: DEFAULT_LATENESS_MS,
             output_mode: OutputMode::Words,
@@ -200,6 +203,8 @@ impl Settings {
         cfg.chunk_bytes = self.chunk_duration_ms as usize * 32;
         cfg.connect_timeout = Duration::from_millis(self.connect_timeout_ms.into());
         cfg.drain_timeout = Duration::from_millis(self.drain_timeout_ms.into());
+        cfg.stall_timeout = Duration::from_millis(self.stall_timeout_ms.into());
+        cfg.keepalive_interval = cfg.stall_timeout / 3;
         cfg.max_retries = self.max_retries;
         cfg.retry_interval = Duration::from_millis(self.retry_interval_ms.into());
         cfg.first_retry_delay = cfg.retry_interval.min(Duration::from_millis(100));

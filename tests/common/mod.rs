@@ -78,10 +78,11 @@ impl Run {
             .collect()
     }
 
+    /// The ERROR messages' texts: what a user reads (the debug strings are not included).
     pub fn error_text(&self) -> String {
         self.errors
             .iter()
-            .map(|(m, d, _)| format!("{m} // {d}"))
+            .map(|(message, _, _)| message.as_str())
             .collect::<Vec<_>>()
             .join("\n")
     }
