@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::error::TlsError;
 use tokio_tungstenite::tungstenite::http::header::{AUTHORIZATION, USER_AGENT};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -89,13 +90,29 @@ impl ConnectError {
             ),
             ConnectError::Tls(err) => Failure::new(
                 FailureKind::Tls,
-                format!("TLS with {host} failed: {err} (for a private CA set tls-ca-file)"),
+                format!("TLS with {host} failed: {err}"),
                 err.clone(),
             ),
             ConnectError::Invalid(err) => {
                 Failure::new(FailureKind::Config, err.clone(), err.clone())
             }
         }
+    }
+}
+
+/// A certificate problem in words, with the setting that can fix it (and no such hint where
+/// `tls-ca-file` cannot help, as with a certificate for another host).
+fn explain_tls(err: &rustls::Error) -> String {
+    use rustls::CertificateError;
+    match err {
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => format!(
+            "{err}: the server's certificate is not signed by a trusted certificate authority \
+             (for a private CA, set tls-ca-file to a PEM file with its certificate)"
+        ),
+        rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => format!("{err} (the certificate does not match the host of base-url)"),
+        _ => format!("{err} (for a private CA set tls-ca-file)"),
     }
 }
 
@@ -113,17 +130,16 @@ fn classify(err: WsError) -> ConnectError {
                 .unwrap_or_default();
             ConnectError::Rejected { status, body }
         }
+        WsError::Tls(TlsError::Rustls(err)) => ConnectError::Tls(explain_tls(&err)),
         WsError::Tls(err) => ConnectError::Tls(err.to_string()),
         WsError::Io(err) => {
             // rustls reports certificate problems as io errors wrapping a rustls error.
-            let text = err.to_string();
-            if err
+            match err
                 .get_ref()
-                .is_some_and(|inner| inner.is::<rustls::Error>())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
             {
-                ConnectError::Tls(text)
-            } else {
-                ConnectError::Network(text)
+                Some(tls) => ConnectError::Tls(explain_tls(tls)),
+                None => ConnectError::Network(err.to_string()),
             }
         }
         WsError::Url(err) => ConnectError::Invalid(format!("invalid base-url: {err}")),
@@ -192,6 +208,30 @@ mod tests {
         assert!(ConnectError::Timeout(Duration::from_secs(1)).is_retryable());
         assert!(ConnectError::Network("refused".into()).is_retryable());
         assert!(!ConnectError::Tls("bad cert".into()).is_retryable());
+    }
+
+    #[test]
+    fn certificate_errors_are_explained() {
+        use rustls::CertificateError;
+        let io =
+            |e: rustls::Error| WsError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
+        let unknown = classify(io(rustls::Error::InvalidCertificate(
+            CertificateError::UnknownIssuer,
+        )));
+        let ConnectError::Tls(text) = &unknown else {
+            panic!("{unknown:?}")
+        };
+        assert!(text.contains("not signed by a trusted") && text.contains("tls-ca-file"));
+        let wrong_name = classify(io(rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName,
+        )));
+        let ConnectError::Tls(text) = &wrong_name else {
+            panic!("{wrong_name:?}")
+        };
+        assert!(text.contains("does not match the host") && !text.contains("tls-ca-file"));
+        assert!(!wrong_name.is_retryable());
+        let plain = classify(WsError::Io(std::io::ErrorKind::ConnectionRefused.into()));
+        assert!(matches!(plain, ConnectError::Network(_)) && plain.is_retryable());
     }
 
     #[test]

@@ -9,24 +9,29 @@
 
 use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::audio::{samples_to_seconds, synthesize, Script};
-use crate::config::ServerConfig;
+use crate::config::{ServerConfig, TlsIdentity};
 use crate::server::TestServer;
 
 pub const SERVER_USAGE: &str = "\
 usage: fireworks-test-server [options]
 
 Serves the Fireworks streaming speech-to-text protocol for test audio (see the crate docs)
-on ws://HOST:PORT/v1 and prints one line 'fireworks test server listening on URL'.
+on ws://HOST:PORT/v1 (with --tls-cert: wss://localhost:PORT/v1) and prints one line
+'fireworks test server listening on URL'.
 Runs until killed (Ctrl-C), or until standard input closes with --exit-on-stdin-eof.
 
 options:
   --host HOST                     address to bind (default 127.0.0.1)
   --port N                        port (default 0: pick a free one)
   --api-key KEY                   require this API key (default: accept any)
+  --tls-cert FILE                 serve wss:// with this PEM certificate chain (leaf first;
+                                  it must name localhost); needs --tls-key
+  --tls-key FILE                  the PEM private key for --tls-cert
   --close-after-echo              close (1000) after echoing a checkpoint
   --no-finalize-on-checkpoint     do not finalize the open utterance on a checkpoint
   --max-words-per-segment N       words per segment (default 6)
@@ -61,6 +66,8 @@ pub struct ServeOptions {
     pub port: u16,
     pub config: ServerConfig,
     pub exit_on_stdin_eof: bool,
+    /// `--tls-cert` and `--tls-key` (both or neither), read by [`run_server`].
+    pub tls_files: Option<(PathBuf, PathBuf)>,
 }
 
 /// Result of parsing: run, or print help.
@@ -115,7 +122,10 @@ pub fn parse_serve_args(
         port: 0,
         config: ServerConfig::default().with_recording(false, false),
         exit_on_stdin_eof: false,
+        tls_files: None,
     };
+    let mut tls_cert = None;
+    let mut tls_key = None;
     let mut args = Args::new(args);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -123,6 +133,8 @@ pub fn parse_serve_args(
             "--host" => o.host = args.value(&a)?,
             "--port" => o.port = args.number(&a)?,
             "--api-key" => o.config.api_key = Some(args.value(&a)?),
+            "--tls-cert" => tls_cert = Some(PathBuf::from(args.value(&a)?)),
+            "--tls-key" => tls_key = Some(PathBuf::from(args.value(&a)?)),
             "--close-after-echo" => o.config.close_after_echo = true,
             "--no-finalize-on-checkpoint" => o.config.finalize_on_checkpoint = false,
             "--max-words-per-segment" => {
@@ -141,6 +153,12 @@ pub fn parse_serve_args(
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
+    o.tls_files = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        (Some(_), None) => return Err("--tls-cert needs --tls-key".into()),
+        (None, Some(_)) => return Err("--tls-key needs --tls-cert".into()),
+    };
     Ok(Command::Run(o))
 }
 
@@ -178,8 +196,22 @@ pub fn run_server(args: impl IntoIterator<Item = String>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let server = match TestServer::start_on(addr, opts.config) {
+    let mut config = opts.config;
+    if let Some((cert, key)) = &opts.tls_files {
+        match TlsIdentity::from_pem_files(cert, key) {
+            Ok(identity) => config = config.with_tls(identity),
+            Err(e) => {
+                eprintln!("fireworks-test-server: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let server = match TestServer::start_on(addr, config) {
         Ok(s) => s,
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+            eprintln!("fireworks-test-server: {e}");
+            return ExitCode::from(2);
+        }
         Err(e) => {
             eprintln!("fireworks-test-server: cannot listen on {addr}: {e}");
             return ExitCode::FAILURE;
@@ -365,6 +397,30 @@ mod tests {
         assert!(parse_serve_args(strings(&["--port", "x"])).is_err());
         assert!(parse_serve_args(strings(&["--max-words-per-segment", "0"])).is_err());
         assert!(parse_serve_args(strings(&["--bogus"])).is_err());
+        assert!(d.tls_files.is_none() && d.config.tls.is_none());
+    }
+
+    #[test]
+    fn serve_tls_args() {
+        let Command::Run(o) =
+            parse_serve_args(strings(&["--tls-cert", "c.pem", "--tls-key=k.pem"])).unwrap()
+        else {
+            panic!("expected run")
+        };
+        assert_eq!(
+            o.tls_files,
+            Some((PathBuf::from("c.pem"), PathBuf::from("k.pem")))
+        );
+        assert!(parse_serve_args(strings(&["--tls-cert", "c.pem"])).is_err());
+        assert!(parse_serve_args(strings(&["--tls-key", "k.pem"])).is_err());
+        assert!(parse_serve_args(strings(&["--tls-cert"])).is_err());
+        // Unreadable files are a usage error, reported before listening.
+        let missing = std::env::temp_dir().join(format!("fw-no-such-{}.pem", std::process::id()));
+        let m = missing.to_str().unwrap();
+        assert_eq!(
+            run_server(strings(&["--tls-cert", m, "--tls-key", m])),
+            ExitCode::from(2)
+        );
     }
 
     #[test]

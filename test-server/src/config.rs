@@ -1,6 +1,55 @@
 //! Server configuration: protocol switches, scenario switches and injected faults.
 
+use std::path::Path;
 use std::time::Duration;
+
+/// The server's TLS identity: a PEM certificate chain (leaf first, then any intermediates) and
+/// the matching PEM private key (PKCS#8, PKCS#1 or SEC1). With it set
+/// ([`ServerConfig::with_tls`]) the server speaks `wss://` only.
+///
+/// Clients are told to connect to `wss://localhost:PORT/v1`, so the leaf certificate must name
+/// `localhost` among its subject alternative names (and `127.0.0.1` too if clients use the
+/// address).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TlsIdentity {
+    pub cert_chain_pem: String,
+    pub key_pem: String,
+}
+
+impl TlsIdentity {
+    pub fn new(cert_chain_pem: impl Into<String>, key_pem: impl Into<String>) -> Self {
+        TlsIdentity {
+            cert_chain_pem: cert_chain_pem.into(),
+            key_pem: key_pem.into(),
+        }
+    }
+
+    /// Reads the certificate chain and the key from PEM files.
+    pub fn from_pem_files(cert: &Path, key: &Path) -> std::io::Result<Self> {
+        let read = |path: &Path| {
+            std::fs::read_to_string(path).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot read {}: {e}", path.display()))
+            })
+        };
+        Ok(TlsIdentity {
+            cert_chain_pem: read(cert)?,
+            key_pem: read(key)?,
+        })
+    }
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    // The key stays out of debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsIdentity")
+            .field(
+                "cert_chain_pem",
+                &format!("<{} bytes>", self.cert_chain_pem.len()),
+            )
+            .field("key_pem", &"<redacted>")
+            .finish()
+    }
+}
 
 /// A fault injected into one connection (see [`ServerConfig::with_fault`]).
 ///
@@ -88,11 +137,15 @@ pub struct ServerConfig {
     pub record_audio: bool,
     /// Keep the text of sent messages in the records (counts are always kept).
     pub record_messages: bool,
-    /// Bound on receiving the HTTP upgrade request.
+    /// Bound on receiving the HTTP upgrade request (with TLS: on the TLS handshake and the
+    /// upgrade request together).
     pub handshake_timeout: Duration,
     /// Bound on each close handshake (server- or client-initiated). At shutdown each connection
     /// waits at most 250 ms for the client's answer to its 1001 close frame.
     pub close_timeout: Duration,
+    /// Serve `wss://` with this identity (TLS before the WebSocket upgrade); `None` (the
+    /// default) serves plain `ws://`.
+    pub tls: Option<TlsIdentity>,
 }
 
 impl Default for ServerConfig {
@@ -111,6 +164,7 @@ impl Default for ServerConfig {
             record_messages: true,
             handshake_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(2),
+            tls: None,
         }
     }
 }
@@ -151,6 +205,11 @@ impl ServerConfig {
     }
     pub fn with_string_ids(mut self, on: bool) -> Self {
         self.send_string_ids = on;
+        self
+    }
+    /// Serves `wss://` with `identity` instead of plain `ws://`.
+    pub fn with_tls(mut self, identity: TlsIdentity) -> Self {
+        self.tls = Some(identity);
         self
     }
     pub fn with_recording(mut self, audio: bool, messages: bool) -> Self {

@@ -41,6 +41,14 @@
 //! tokio runtime; dropping the handle closes every connection (1001) and joins the thread (bounded).
 //! Every wait is bounded and nothing a client sends can make it panic.
 //!
+//! * **TLS** (optional, [`ServerConfig::with_tls`] or [`TestServer::start_tls`] with a
+//!   [`TlsIdentity`]: PEM certificate chain and key; rustls with the ring provider, TLS 1.2 and
+//!   1.3): the TLS handshake comes first, in the connection's own task, and
+//!   [`TestServer::base_url`] is `wss://localhost:PORT/v1`, so the certificate must name
+//!   `localhost`. A failed TLS handshake (the client refuses the certificate, a plain `ws://`
+//!   client, a timeout) ends only that connection, as [`ConnectionEnd::HandshakeFailed`] with a
+//!   reason starting `TLS handshake`; nothing was read from it, so its `path` is empty and its
+//!   `upgrade_status` is `None`. The default is plain `ws://`.
 //! * **Upgrade:** path `/v1/audio/transcriptions/streaming` (else 404). Auth: the
 //!   `Authorization` header, or else the `Authorization` query parameter, raw key or
 //!   `Bearer <key>`; with [`ServerConfig::api_key`] set, a missing or wrong key gets 401. Query
@@ -112,7 +120,8 @@
 //! # Binaries
 //!
 //! `fireworks-test-server` ([`cli::run_from_args`]) serves until killed and prints
-//! `fireworks test server listening on ws://127.0.0.1:PORT/v1`; `make-test-audio`
+//! `fireworks test server listening on ws://127.0.0.1:PORT/v1` (with `--tls-cert FILE
+//! --tls-key FILE`: `wss://localhost:PORT/v1`); `make-test-audio`
 //! ([`cli::make_test_audio_main`]) writes a WAV for given utterances and prints the transcript.
 
 pub mod audio;
@@ -127,7 +136,7 @@ pub use audio::{
     synthesize, synthesize_speech_like, synthesize_utterances, write_wav, ExpectedWord, Script,
     SynthAudio, SAMPLE_RATE,
 };
-pub use config::{Fault, ServerConfig};
+pub use config::{Fault, ServerConfig, TlsIdentity};
 pub use engine::{FinalUtterance, FinalWord};
 pub use query::{SessionOptions, STREAMING_PATH};
 pub use record::{CheckpointRecord, ConnectionEnd, ConnectionRecord};

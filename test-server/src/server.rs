@@ -1,14 +1,24 @@
 //! The WebSocket server: one thread, one current-thread tokio runtime, one task per connection.
+//! Optionally TLS (`wss://`, [`ServerConfig::with_tls`]): each connection's TLS handshake runs in
+//! its own task, before the WebSocket upgrade.
 
+use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::pin::Pin;
 use std::sync::{mpsc, Arc};
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -16,7 +26,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use crate::config::{Fault, ServerConfig};
+use crate::config::{Fault, ServerConfig, TlsIdentity};
 use crate::engine::{Behaviour, Transcriber};
 use crate::query::{check_auth, parse_options, parse_query, SessionOptions, STREAMING_PATH};
 use crate::record::{CheckpointRecord, ConnectionEnd, ConnectionRecord, Recorder};
@@ -33,6 +43,7 @@ const SHUTDOWN_CLOSE_WAIT: Duration = Duration::from_millis(250);
 #[derive(Debug)]
 pub struct TestServer {
     addr: SocketAddr,
+    tls: bool,
     recorder: Arc<Recorder>,
     shutdown: Option<watch::Sender<bool>>,
     done: Option<mpsc::Receiver<()>>,
@@ -45,8 +56,17 @@ impl TestServer {
         Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), config)
     }
 
-    /// Starts a server on `addr` (port 0 picks a free port).
+    /// Starts a `wss://` server on 127.0.0.1 with an OS-chosen port: `config` with
+    /// [`ServerConfig::with_tls`]`(identity)`.
+    pub fn start_tls(config: ServerConfig, identity: TlsIdentity) -> std::io::Result<TestServer> {
+        Self::start(config.with_tls(identity))
+    }
+
+    /// Starts a server on `addr` (port 0 picks a free port). With [`ServerConfig::tls`] set, an
+    /// unusable certificate or key is an `InvalidInput` error here.
     pub fn start_on(addr: SocketAddr, config: ServerConfig) -> std::io::Result<TestServer> {
+        let acceptor = config.tls.as_ref().map(tls_acceptor).transpose()?;
+        let tls = acceptor.is_some();
         let std_listener = StdTcpListener::bind(addr)?;
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
@@ -74,7 +94,7 @@ impl TestServer {
                 match started {
                     Ok((runtime, listener)) => {
                         let _ = ready_tx.send(Ok(()));
-                        runtime.block_on(serve(listener, config, rec, shutdown_rx));
+                        runtime.block_on(serve(listener, acceptor, config, rec, shutdown_rx));
                         runtime.shutdown_timeout(Duration::from_millis(200));
                     }
                     Err(e) => {
@@ -86,6 +106,7 @@ impl TestServer {
         match ready_rx.recv_timeout(STARTUP_TIMEOUT) {
             Ok(Ok(())) => Ok(TestServer {
                 addr,
+                tls,
                 recorder,
                 shutdown: Some(shutdown_tx),
                 done: Some(done_rx),
@@ -106,14 +127,34 @@ impl TestServer {
         self.addr
     }
 
-    /// The base URL clients are configured with: `ws://127.0.0.1:PORT/v1`.
+    /// Whether the server speaks TLS (`wss://`).
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The base URL clients are configured with: `ws://127.0.0.1:PORT/v1`, or with TLS
+    /// `wss://localhost:PORT/v1` (a host name, so that certificate name checks apply; when
+    /// bound to a non-loopback, specific address, that address).
     pub fn base_url(&self) -> String {
-        format!("ws://{}/v1", self.addr)
+        format!("{}/v1", self.origin())
     }
 
     /// The full streaming URL (base URL plus `/audio/transcriptions/streaming`), no query.
     pub fn streaming_url(&self) -> String {
-        format!("ws://{}{}", self.addr, STREAMING_PATH)
+        format!("{}{}", self.origin(), STREAMING_PATH)
+    }
+
+    /// `scheme://host:port`.
+    fn origin(&self) -> String {
+        if !self.tls {
+            return format!("ws://{}", self.addr);
+        }
+        let ip = self.addr.ip();
+        if ip.is_loopback() || ip.is_unspecified() {
+            format!("wss://localhost:{}", self.addr.port())
+        } else {
+            format!("wss://{}", self.addr)
+        }
     }
 
     /// Records of all connections so far, in accept order.
@@ -193,8 +234,108 @@ async fn wait_shutdown(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
+/// Builds the TLS acceptor (ring provider, TLS 1.2 and 1.3, no client certificates).
+fn tls_acceptor(identity: &TlsIdentity) -> io::Result<TlsAcceptor> {
+    let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(identity.cert_chain_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| invalid(format!("TLS certificate chain: invalid PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(invalid(
+            "TLS certificate chain: no CERTIFICATE block found".into(),
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes())
+        .map_err(|e| invalid(format!("TLS private key: {e}")))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(format!("TLS set-up: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| invalid(format!("TLS certificate or key unusable: {e}")))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// One connection's byte stream: plain TCP, or TLS over TCP.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl Conn {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(s) => s.get_ref().0,
+        }
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Conn::Plain(s) => s.is_write_vectored(),
+            Conn::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+type Ws = WebSocketStream<Conn>;
+
 async fn serve(
     listener: TcpListener,
+    acceptor: Option<TlsAcceptor>,
     config: Arc<ServerConfig>,
     recorder: Arc<Recorder>,
     shutdown: watch::Receiver<bool>,
@@ -209,6 +350,7 @@ async fn serve(
                     let index = recorder.add(Some(peer));
                     tasks.spawn(handle_connection(
                         stream,
+                        acceptor.clone(),
                         index,
                         config.clone(),
                         recorder.clone(),
@@ -329,6 +471,7 @@ fn inspect_request(
 #[allow(clippy::result_large_err)]
 async fn handle_connection(
     stream: TcpStream,
+    acceptor: Option<TlsAcceptor>,
     index: usize,
     config: Arc<ServerConfig>,
     recorder: Arc<Recorder>,
@@ -346,6 +489,44 @@ async fn handle_connection(
         recorder.finish(index, ConnectionEnd::Shutdown);
         return;
     }
+    // One bound for the TLS handshake and the upgrade request together.
+    let deadline = tokio::time::Instant::now() + config.handshake_timeout;
+    let stream = match acceptor {
+        None => Conn::Plain(stream),
+        Some(acceptor) => {
+            let accepted = tokio::select! {
+                r = tokio::time::timeout_at(deadline, acceptor.accept(stream)) => Some(r),
+                _ = wait_shutdown(&mut shutdown) => None,
+            };
+            match accepted {
+                None => {
+                    recorder.finish(index, ConnectionEnd::Shutdown);
+                    return;
+                }
+                Some(Err(_elapsed)) => {
+                    recorder.finish(
+                        index,
+                        ConnectionEnd::HandshakeFailed {
+                            reason: "TLS handshake timed out".into(),
+                        },
+                    );
+                    return;
+                }
+                // E.g. the client refused our certificate (it sends an alert and hangs up), or
+                // spoke plain HTTP to the TLS port.
+                Some(Ok(Err(e))) => {
+                    recorder.finish(
+                        index,
+                        ConnectionEnd::HandshakeFailed {
+                            reason: format!("TLS handshake failed: {e}"),
+                        },
+                    );
+                    return;
+                }
+                Some(Ok(Ok(tls))) => Conn::Tls(Box::new(tls)),
+            }
+        }
+    };
     let reject = faults.iter().find_map(|f| match f {
         Fault::RejectUpgrade { status, body } => Some((*status, body.clone())),
         _ => None,
@@ -367,7 +548,7 @@ async fn handle_connection(
         };
         let handshake = tokio_tungstenite::accept_hdr_async(stream, callback);
         tokio::select! {
-            r = tokio::time::timeout(config.handshake_timeout, handshake) => Some(r),
+            r = tokio::time::timeout_at(deadline, handshake) => Some(r),
             _ = wait_shutdown(&mut shutdown) => None,
         }
     };
@@ -434,7 +615,7 @@ async fn handle_connection(
             ConnectionEnd::Shutdown
         }
         Outcome::Drop => {
-            let _ = ws.get_ref().set_zero_linger();
+            let _ = ws.get_ref().tcp().set_zero_linger();
             drop(ws);
             ConnectionEnd::ServerDropped
         }
@@ -459,7 +640,7 @@ fn close_reason(reason: &str) -> String {
 }
 
 /// Sends a close frame and waits (bounded) for the client's answer.
-async fn close_ws(ws: &mut WebSocketStream<TcpStream>, code: u16, reason: &str, timeout: Duration) {
+async fn close_ws(ws: &mut Ws, code: u16, reason: &str, timeout: Duration) {
     let frame = CloseFrame {
         code: CloseCode::from(code),
         reason: close_reason(reason).into(),
@@ -492,7 +673,7 @@ fn dropped(e: tungstenite::Error) -> Outcome {
 }
 
 impl Session {
-    async fn run(&mut self, ws: &mut WebSocketStream<TcpStream>) -> Outcome {
+    async fn run(&mut self, ws: &mut Ws) -> Outcome {
         if let Some(o) = self.fire_faults(ws, 0).await {
             return o;
         }
@@ -553,11 +734,7 @@ impl Session {
     }
 
     /// Sends transcript messages (recording them first, so a test that received one finds it).
-    async fn send_transcripts(
-        &mut self,
-        ws: &mut WebSocketStream<TcpStream>,
-        out: &mut Vec<String>,
-    ) -> WsResult<()> {
+    async fn send_transcripts(&mut self, ws: &mut Ws, out: &mut Vec<String>) -> WsResult<()> {
         if out.is_empty() {
             return Ok(());
         }
@@ -577,11 +754,7 @@ impl Session {
     }
 
     /// Sends one non-transcript text message.
-    async fn send_control(
-        &mut self,
-        ws: &mut WebSocketStream<TcpStream>,
-        text: String,
-    ) -> WsResult<()> {
+    async fn send_control(&mut self, ws: &mut Ws, text: String) -> WsResult<()> {
         let record = self.config.record_messages;
         self.recorder.update(self.index, |r| {
             r.sent_text_count += 1;
@@ -592,11 +765,7 @@ impl Session {
         ws.send(Message::text(text)).await
     }
 
-    async fn on_text(
-        &mut self,
-        ws: &mut WebSocketStream<TcpStream>,
-        text: &str,
-    ) -> Option<Outcome> {
+    async fn on_text(&mut self, ws: &mut Ws, text: &str) -> Option<Outcome> {
         self.recorder
             .update(self.index, |r| r.text_frames.push(text.to_string()));
         let Ok(Value::Object(map)) = serde_json::from_str::<Value>(text) else {
@@ -668,11 +837,7 @@ impl Session {
     }
 
     /// Fires the faults whose byte threshold is reached.
-    async fn fire_faults(
-        &mut self,
-        ws: &mut WebSocketStream<TcpStream>,
-        audio_bytes: u64,
-    ) -> Option<Outcome> {
+    async fn fire_faults(&mut self, ws: &mut Ws, audio_bytes: u64) -> Option<Outcome> {
         let (due, rest): (Vec<Fault>, Vec<Fault>) = std::mem::take(&mut self.pending_faults)
             .into_iter()
             .partition(|f| f.after_bytes().is_some_and(|b| b <= audio_bytes));
