@@ -2,8 +2,8 @@
 # Installs what building and testing fireworksstt needs on Debian bookworm (idempotent: packages
 # already present are not touched), then builds everything once so the tests share the build.
 #
-#   ./scripts/setup.sh            # as root, or as a user with sudo
-#   SKIP_BUILD=1 ./scripts/setup.sh   # packages only
+#   ./scripts/setup.sh                # as root, or as a user with sudo
+#   SKIP_BUILD=1 ./scripts/setup.sh   # packages and transcriberbin plugins, not this project
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -38,6 +38,10 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found: install Rust (rustup) first" >&2
   exit 1
 fi
+
+# transcriberbin and its caption elements (gst-plugins-rs 0.13, built from crates.io outside
+# this repository) for tests/transcriberbin.rs. Skipped quickly when already built.
+./scripts/build-transcriberbin-plugins.sh
 
 if [ -z "${SKIP_BUILD:-}" ]; then
   # The same profile and flags as the test command, so `cargo test` reuses this build.
