@@ -22,7 +22,8 @@ pub struct TimedTranscript {
     pub words: Vec<TimedWord>,
     pub start: Option<u64>,
     pub end: Option<u64>,
-    /// Wall-clock time from sending the audio of the transcript's last word to receiving it.
+    /// Wall-clock time from sending the audio of the transcript's first word to receiving
+    /// the transcript: how late its earliest word arrives.
     pub delay: Option<Duration>,
 }
 

@@ -615,11 +615,12 @@ impl Supervisor {
                     self.emit(ClientEvent::Transcript(timed));
                 }
                 TranscriptEvent::Final(t) => {
+                    let end = t.end;
+                    let timed = self.timed(t, true, base);
                     // The words are in: a later drop need not replay this audio again.
-                    if let Some(end) = t.end {
+                    if let Some(end) = end {
                         self.log.release_through(base + seconds_to_samples(end));
                     }
-                    let timed = self.timed(t, true, base);
                     self.retries = 0;
                     self.emit(ClientEvent::Transcript(timed));
                 }
@@ -630,9 +631,10 @@ impl Supervisor {
     fn timed(&self, t: Transcript, is_final: bool, base: u64) -> TimedTranscript {
         let map =
             |seconds: Option<f64>| seconds.map(|s| samples_to_ns(base + seconds_to_samples(s)));
-        let end_sample = t.end.map(|s| base + seconds_to_samples(s));
-        let delay = end_sample
-            .and_then(|sample| self.log.sent_at(sample.saturating_sub(1)))
+        // How long the earliest word waited: that is what a downstream latency must cover.
+        let start_sample = t.start.map(|s| base + seconds_to_samples(s));
+        let delay = start_sample
+            .and_then(|sample| self.log.sent_at(sample))
             .map(|sent| sent.elapsed());
         TimedTranscript {
             utterance: t.utterance,

@@ -149,7 +149,8 @@ impl imp::FireworksStt {
             transcript.utterance,
             transcript.text
         );
-        if let Some(delay) = transcript.delay {
+        // Only finals become output buffers, so only they count against the latency budget.
+        if let Some(delay) = transcript.delay.filter(|_| transcript.is_final) {
             self.observe_delay(delay);
         }
         let interim_results = self.settings.lock().unwrap().interim_results;
