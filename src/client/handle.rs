@@ -2,7 +2,7 @@
 //! task without ever waiting longer than a bound.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::sync::mpsc::{self, error::TrySendError};
@@ -27,7 +27,14 @@ pub enum DrainOutcome {
 pub enum PushError {
     /// The session has ended (after an error); nothing more can be sent.
     Closed,
-    /// The network task did not take the frame within the bound; the frame was dropped.
+    /// The network task did not take these bytes within the bound; they were dropped.
+    Dropped { bytes: usize },
+}
+
+/// Why a command did not reach the network task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SendError {
+    Closed,
     Timeout,
 }
 
@@ -80,33 +87,39 @@ impl StreamClient {
     }
 
     /// Queues audio; whole frames go to the network task. When the queue is full this waits
-    /// at most `wait` per frame, then drops that frame and says so.
+    /// at most `wait` in all, then drops the frames that did not fit and says so.
     pub fn push_audio(&mut self, data: &[u8], wait: Duration) -> Result<(), PushError> {
         self.pending.extend_from_slice(data);
-        let mut result = Ok(());
+        let deadline = Instant::now() + wait;
+        let mut dropped = 0;
         while self.pending.len() >= self.chunk_bytes {
             let frame = self.pending.split_to(self.chunk_bytes).freeze();
-            match self.send(Command::Audio(frame), wait) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.send(Command::Audio(frame), left) {
                 Ok(()) => {}
-                Err(PushError::Closed) => return Err(PushError::Closed),
-                Err(PushError::Timeout) => result = Err(PushError::Timeout),
+                Err(SendError::Closed) => return Err(PushError::Closed),
+                Err(SendError::Timeout) => dropped += self.chunk_bytes,
             }
         }
-        result
+        if dropped > 0 {
+            return Err(PushError::Dropped { bytes: dropped });
+        }
+        Ok(())
     }
 
-    fn send(&self, command: Command, wait: Duration) -> Result<(), PushError> {
+    fn send(&self, command: Command, wait: Duration) -> Result<(), SendError> {
         match self.tx.try_send(command) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Closed(_)) => Err(PushError::Closed),
+            Err(TrySendError::Closed(_)) => Err(SendError::Closed),
+            Err(TrySendError::Full(_)) if wait.is_zero() => Err(SendError::Timeout),
             Err(TrySendError::Full(command)) => {
                 let tx = self.tx.clone();
                 // Called from a GStreamer streaming thread, never from the runtime itself.
                 runtime().block_on(async move {
                     match tokio::time::timeout(wait, tx.send(command)).await {
                         Ok(Ok(())) => Ok(()),
-                        Ok(Err(_)) => Err(PushError::Closed),
-                        Err(_) => Err(PushError::Timeout),
+                        Ok(Err(_)) => Err(SendError::Closed),
+                        Err(_) => Err(SendError::Timeout),
                     }
                 })
             }
@@ -116,8 +129,10 @@ impl StreamClient {
     /// New session options (a changed language, model, prompt…): the current utterance is
     /// finished on the old connection and the audio goes on, without loss or repetition, on a
     /// new one.
-    pub fn reconfigure(&self, cfg: ClientConfig, wait: Duration) -> Result<(), PushError> {
-        self.send(Command::Reconfigure(Box::new(cfg)), wait)
+    /// Returns false when the request could not be queued (the session has ended, or the
+    /// queue stayed full for `wait`).
+    pub fn reconfigure(&self, cfg: ClientConfig, wait: Duration) -> bool {
+        self.send(Command::Reconfigure(Box::new(cfg)), wait).is_ok()
     }
 
     /// End of stream: sends the last partial frame and the end-of-stream checkpoint, then
@@ -126,7 +141,7 @@ impl StreamClient {
         let wait = self.drain_timeout + DRAIN_REPLY_MARGIN;
         if !self.pending.is_empty() {
             let rest = self.pending.split().freeze();
-            if self.send(Command::Audio(rest), wait) == Err(PushError::Closed) {
+            if self.send(Command::Audio(rest), wait) == Err(SendError::Closed) {
                 return DrainOutcome::Failed;
             }
         }

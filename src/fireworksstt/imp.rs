@@ -57,7 +57,6 @@ struct State {
     segment: gst::FormattedSegment<gst::ClockTime>,
     /// A fatal error was posted: refuse further data until flushed or restarted.
     failed: bool,
-    dropped_frames: u64,
     /// `options_generation` the running session was configured with.
     options_generation: u64,
 }
@@ -70,7 +69,6 @@ impl Default for State {
             shared: new_shared(segment.clone()),
             segment,
             failed: false,
-            dropped_frames: 0,
             options_generation: 0,
         }
     }
@@ -575,7 +573,8 @@ impl FireworksStt {
         state.failed = false;
         if full {
             state.segment = gst::FormattedSegment::new();
-            state.dropped_frames = 0;
+            self.dropped_audio_ms.store(0, Ordering::Relaxed);
+            self.max_observed_delay_ms.store(0, Ordering::Relaxed);
         }
         state.shared = new_shared(state.segment.clone());
         drop(state);
@@ -701,9 +700,9 @@ impl FireworksStt {
         let client = state.client.as_mut().expect("session started above");
         match client.push_audio(&map, wait) {
             Ok(()) => Ok(()),
-            Err(PushError::Timeout) => {
-                state.dropped_frames += 1;
-                let dropped_ms = u32::try_from(samples / 16).unwrap_or(u32::MAX);
+            Err(PushError::Dropped { bytes }) => {
+                // 16 kHz S16 mono: 32 bytes per millisecond.
+                let dropped_ms = u32::try_from(bytes / 32).unwrap_or(u32::MAX);
                 let total = self
                     .dropped_audio_ms
                     .fetch_add(dropped_ms, Ordering::Relaxed)
@@ -747,7 +746,13 @@ impl FireworksStt {
                     "session options changed: reconnecting with {}",
                     cfg.url.query().unwrap_or("")
                 );
-                let _ = client.reconfigure(cfg, wait);
+                if !client.reconfigure(cfg, wait) {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "the session could not take the new options"
+                    );
+                }
             }
             Err(err) => gst::element_imp_warning!(
                 self,

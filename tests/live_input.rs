@@ -1,0 +1,199 @@
+//! Live input as transcriberbin and live sources deliver it: holes from a leaky queue,
+//! DISCONT flags, a network slower than the source, words later than the latency budget, and
+//! repeated drops separated by finals.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use gst::prelude::*;
+
+fn harness(server: &TestServer) -> (gst_check::Harness, gst::Element, gst::Bus) {
+    init();
+    let mut h = gst_check::Harness::new("fireworksstt");
+    let stt = h.element().unwrap();
+    let bus = gst::Bus::new();
+    stt.set_bus(Some(&bus));
+    point_at(&stt, server);
+    h.set_src_caps(audio_caps());
+    h.play();
+    (h, stt, bus)
+}
+
+fn pull_words(h: &mut gst_check::Harness) -> Vec<(String, u64)> {
+    let mut words = Vec::new();
+    while let Some(buffer) = h.try_pull() {
+        let text = String::from_utf8(buffer.map_readable().unwrap().to_vec()).unwrap();
+        words.push((text, buffer.pts().unwrap().nseconds()));
+    }
+    words
+}
+
+fn warnings(bus: &gst::Bus) -> Vec<String> {
+    std::iter::from_fn(|| bus.pop())
+        .filter_map(|m| match m.view() {
+            gst::MessageView::Warning(w) => Some(w.error().to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn holes_from_a_leaky_queue_neither_reconnect_nor_shift_later_words() {
+    let server = TestServer::start(ServerConfig::default()).unwrap();
+    let (mut h, _stt, _bus) = harness(&server);
+    let audio = synthesize_utterances(&["before the hole", "after the hole", "and later"]).unwrap();
+    // 100 ms buffers at their true PTS; drop four buffers in each silence between utterances,
+    // as a leaky queue would: the service never hears them.
+    let silence_after = |u: usize| {
+        audio
+            .words
+            .iter()
+            .rfind(|w| w.utterance == u)
+            .unwrap()
+            .end_sample
+    };
+    let holes = [silence_after(0) + 8000, silence_after(1) + 8000];
+    let mut discont = false;
+    for (i, chunk) in audio.samples.chunks(1600).enumerate() {
+        let start = i as u64 * 1600;
+        if holes.iter().any(|h| start >= *h && start < h + 6400) {
+            discont = true;
+            continue;
+        }
+        let mut buffer = audio_buffer(chunk, start * 62_500);
+        if discont {
+            buffer
+                .get_mut()
+                .unwrap()
+                .set_flags(gst::BufferFlags::DISCONT);
+            discont = false;
+        }
+        h.push(buffer).unwrap();
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+    let words = pull_words(&mut h);
+    let expected: Vec<&str> = audio.words.iter().map(|w| w.text.as_str()).collect();
+    assert_eq!(
+        words.iter().map(|w| w.0.as_str()).collect::<Vec<_>>(),
+        expected
+    );
+    for (got, want) in words.iter().zip(&audio.words) {
+        let want_pts = want.start_sample * 62_500;
+        assert!(
+            got.1.abs_diff(want_pts) <= 10 * MS,
+            "{} at {} want {want_pts}",
+            got.0,
+            got.1
+        );
+    }
+    assert_eq!(
+        server.connections().len(),
+        1,
+        "a DISCONT is not a reason to reconnect"
+    );
+}
+
+#[test]
+fn a_live_source_is_never_held_up_by_a_stalled_network() {
+    // The server stops reading: the socket buffers fill, then the queue; after that each
+    // buffer may wait at most 100 ms before its audio is dropped and counted.
+    let server = TestServer::start(
+        ServerConfig::default().with_fault(0, Fault::StallAfterBytes { bytes: 32_000 }),
+    )
+    .unwrap();
+    let (mut h, stt, bus) = harness(&server);
+    stt.set_property("stall-timeout", 120_000u32);
+    let second = vec![0i16; 16_000];
+    let started = Instant::now();
+    let mut slowest = Duration::ZERO;
+    let mut pts = 0;
+    while stt.property::<u32>("dropped-audio") < 3000 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "nothing was ever dropped"
+        );
+        let t = Instant::now();
+        h.push(audio_buffer(&second, pts)).unwrap();
+        slowest = slowest.max(t.elapsed());
+        pts += 1_000_000_000;
+    }
+    assert!(
+        slowest < Duration::from_millis(400),
+        "a push took {slowest:?}"
+    );
+    let warned = warnings(&bus);
+    assert!(
+        warned.iter().any(|w| w.contains("dropped-audio")),
+        "{warned:?}"
+    );
+    println!(
+        "{} s of audio pushed, slowest push {slowest:?}",
+        pts / 1_000_000_000
+    );
+    h.element().unwrap().set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn late_words_raise_max_observed_delay_and_warn() {
+    let server = TestServer::start(ServerConfig::default()).unwrap();
+    let (mut h, stt, bus) = harness(&server);
+    stt.set_property("latency", 300u32);
+    // Real-time pacing: the final of "hi" can only come after a second of silence.
+    let audio = synthesize(
+        &Script::new()
+            .utterance("hi")
+            .trailing_silence(Duration::from_millis(1300)),
+    )
+    .unwrap();
+    let mut pts = 0;
+    for chunk in audio.samples.chunks(1600) {
+        h.push(audio_buffer(chunk, pts)).unwrap();
+        pts += 100_000_000;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(h.push_event(gst::event::Eos::new()));
+    let delay = stt.property::<u32>("max-observed-delay");
+    assert!(delay > 900, "max-observed-delay {delay}");
+    let excessive = std::iter::from_fn(|| bus.pop()).find_map(|m| match m.view() {
+        gst::MessageView::Warning(w) => w
+            .details()
+            .filter(|d| d.name() == "fireworksstt/excessive-delay")
+            .map(|d| d.get::<gst::ClockTime>("new-observed-max-delay").unwrap()),
+        _ => None,
+    });
+    let excessive = excessive.expect("an excessive-delay warning");
+    assert!(excessive.mseconds() > 300);
+}
+
+#[test]
+fn the_retry_counter_starts_again_after_each_final() {
+    // Every connection drops 4 s into its audio, after at least one final: with max-retries=1
+    // that is only survivable because each final resets the counter.
+    let mut config = ServerConfig::default();
+    for connection in 0..8 {
+        config = config.with_fault(connection, Fault::DropAfterBytes { bytes: 4 * 32_000 });
+    }
+    let server = TestServer::start(config).unwrap();
+    let utterances = [
+        "one two",
+        "three four",
+        "five six",
+        "seven eight",
+        "nine ten",
+    ];
+    let audio = synthesize_utterances(&utterances).unwrap();
+    let run = run_audio(&audio.samples, &Feed::default(), |stt| {
+        point_at(stt, &server);
+        stt.set_property("max-retries", 1u32);
+        stt.set_property("retry-interval", 50u32);
+    });
+    assert!(run.errors.is_empty(), "{}", run.error_text());
+    assert_eq!(run.finals(), utterances);
+    assert!(
+        server.connections().len() >= 3,
+        "{} connections",
+        server.connections().len()
+    );
+}
