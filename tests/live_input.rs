@@ -197,3 +197,108 @@ fn the_retry_counter_starts_again_after_each_final() {
         server.connections().len()
     );
 }
+
+/// A live pipeline fed in real time; records when each word buffer left the element, in
+/// running time.
+fn run_live_in_real_time(
+    audio: &SynthAudio,
+    server: &TestServer,
+    configure: impl FnOnce(&gst::Element),
+) -> Vec<(String, u64, u64)> {
+    init();
+    let pipeline = gst::Pipeline::new();
+    let src = gst_app::AppSrc::builder()
+        .caps(&audio_caps())
+        .format(gst::Format::Time)
+        .is_live(true)
+        .build();
+    let stt = gst::ElementFactory::make("fireworksstt").build().unwrap();
+    point_at(&stt, server);
+    configure(&stt);
+    let sink = gst::ElementFactory::make("fakesink")
+        .property("sync", false)
+        .build()
+        .unwrap();
+    pipeline.add_many([src.upcast_ref(), &stt, &sink]).unwrap();
+    gst::Element::link_many([src.upcast_ref(), &stt, &sink]).unwrap();
+    let arrivals = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = arrivals.clone();
+    let element = stt.clone();
+    stt.static_pad("src")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(gst::PadProbeData::Buffer(b)) = &info.data {
+                let text = String::from_utf8(b.map_readable().unwrap().to_vec()).unwrap();
+                let now = element.current_running_time().unwrap().nseconds();
+                record
+                    .lock()
+                    .unwrap()
+                    .push((text, b.pts().unwrap().nseconds(), now));
+            }
+            gst::PadProbeReturn::Ok
+        });
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let started = Instant::now();
+    let mut pts = 0u64;
+    for chunk in audio.samples.chunks(1600) {
+        // Hand each 100 ms buffer over when its time has come, as a capture device would.
+        let due = started + Duration::from_nanos(pts);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        src.push_buffer(audio_buffer(chunk, pts)).unwrap();
+        pts += chunk.len() as u64 * 62_500;
+    }
+    src.end_of_stream().unwrap();
+    let run = collect_bus(&pipeline, Duration::from_secs(30));
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(run.errors.is_empty(), "{}", run.error_text());
+    let arrivals = arrivals.lock().unwrap().clone();
+    arrivals
+}
+
+#[test]
+fn live_words_go_out_before_their_deadline_even_in_long_utterances() {
+    let server = TestServer::start(ServerConfig::default()).unwrap();
+    let spoken = "one two three four five six seven eight nine ten eleven twelve";
+    let audio = synthesize(
+        &Script::new()
+            .leading_silence(Duration::from_millis(300))
+            .utterance(spoken)
+            .trailing_silence(Duration::from_millis(1500)),
+    )
+    .unwrap();
+    let latency = 1000u64;
+    let arrivals = run_live_in_real_time(&audio, &server, |stt| {
+        stt.set_property("latency", latency as u32);
+    });
+    let words: Vec<&str> = arrivals.iter().map(|a| a.0.as_str()).collect();
+    assert_eq!(
+        words,
+        spoken.split(' ').collect::<Vec<_>>(),
+        "each word once, in order"
+    );
+    for ((text, pts, arrived), want) in arrivals.iter().zip(&audio.words) {
+        assert!(
+            pts.abs_diff(want.start_sample * 62_500) <= 10 * MS,
+            "{text} at {pts}"
+        );
+        // On time: before its running time plus the latency the element reports.
+        assert!(
+            *arrived <= pts + latency * MS,
+            "{text} arrived {} ms after its PTS",
+            (arrived - pts) / MS
+        );
+    }
+    // Without early words the first word waits for the final, far past the deadline.
+    let server = TestServer::start(ServerConfig::default()).unwrap();
+    let arrivals = run_live_in_real_time(&audio, &server, |stt| {
+        stt.set_property("latency", latency as u32);
+        stt.set_property("early-words", false);
+    });
+    let (_, pts, arrived) = &arrivals[0];
+    assert!(
+        *arrived > pts + latency * MS,
+        "the final alone is late for long utterances"
+    );
+}

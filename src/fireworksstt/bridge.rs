@@ -24,6 +24,8 @@ pub struct SessionShared {
     pub finals: VecDeque<TimedTranscript>,
     /// Audio position where the open utterance's text starts, while one is open.
     pub open_utterance_start: Option<u64>,
+    /// The open utterance's latest interim: its words may have to go out before the final.
+    pub open_interim: Option<TimedTranscript>,
     /// The session failed; its error was posted.
     pub failed: bool,
 }
@@ -36,6 +38,7 @@ pub fn new_shared(segment: gst::FormattedSegment<gst::ClockTime>) -> Shared {
         segment,
         finals: VecDeque::new(),
         open_utterance_start: None,
+        open_interim: None,
         failed: false,
     }))
 }
@@ -114,7 +117,10 @@ impl imp::FireworksStt {
                 ));
             }
             ClientEvent::SpeechEnded { utterance } => {
-                shared.lock().unwrap().open_utterance_start = None;
+                let mut inner = shared.lock().unwrap();
+                inner.open_utterance_start = None;
+                inner.open_interim = None;
+                drop(inner);
                 self.post_structure(bus::speech_boundary(bus::SPEECH_ENDED, utterance, arrival));
             }
             ClientEvent::Transcript(transcript) => self.on_transcript(shared, transcript, arrival),
@@ -165,9 +171,13 @@ impl imp::FireworksStt {
             });
             if transcript.is_final {
                 inner.open_utterance_start = None;
+                inner.open_interim = None;
                 inner.finals.push_back(transcript);
-            } else if inner.open_utterance_start.is_none() {
-                inner.open_utterance_start = transcript.start;
+            } else {
+                if inner.open_utterance_start.is_none() {
+                    inner.open_utterance_start = transcript.start;
+                }
+                inner.open_interim = Some(transcript);
             }
             structure
         };

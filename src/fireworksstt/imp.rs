@@ -1,7 +1,8 @@
 //! The `fireworksstt` element: properties, pads, events, queries and state.
 //!
-//! Lock order: `state` → `settings` → a session's shared data. `output` is only ever taken
-//! by the streaming thread (and on stop/flush, when streaming has stopped).
+//! Lock order: `output` → `state` → `settings` → a session's shared data. `output` is only
+//! taken by the streaming thread (and on stop/flush, when streaming has stopped); the network
+//! thread takes only `settings` and the shared data, never both at once.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -18,7 +19,7 @@ use once_cell::sync::Lazy;
 use crate::client::{ApiKey, PushError, SessionAbort, StreamClient};
 
 use super::bridge::{new_shared, Bridge, Shared};
-use super::output::{items_for_final, OutputItem};
+use super::output::{due_interim_words, items_for_final, OutputItem};
 use super::settings::{self, OutputMode, Settings};
 use super::TimestampGranularities;
 
@@ -78,6 +79,13 @@ impl Default for State {
 #[derive(Default)]
 struct OutputState {
     position: Option<u64>,
+    /// Utterance number and how many of its words went out early, from interims.
+    early: (u64, usize),
+}
+
+/// Early words go out this long before their deadline (half the latency, at most a second).
+fn early_margin_ms(latency_ms: u32) -> u32 {
+    (latency_ms / 2).min(1000)
 }
 
 pub struct FireworksStt {
@@ -283,6 +291,16 @@ impl ObjectImpl for FireworksStt {
                     .default_value(true)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecBoolean::builder("early-words")
+                    .nick("Early words")
+                    .blurb(
+                        "With live input in words mode, push a word from the interim results \
+                         when its deadline (PTS + latency) is near instead of waiting for the \
+                         final; later revisions of such a word are not reflected",
+                    )
+                    .default_value(true)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecUInt::builder("usage-interval")
                     .nick("Usage interval")
                     .blurb("Milliseconds between fireworksstt/usage messages while audio flows")
@@ -365,6 +383,7 @@ impl ObjectImpl for FireworksStt {
             "lateness" => s.lateness_ms = ms(value),
             "output-mode" => s.output_mode = value.get().expect("type checked upstream"),
             "interim-results" => s.interim_results = value.get().expect("type checked upstream"),
+            "early-words" => s.early_words = value.get().expect("type checked upstream"),
             "usage-interval" => s.usage_interval_ms = ms(value),
             "tls-ca-file" => s.tls_ca_file = optional_string(value).map(Into::into),
             "allow-insecure-ws" => {
@@ -409,6 +428,7 @@ impl ObjectImpl for FireworksStt {
                 .to_value(),
             "output-mode" => s.output_mode.to_value(),
             "interim-results" => s.interim_results.to_value(),
+            "early-words" => s.early_words.to_value(),
             "usage-interval" => s.usage_interval_ms.to_value(),
             "tls-ca-file" => s
                 .tls_ca_file
@@ -788,33 +808,63 @@ impl FireworksStt {
         }
     }
 
-    /// Pushes the finals that arrived since the last call, then (live) lets the position
-    /// follow the audio where nothing can be said any more.
+    /// Pushes the finals that arrived since the last call; with live input, the words of the
+    /// open utterance whose deadline has come; then lets the position follow the audio where
+    /// nothing can be said any more.
     fn push_pending(&self) -> Result<(), gst::FlowError> {
-        let (items, failed, heartbeat) = {
+        let mut output = self.output.lock().unwrap();
+        let now = self.obj().current_running_time();
+        let (items, failed) = {
             let state = self.state.lock().unwrap();
-            let settings = self.settings.lock().unwrap();
-            let (mode, latency) = (settings.output_mode, settings.latency_ms);
-            drop(settings);
+            let settings = self.settings.lock().unwrap().clone();
+            let live = self.upstream_live.load(Ordering::Relaxed);
             let mut shared = state.shared.lock().unwrap();
             let finals: Vec<_> = shared.finals.drain(..).collect();
-            let items: Vec<OutputItem> = finals
-                .iter()
-                .flat_map(|t| items_for_final(t, mode, &shared.timeline))
-                .collect();
-            let heartbeat = self
-                .upstream_live
-                .load(Ordering::Relaxed)
-                .then(|| live_heartbeat(&shared, latency))
-                .flatten();
-            (items, shared.failed || state.failed, heartbeat)
+            let mut items = Vec::new();
+            for t in &finals {
+                let (early_utterance, early_count) = output.early;
+                let skip = if early_utterance == t.utterance {
+                    early_count
+                } else {
+                    0
+                };
+                items.extend(items_for_final(
+                    t,
+                    settings.output_mode,
+                    &shared.timeline,
+                    skip,
+                ));
+                output.early = (t.utterance + 1, 0);
+            }
+            let early = live && settings.early_words && settings.output_mode == OutputMode::Words;
+            if let (true, Some(now), Some(interim)) = (early, now, shared.open_interim.as_ref()) {
+                let already = match output.early {
+                    (utterance, count) if utterance == interim.utterance => count,
+                    _ => 0,
+                };
+                let slack = gst::ClockTime::from_mseconds(
+                    u64::from(settings.lateness_ms) + u64::from(settings.latency_ms)
+                        - u64::from(early_margin_ms(settings.latency_ms)),
+                );
+                let is_due = |pts: u64| {
+                    shared
+                        .segment
+                        .to_running_time(gst::ClockTime::from_nseconds(pts))
+                        .is_some_and(|rt| rt.saturating_add(slack) <= now)
+                };
+                let (due, pushed) = due_interim_words(interim, &shared.timeline, already, is_due);
+                items.extend(due);
+                output.early = (interim.utterance, pushed);
+            }
+            if live {
+                if let Some(until) = live_heartbeat(&shared, settings.latency_ms) {
+                    items.push(OutputItem::GapUntil(until));
+                }
+            }
+            (items, shared.failed || state.failed)
         };
-        let mut output = self.output.lock().unwrap();
         for item in items {
             self.push_item(item, &mut output)?;
-        }
-        if let Some(until) = heartbeat {
-            self.push_item(OutputItem::GapUntil(until), &mut output)?;
         }
         if failed {
             return Err(gst::FlowError::Error);

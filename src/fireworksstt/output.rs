@@ -1,7 +1,7 @@
-//! Turns final transcripts into what goes out of the src pad, in order: text with PTS and
+//! Turns transcripts into what goes out of the src pad, in order: text with PTS and
 //! duration, the end-of-utterance marker, and how far the position may advance.
 
-use crate::client::TimedTranscript;
+use crate::client::{TimedTranscript, TimedWord};
 
 use super::settings::OutputMode;
 use super::timeline::Timeline;
@@ -19,12 +19,14 @@ pub enum OutputItem {
     GapUntil(u64),
 }
 
-/// The output for one final transcript. Times the service did not give fall back to the
-/// transcript's, then to the previous word's end, then to the end of the audio received.
+/// The output for one final transcript, leaving out its first `already_pushed` words (pushed
+/// early from interims). Times the service did not give fall back to the transcript's, then to
+/// the previous word's end, then to the end of the audio received.
 pub fn items_for_final(
     t: &TimedTranscript,
     mode: OutputMode,
     timeline: &Timeline,
+    already_pushed: usize,
 ) -> Vec<OutputItem> {
     let fallback = t
         .start
@@ -35,28 +37,7 @@ pub fn items_for_final(
     let mut items = Vec::new();
     match mode {
         OutputMode::Words if !t.words.is_empty() => {
-            let mut previous_end = fallback;
-            for word in &t.words {
-                let text = word.text.trim();
-                if text.is_empty() {
-                    continue;
-                }
-                let pts = word
-                    .start
-                    .and_then(|a| timeline.pts_for(a))
-                    .unwrap_or(previous_end);
-                let end = word
-                    .end
-                    .and_then(|a| timeline.pts_for(a))
-                    .unwrap_or(pts)
-                    .max(pts);
-                items.push(OutputItem::Text {
-                    text: text.to_string(),
-                    pts,
-                    duration: end - pts,
-                });
-                previous_end = end;
-            }
+            items.extend(word_items(&t.words, timeline, fallback).skip(already_pushed));
         }
         OutputMode::Words => {
             // No word list (the service sent only segment text): one buffer for the text.
@@ -89,10 +70,60 @@ pub fn items_for_final(
     items
 }
 
+/// One text item per word, in order, with times mapped onto the input timeline; a word
+/// without times follows the previous one.
+fn word_items<'a>(
+    words: &'a [TimedWord],
+    timeline: &'a Timeline,
+    fallback: u64,
+) -> impl Iterator<Item = OutputItem> + 'a {
+    let mut previous_end = fallback;
+    words
+        .iter()
+        .filter(|w| !w.text.trim().is_empty())
+        .map(move |word| {
+            let pts = word
+                .start
+                .and_then(|a| timeline.pts_for(a))
+                .unwrap_or(previous_end);
+            let end = word
+                .end
+                .and_then(|a| timeline.pts_for(a))
+                .unwrap_or(pts)
+                .max(pts);
+            previous_end = end;
+            OutputItem::Text {
+                text: word.text.trim().to_string(),
+                pts,
+                duration: end - pts,
+            }
+        })
+}
+
+/// Words of an open utterance's latest interim that cannot wait for the final any more:
+/// every word from `already_pushed` up to the last one for which `is_due(pts)` holds (earlier
+/// words go with it, to keep the order). Returns the items and the new count of words pushed.
+pub fn due_interim_words(
+    interim: &TimedTranscript,
+    timeline: &Timeline,
+    already_pushed: usize,
+    is_due: impl Fn(u64) -> bool,
+) -> (Vec<OutputItem>, usize) {
+    let fallback = timeline.end_pts().unwrap_or(0);
+    let items: Vec<OutputItem> = word_items(&interim.words, timeline, fallback).collect();
+    let due = items
+        .iter()
+        .rposition(|item| matches!(item, OutputItem::Text { pts, .. } if is_due(*pts)))
+        .map_or(0, |last| last + 1);
+    if due <= already_pushed {
+        return (Vec::new(), already_pushed);
+    }
+    (items[already_pushed..due].to_vec(), due)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::TimedWord;
 
     const MS: u64 = 1_000_000;
 
@@ -133,7 +164,7 @@ mod tests {
     #[test]
     fn words_mode_gives_one_buffer_per_word_on_the_input_timeline() {
         let t = transcript(vec![word("hello", 100, 400), word("world", 500, 900)]);
-        let items = items_for_final(&t, OutputMode::Words, &timeline_from(2_000));
+        let items = items_for_final(&t, OutputMode::Words, &timeline_from(2_000), 0);
         assert_eq!(
             items,
             vec![
@@ -156,7 +187,7 @@ mod tests {
     #[test]
     fn utterances_mode_gives_one_line() {
         let t = transcript(vec![word("hello", 100, 400), word("world", 500, 900)]);
-        let items = items_for_final(&t, OutputMode::Utterances, &timeline_from(0));
+        let items = items_for_final(&t, OutputMode::Utterances, &timeline_from(0), 0);
         assert_eq!(
             items[0],
             OutputItem::Text {
@@ -177,7 +208,7 @@ mod tests {
             probability: None,
             is_final: true,
         });
-        let items = items_for_final(&t, OutputMode::Words, &timeline_from(0));
+        let items = items_for_final(&t, OutputMode::Words, &timeline_from(0), 0);
         assert_eq!(
             items[1],
             OutputItem::Text {
@@ -186,5 +217,33 @@ mod tests {
                 duration: 0
             }
         );
+    }
+
+    #[test]
+    fn due_interim_words_are_a_prefix_and_the_final_skips_them() {
+        let mut t = transcript(vec![
+            word("one", 0, 100),
+            word("two", 200, 300),
+            word("three", 400, 500),
+        ]);
+        t.is_final = false;
+        let timeline = timeline_from(0);
+        let (items, pushed) = due_interim_words(&t, &timeline, 0, |pts| pts <= 250 * MS);
+        assert_eq!(pushed, 2);
+        assert_eq!(items.len(), 2);
+        let (items, pushed) = due_interim_words(&t, &timeline, 2, |pts| pts <= 250 * MS);
+        assert!(items.is_empty());
+        assert_eq!(pushed, 2);
+        t.is_final = true;
+        let rest = items_for_final(&t, OutputMode::Words, &timeline, 2);
+        assert_eq!(
+            rest[0],
+            OutputItem::Text {
+                text: "three".into(),
+                pts: 400 * MS,
+                duration: 100 * MS
+            }
+        );
+        assert_eq!(rest[1], OutputItem::FinalTranscript);
     }
 }
