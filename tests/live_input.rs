@@ -138,32 +138,35 @@ fn a_live_source_is_never_held_up_by_a_stalled_network() {
 #[test]
 fn late_words_raise_max_observed_delay_and_warn() {
     let server = TestServer::start(ServerConfig::default()).unwrap();
-    let (mut h, stt, bus) = harness(&server);
-    stt.set_property("latency", 300u32);
-    // Real-time pacing: the final of "hi" can only come after a second of silence.
+    // Real-time pacing: the final of "hi" can only come after a second of silence, and
+    // without early words nothing goes out before it.
     let audio = synthesize(
         &Script::new()
             .utterance("hi")
             .trailing_silence(Duration::from_millis(1300)),
     )
     .unwrap();
-    let mut pts = 0;
-    for chunk in audio.samples.chunks(1600) {
-        h.push(audio_buffer(chunk, pts)).unwrap();
-        pts += 100_000_000;
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(h.push_event(gst::event::Eos::new()));
-    let delay = stt.property::<u32>("max-observed-delay");
-    assert!(delay > 900, "max-observed-delay {delay}");
-    let excessive = std::iter::from_fn(|| bus.pop()).find_map(|m| match m.view() {
-        gst::MessageView::Warning(w) => w
-            .details()
-            .filter(|d| d.name() == "fireworksstt/excessive-delay")
-            .map(|d| d.get::<gst::ClockTime>("new-observed-max-delay").unwrap()),
-        _ => None,
+    let live = run_live_in_real_time(&audio, &server, |stt| {
+        stt.set_property("latency", 300u32);
+        stt.set_property("early-words", false);
     });
-    let excessive = excessive.expect("an excessive-delay warning");
+    assert_eq!(live.words.len(), 1);
+    assert!(
+        live.max_observed_delay > 900,
+        "max-observed-delay {}",
+        live.max_observed_delay
+    );
+    let excessive = live
+        .run
+        .warnings
+        .iter()
+        .find_map(|(_, _, details)| {
+            details
+                .as_ref()
+                .filter(|d| d.name() == "fireworksstt/excessive-delay")
+                .map(|d| d.get::<gst::ClockTime>("new-observed-max-delay").unwrap())
+        })
+        .expect("an excessive-delay warning");
     assert!(excessive.mseconds() > 300);
 }
 
@@ -198,13 +201,20 @@ fn the_retry_counter_starts_again_after_each_final() {
     );
 }
 
+struct LiveRun {
+    /// (word, PTS, running time when it left the element)
+    words: Vec<(String, u64, u64)>,
+    run: Run,
+    max_observed_delay: u32,
+}
+
 /// A live pipeline fed in real time; records when each word buffer left the element, in
 /// running time.
 fn run_live_in_real_time(
     audio: &SynthAudio,
     server: &TestServer,
     configure: impl FnOnce(&gst::Element),
-) -> Vec<(String, u64, u64)> {
+) -> LiveRun {
     init();
     let pipeline = gst::Pipeline::new();
     let src = gst_app::AppSrc::builder()
@@ -241,8 +251,9 @@ fn run_live_in_real_time(
     let started = Instant::now();
     let mut pts = 0u64;
     for chunk in audio.samples.chunks(1600) {
-        // Hand each 100 ms buffer over when its time has come, as a capture device would.
-        let due = started + Duration::from_nanos(pts);
+        // Hand each 100 ms buffer over once its last sample is "recorded", as a capture
+        // device would.
+        let due = started + Duration::from_nanos(pts + chunk.len() as u64 * 62_500);
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
@@ -253,8 +264,12 @@ fn run_live_in_real_time(
     let run = collect_bus(&pipeline, Duration::from_secs(30));
     pipeline.set_state(gst::State::Null).unwrap();
     assert!(run.errors.is_empty(), "{}", run.error_text());
-    let arrivals = arrivals.lock().unwrap().clone();
-    arrivals
+    let words = arrivals.lock().unwrap().clone();
+    LiveRun {
+        words,
+        run,
+        max_observed_delay: stt.property::<u32>("max-observed-delay"),
+    }
 }
 
 #[test]
@@ -271,7 +286,8 @@ fn live_words_go_out_before_their_deadline_even_in_long_utterances() {
     let latency = 1000u64;
     let arrivals = run_live_in_real_time(&audio, &server, |stt| {
         stt.set_property("latency", latency as u32);
-    });
+    })
+    .words;
     let words: Vec<&str> = arrivals.iter().map(|a| a.0.as_str()).collect();
     assert_eq!(
         words,
@@ -295,7 +311,8 @@ fn live_words_go_out_before_their_deadline_even_in_long_utterances() {
     let arrivals = run_live_in_real_time(&audio, &server, |stt| {
         stt.set_property("latency", latency as u32);
         stt.set_property("early-words", false);
-    });
+    })
+    .words;
     let (_, pts, arrived) = &arrivals[0];
     assert!(
         *arrived > pts + latency * MS,

@@ -155,8 +155,10 @@ impl imp::FireworksStt {
             transcript.utterance,
             transcript.text
         );
-        // Only finals become output buffers, so only they count against the latency budget.
-        if let Some(delay) = transcript.delay.filter(|_| transcript.is_final) {
+        // Non-live: the service's delay for the words of a final (live streams measure the lag
+        // of each buffer as it is pushed instead, which covers early words too).
+        let live = self.upstream_live.load(Ordering::Relaxed);
+        if let Some(delay) = transcript.delay.filter(|_| transcript.is_final && !live) {
             self.observe_delay(delay);
         }
         let interim_results = self.settings.lock().unwrap().interim_results;
@@ -187,7 +189,7 @@ impl imp::FireworksStt {
     }
 
     /// Keeps `max-observed-delay` and warns when words come later than the pipeline allows.
-    fn observe_delay(&self, delay: std::time::Duration) {
+    pub(super) fn observe_delay(&self, delay: std::time::Duration) {
         let delay_ms = u32::try_from(delay.as_millis()).unwrap_or(u32::MAX);
         let previous = self
             .max_observed_delay_ms

@@ -505,6 +505,9 @@ impl BaseTransformImpl for FireworksStt {
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         self.reset(true);
+        // Statistics describe one run; they stay readable after it stops.
+        self.dropped_audio_ms.store(0, Ordering::Relaxed);
+        self.max_observed_delay_ms.store(0, Ordering::Relaxed);
         Ok(())
     }
 
@@ -593,8 +596,6 @@ impl FireworksStt {
         state.failed = false;
         if full {
             state.segment = gst::FormattedSegment::new();
-            self.dropped_audio_ms.store(0, Ordering::Relaxed);
-            self.max_observed_delay_ms.store(0, Ordering::Relaxed);
         }
         state.shared = new_shared(state.segment.clone());
         drop(state);
@@ -814,7 +815,7 @@ impl FireworksStt {
     fn push_pending(&self) -> Result<(), gst::FlowError> {
         let mut output = self.output.lock().unwrap();
         let now = self.obj().current_running_time();
-        let (items, failed) = {
+        let (items, failed, segment) = {
             let state = self.state.lock().unwrap();
             let settings = self.settings.lock().unwrap().clone();
             let live = self.upstream_live.load(Ordering::Relaxed);
@@ -861,9 +862,13 @@ impl FireworksStt {
                     items.push(OutputItem::GapUntil(until));
                 }
             }
-            (items, shared.failed || state.failed)
+            let segment = live.then(|| shared.segment.clone());
+            (items, shared.failed || state.failed, segment)
         };
         for item in items {
+            if let (OutputItem::Text { pts, .. }, Some(segment)) = (&item, &segment) {
+                self.observe_lag(segment, *pts);
+            }
             self.push_item(item, &mut output)?;
         }
         if failed {
@@ -915,6 +920,19 @@ impl FireworksStt {
             }
         }
         Ok(())
+    }
+}
+
+impl FireworksStt {
+    /// Live: how far a word leaves behind its own running time is what downstream has to
+    /// absorb, so that is the delay `max-observed-delay` reports.
+    fn observe_lag(&self, segment: &gst::FormattedSegment<gst::ClockTime>, pts: u64) {
+        let running = segment.to_running_time(gst::ClockTime::from_nseconds(pts));
+        if let (Some(now), Some(running)) = (self.obj().current_running_time(), running) {
+            if let Some(lag) = now.checked_sub(running) {
+                self.observe_delay(Duration::from_nanos(lag.nseconds()));
+            }
+        }
     }
 }
 

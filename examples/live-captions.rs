@@ -1,0 +1,599 @@
+//! Live captions burnt into video.
+//!
+//!     live-captions [--overlay | --cea708] [--audio-file FILE]
+//!                   [--video-device DEVICE | --pattern NAME] [--output OUT.avi]
+//!                   [--duration SECONDS] [--latency MS] [--base-url URL] [--language CODE]
+//!
+//!     # the microphone, captions over a test picture in a window (Ctrl-C to stop)
+//!     FIREWORKS_API_KEY=fw_... cargo run --example live-captions
+//!     # a WAV file played in real time against the local test server, into an AVI file
+//!     cargo run --example live-captions -- --audio-file speech.wav --output captions.avi \
+//!         --duration 8 --base-url ws://127.0.0.1:8765/v1
+//!
+//! The API key comes from FIREWORKS_API_KEY; with `--base-url` and no key set, a placeholder key
+//! is sent (the local test server accepts any key). Final utterances are also printed.
+//!
+//! `--overlay` (the default): each final utterance is drawn by `textoverlay` for as long as it
+//! was spoken. The video waits for the transcript (`latency`, 5 s by default), so words and
+//! picture stay in step:
+//!
+//! ```text
+//! videotestsrc is-live=true (or v4l2src) ! queue ! textoverlay ! videoconvert ! autovideosink
+//! autoaudiosrc (or filesrc ! decodebin ! clocksync) ! fireworksstt output-mode=utterances ─┘
+//! ```
+//!
+//! `--cea708`: the broadcast way. `transcriberbin` (gst-plugins-rs, with fireworksstt as its
+//! transcriber) turns the words into CEA-708 closed captions (with CEA-608 inside) on the video,
+//! and `cea608overlay` renders them, roll-up style. transcriberbin is not packaged for Debian
+//! bookworm: `scripts/setup.sh` builds it into
+//! `${FIREWORKSSTT_PLUGIN_CACHE:-~/.cache/fireworksstt/gst-plugins-rs-0.13}/plugins`, which is
+//! loaded from there when GStreamer does not already have it.
+//!
+//! `--audio-file` plays a file in real time (`clocksync`, a live source for fireworksstt) instead
+//! of the microphone; without `--duration` the program then stops when the file has been
+//! transcribed. `--output` writes Motion-JPEG AVI instead of opening a window. Ctrl-C ends the
+//! stream cleanly (the AVI is finalized); a second Ctrl-C quits at once. The exit code is
+//! non-zero, with the error on stderr, after an ERROR, or if transcriberbin gives up on
+//! fireworksstt (passthrough).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+
+const USAGE: &str = "usage: live-captions [--overlay | --cea708] [--audio-file FILE] \
+                     [--video-device DEVICE | --pattern NAME] [--output OUT.avi] \
+                     [--duration SECONDS] [--latency MS] [--base-url URL] [--language CODE]";
+const TICK: Duration = Duration::from_millis(100);
+/// After EOS is sent: time for the last transcript (drain-timeout) and the muxers to finish.
+const EOS_LIMIT: Duration = Duration::from_secs(20);
+/// The caption plugins transcriberbin needs, as scripts/build-transcriberbin-plugins.sh builds
+/// them.
+const CAPTION_ELEMENTS: [&str; 3] = ["transcriberbin", "cea608overlay", "tttocea708"];
+
+#[derive(Default)]
+struct Options {
+    cea708: bool,
+    audio_file: Option<String>,
+    video_device: Option<String>,
+    /// videotestsrc's pattern when there is no camera.
+    pattern: Option<String>,
+    output: Option<String>,
+    duration: Option<Duration>,
+    latency_ms: Option<u32>,
+    base_url: Option<String>,
+    language: Option<String>,
+}
+
+fn parse_args() -> Result<Option<Options>, String> {
+    let mut args = std::env::args().skip(1);
+    let mut o = Options::default();
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value\n{USAGE}"));
+        match arg.as_str() {
+            "--overlay" => o.cea708 = false,
+            "--cea708" => o.cea708 = true,
+            "--audio-file" => o.audio_file = Some(value("--audio-file")?),
+            "--video-device" => o.video_device = Some(value("--video-device")?),
+            "--pattern" => o.pattern = Some(value("--pattern")?),
+            "--output" => o.output = Some(value("--output")?),
+            "--duration" => {
+                let s = value("--duration")?;
+                let secs: f64 = s
+                    .parse()
+                    .ok()
+                    .filter(|v: &f64| v.is_finite() && *v > 0.0)
+                    .ok_or(format!("--duration takes seconds, not {s:?}"))?;
+                o.duration = Some(Duration::from_secs_f64(secs));
+            }
+            "--latency" => {
+                let s = value("--latency")?;
+                o.latency_ms = Some(
+                    s.parse()
+                        .map_err(|_| format!("--latency takes milliseconds, not {s:?}"))?,
+                );
+            }
+            "--base-url" => o.base_url = Some(value("--base-url")?),
+            "--language" => o.language = Some(value("--language")?),
+            "-h" | "--help" => return Ok(None),
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    Ok(Some(o))
+}
+
+fn main() -> ExitCode {
+    let options = match parse_args() {
+        Ok(Some(options)) => options,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `h:mm:ss.mmm`
+fn fmt_time(t: gst::ClockTime) -> String {
+    let ms = t.mseconds();
+    format!(
+        "{}:{:02}:{:02}.{:03}",
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    )
+}
+
+/// An ERROR message as a user reads it: the text, then the technical detail.
+fn error_text(msg: &gst::Message) -> String {
+    let gst::MessageView::Error(e) = msg.view() else {
+        return format!("{msg:?}");
+    };
+    match e.debug() {
+        Some(debug) => format!("{}\n  ({debug})", e.error()),
+        None => e.error().to_string(),
+    }
+}
+
+/// Where scripts/build-transcriberbin-plugins.sh puts the caption plugins.
+fn caption_plugin_dir() -> PathBuf {
+    let cache = std::env::var_os("FIREWORKSSTT_PLUGIN_CACHE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").unwrap_or_default();
+            PathBuf::from(home).join(".cache/fireworksstt/gst-plugins-rs-0.13")
+        });
+    cache.join("plugins")
+}
+
+/// Makes transcriberbin and cea608overlay available, or says how to get them.
+fn load_caption_plugins() -> Result<(), String> {
+    let have_all = || {
+        CAPTION_ELEMENTS
+            .iter()
+            .all(|name| gst::ElementFactory::find(name).is_some())
+    };
+    if have_all() {
+        return Ok(());
+    }
+    let dir = caption_plugin_dir();
+    if dir.is_dir() {
+        gst::Registry::get().scan_path(&dir);
+    }
+    if have_all() {
+        return Ok(());
+    }
+    let missing: Vec<&str> = CAPTION_ELEMENTS
+        .iter()
+        .copied()
+        .filter(|name| gst::ElementFactory::find(name).is_none())
+        .collect();
+    Err(format!(
+        "--cea708 needs the gst-plugins-rs caption plugins, but {} missing (looked in {}): run \
+         scripts/setup.sh, which builds them there (set FIREWORKSSTT_PLUGIN_CACHE if you built \
+         them elsewhere)",
+        missing.join(", ") + if missing.len() == 1 { " is" } else { " are" },
+        dir.display()
+    ))
+}
+
+/// transcriberbin 0.13 does not pass its transcriber's ERROR message on: it logs it ("Transcriber
+/// has posted an error (…)") and switches to passthrough. Catches the error text from that log.
+fn catch_transcriber_error(caught: Arc<Mutex<Option<String>>>) {
+    if std::env::var_os("GST_DEBUG").is_none() {
+        // Only this line is wanted, not GStreamer's log on stderr.
+        gst::log::remove_default_log_function();
+        gst::log::set_threshold_for_name("transcriberbin", gst::DebugLevel::Error);
+    }
+    gst::log::add_log_function(move |category, level, _, _, _, _, message| {
+        if level != gst::DebugLevel::Error || category.name() != "transcriberbin" {
+            return;
+        }
+        let Some(line) = message.get() else { return };
+        if !line.contains("Transcriber has posted an error") {
+            return;
+        }
+        // The line holds the message's Debug form: `… message: "TEXT" …`.
+        let text = line
+            .split_once("message: \"")
+            .and_then(|(_, rest)| {
+                let mut escaped = false;
+                let end = rest.char_indices().find_map(|(i, c)| {
+                    let end_here = c == '"' && !escaped;
+                    escaped = c == '\\' && !escaped;
+                    end_here.then_some(i)
+                })?;
+                Some(rest[..end].replace("\\\"", "\""))
+            })
+            .unwrap_or_else(|| line.to_string());
+        caught.lock().unwrap().get_or_insert(text);
+    });
+}
+
+/// The live video, ending in an element named `vtail`.
+fn video_description(o: &Options) -> String {
+    let framerate = if o.cea708 { "30000/1001" } else { "30/1" };
+    let source = match &o.video_device {
+        // Cameras give raw video or Motion-JPEG; decodebin handles both.
+        Some(_) => "v4l2src name=camera ! decodebin ! videoconvert ! videorate",
+        None => "videotestsrc name=testsrc is-live=true",
+    };
+    format!(
+        "{source} ! videoconvert ! videoscale ! \
+         capsfilter name=vtail caps=video/x-raw,width=640,height=360,framerate={framerate}"
+    )
+}
+
+/// The live audio, ending in an element named `atail`.
+fn audio_description(o: &Options) -> &'static str {
+    match o.audio_file {
+        // clocksync sync=true releases each buffer at its time and answers the latency query as
+        // a live source: fireworksstt treats the file like a microphone.
+        Some(_) => {
+            "filesrc name=afile ! decodebin ! audioconvert ! audioresample ! clocksync ! \
+             audioconvert name=atail"
+        }
+        None => "autoaudiosrc ! audioconvert name=atail",
+    }
+}
+
+/// The video sink, starting with an element named `vsink`.
+fn sink_description(o: &Options) -> &'static str {
+    match o.output {
+        Some(_) => "videoconvert name=vsink ! jpegenc ! avimux ! filesink name=outfile",
+        None => "videoconvert name=vsink ! autovideosink",
+    }
+}
+
+fn configure_stt(stt: &gst::Element, o: &Options) {
+    if let Some(url) = &o.base_url {
+        stt.set_property("base-url", url);
+        if std::env::var_os("FIREWORKS_API_KEY").is_none() {
+            // The bundled test server accepts any key.
+            stt.set_property("api-key", "local-test-key");
+        }
+    }
+    if let Some(code) = &o.language {
+        stt.set_property("language-code", code);
+    }
+}
+
+struct Built {
+    pipeline: gst::Pipeline,
+    stt: gst::Element,
+    /// transcriberbin, in --cea708 mode.
+    tbin: Option<gst::Element>,
+    /// Lets audio through that is held back until the video flows (--cea708).
+    release_audio: Option<Box<dyn Fn()>>,
+}
+
+fn link(a: &gst::Element, a_pad: &str, b: &gst::Element, b_pad: &str) -> Result<(), String> {
+    a.link_pads(Some(a_pad), b, Some(b_pad)).map_err(|e| {
+        format!(
+            "cannot link {}:{a_pad} to {}:{b_pad}: {e}",
+            a.name(),
+            b.name()
+        )
+    })
+}
+
+fn build_overlay(o: &Options) -> Result<Built, Box<dyn std::error::Error>> {
+    let stt = gst::ElementFactory::make("fireworksstt")
+        .name("stt")
+        .property_from_str("output-mode", "utterances")
+        .build()?;
+    configure_stt(&stt, o);
+    if let Some(ms) = o.latency_ms {
+        stt.set_property("latency", ms);
+    }
+    // textoverlay holds each video frame until the text stream has reached its time, i.e. up to
+    // fireworksstt's latency: the queue must hold that much video.
+    let hold = gst::ClockTime::from_mseconds(u64::from(stt.property::<u32>("latency")) + 3000);
+    let description = format!(
+        "{video} ! queue max-size-buffers=0 max-size-bytes=0 max-size-time={hold} ! \
+         textoverlay name=overlay font-desc=\"Sans 24\" valignment=bottom \
+         shaded-background=true ! {sink} \
+         {audio}",
+        video = video_description(o),
+        hold = hold.nseconds(),
+        sink = sink_description(o),
+        audio = audio_description(o),
+    );
+    let pipeline = gst::parse::launch(&description)?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "not a pipeline")?;
+    pipeline.add(&stt)?;
+    let atail = pipeline.by_name("atail").unwrap();
+    let overlay = pipeline.by_name("overlay").unwrap();
+    atail.link(&stt)?;
+    link(&stt, "src", &overlay, "text_sink")?;
+
+    // Utterance buffers end in "\n", which textoverlay would draw as an empty last line.
+    stt.static_pad("src")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, |_, info| {
+            if let Some(gst::PadProbeData::Buffer(buffer)) = info.data.as_mut() {
+                let len = buffer.size();
+                let trimmed = buffer.map_readable().map_or(len, |map| {
+                    len - map
+                        .iter()
+                        .rev()
+                        .take_while(|b| matches!(b, b'\n' | b'\r'))
+                        .count()
+                });
+                if trimmed < len {
+                    buffer.make_mut().set_size(trimmed);
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+    Ok(Built {
+        pipeline,
+        stt,
+        tbin: None,
+        release_audio: None,
+    })
+}
+
+fn build_cea708(o: &Options) -> Result<Built, Box<dyn std::error::Error>> {
+    load_caption_plugins()?;
+    let stt = gst::ElementFactory::make("fireworksstt")
+        .name("stt")
+        .build()?;
+    configure_stt(&stt, o);
+    // mux-method must be set at construction; GStreamer 1.22 has no cea608mux, so the default
+    // (cea608) would leave the bin without a muxer.
+    let tbin = gst::ElementFactory::make("transcriberbin")
+        .name("tbin")
+        .property_from_str("mux-method", "cea708")
+        .build()?;
+    tbin.set_property(
+        "cc-caps",
+        gst::Caps::builder("closedcaption/x-cea-708")
+            .field("format", "cc_data")
+            .build(),
+    );
+    if let Some(ms) = o.latency_ms {
+        // transcriberbin passes it on to its transcriber.
+        tbin.set_property("latency", ms);
+    }
+    if let Some(code) = &o.language {
+        tbin.set_property("language-code", code);
+    }
+    tbin.set_property("transcriber", &stt);
+
+    let description = format!(
+        "{video} {audio} cea608overlay name=render black-background=true ! {sink} \
+         fakesink name=aout sync=true",
+        video = video_description(o),
+        audio = audio_description(o),
+        sink = sink_description(o),
+    );
+    let pipeline = gst::parse::launch(&description)?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "not a pipeline")?;
+    pipeline.add(&tbin)?;
+    let by_name = |name: &str| pipeline.by_name(name).unwrap();
+    link(&by_name("vtail"), "src", &tbin, "sink_video")?;
+    link(&by_name("atail"), "src", &tbin, "sink_audio")?;
+    link(&tbin, "src_video", &by_name("render"), "sink")?;
+    link(&tbin, "src_audio", &by_name("aout"), "sink")?;
+
+    // transcriberbin 0.13 starts transcribing when the video caps reach it, and audio that comes
+    // before is not transcribed (the start of a file would be lost): hold the audio until the
+    // first video frame has gone in.
+    let audio_out = by_name("atail").static_pad("src").unwrap();
+    let hold = audio_out.add_probe(
+        gst::PadProbeType::BLOCK | gst::PadProbeType::BUFFER,
+        |_, _| gst::PadProbeReturn::Ok,
+    );
+    let hold = Arc::new(Mutex::new(hold));
+    let release_audio = move || {
+        if let Some(id) = hold.lock().unwrap().take() {
+            audio_out.remove_probe(id);
+        }
+    };
+    let release = release_audio.clone();
+    by_name("vtail").static_pad("src").unwrap().add_probe(
+        gst::PadProbeType::BUFFER,
+        move |_, _| {
+            release();
+            gst::PadProbeReturn::Remove
+        },
+    );
+    Ok(Built {
+        pipeline,
+        stt,
+        tbin: Some(tbin),
+        release_audio: Some(Box::new(release_audio)),
+    })
+}
+
+fn run(o: &Options) -> Result<(), Box<dyn std::error::Error>> {
+    if o.output.is_none()
+        && cfg!(target_os = "linux")
+        && std::env::var_os("DISPLAY").is_none()
+        && std::env::var_os("WAYLAND_DISPLAY").is_none()
+    {
+        // autovideosink would find no window system (and some of the sinks it tries crash).
+        return Err(
+            "no display (DISPLAY and WAYLAND_DISPLAY are unset): write a file with \
+                    --output OUT.avi instead"
+                .into(),
+        );
+    }
+    gst::init()?;
+    gstfireworks::plugin_register_static()?;
+    let built = if o.cea708 {
+        build_cea708(o)?
+    } else {
+        build_overlay(o)?
+    };
+    let Built {
+        pipeline,
+        stt,
+        tbin,
+        release_audio,
+    } = built;
+    if let (Some(path), Some(el)) = (&o.audio_file, pipeline.by_name("afile")) {
+        el.set_property("location", path);
+    }
+    if let (Some(device), Some(el)) = (&o.video_device, pipeline.by_name("camera")) {
+        el.set_property("device", device);
+    }
+    if let (Some(pattern), Some(el)) = (&o.pattern, pipeline.by_name("testsrc")) {
+        // e.g. "black" or "smpte" (the default); gst-inspect-1.0 videotestsrc lists them all.
+        let class = el
+            .find_property("pattern")
+            .and_then(|spec| gst::glib::EnumClass::with_type(spec.value_type()))
+            .expect("videotestsrc has an enum pattern property");
+        let value = class.to_value_by_nick(pattern).ok_or_else(|| {
+            let names: Vec<&str> = class.values().iter().map(|v| v.nick()).collect();
+            format!(
+                "unknown --pattern {pattern:?}; one of: {}",
+                names.join(", ")
+            )
+        })?;
+        el.set_property_from_value("pattern", &value);
+    }
+    if let (Some(path), Some(el)) = (&o.output, pipeline.by_name("outfile")) {
+        el.set_property("location", path);
+    }
+
+    // transcriberbin 0.13 keeps a transcriber's ERROR to itself and goes on without captions
+    // (passthrough): watch for that, and catch the log line that says why.
+    let passthrough = Arc::new(AtomicBool::new(false));
+    let transcriber_error = Arc::new(Mutex::new(None));
+    if let Some(tbin) = &tbin {
+        catch_transcriber_error(transcriber_error.clone());
+        let passthrough = passthrough.clone();
+        tbin.connect_notify(Some("passthrough"), move |bin, _| {
+            if bin.property::<bool>("passthrough") {
+                passthrough.store(true, Ordering::SeqCst);
+            }
+        });
+    }
+
+    // With --audio-file and no --duration: stop once the file has been transcribed, i.e. when
+    // end-of-stream has come out of fireworksstt.
+    let transcribed = Arc::new(AtomicBool::new(false));
+    {
+        let transcribed = transcribed.clone();
+        stt.static_pad("src").unwrap().add_probe(
+            gst::PadProbeType::EVENT_DOWNSTREAM,
+            move |_, info| {
+                if let Some(gst::PadProbeData::Event(e)) = &info.data {
+                    if e.type_() == gst::EventType::Eos {
+                        transcribed.store(true, Ordering::SeqCst);
+                    }
+                }
+                gst::PadProbeReturn::Ok
+            },
+        );
+    }
+
+    // Ctrl-C: end the stream cleanly; a second one quits at once.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let interrupted = interrupted.clone();
+        ctrlc::set_handler(move || {
+            if interrupted.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        })?;
+    }
+
+    let bus = pipeline.bus().unwrap();
+    if pipeline.set_state(gst::State::Playing).is_err() {
+        let msg = bus.pop_filtered(&[gst::MessageType::Error]);
+        let _ = pipeline.set_state(gst::State::Null);
+        return Err(msg
+            .map_or("the pipeline could not start".into(), |m| error_text(&m))
+            .into());
+    }
+    eprintln!(
+        "captions: {}; {}",
+        if o.cea708 {
+            "CEA-708 via transcriberbin, rendered by cea608overlay"
+        } else {
+            "textoverlay"
+        },
+        match (o.duration, &o.audio_file) {
+            (Some(d), _) => format!(
+                "stopping after {:.1} s (Ctrl-C stops sooner)",
+                d.as_secs_f64()
+            ),
+            (None, Some(_)) => "stopping when the file has been transcribed (or Ctrl-C)".into(),
+            (None, None) => "Ctrl-C stops".into(),
+        }
+    );
+
+    let started = Instant::now();
+    let mut eos_sent_at: Option<Instant> = None;
+    let result = loop {
+        if let Some(msg) = bus.timed_pop(gst::ClockTime::from_nseconds(TICK.as_nanos() as u64)) {
+            match msg.view() {
+                gst::MessageView::Element(e) => {
+                    let Some(s) = e.structure() else { continue };
+                    if s.name() == "fireworksstt/transcript" && s.get::<bool>("final")? {
+                        let text = s.get::<String>("text")?;
+                        let start = s.get::<gst::ClockTime>("start").ok();
+                        println!("[{}] {text}", start.map(fmt_time).unwrap_or_default());
+                    }
+                }
+                gst::MessageView::Warning(w) => eprintln!("warning: {}", w.error()),
+                gst::MessageView::Error(_) => break Err(error_text(&msg)),
+                gst::MessageView::Eos(_) => break Ok(()),
+                _ => {}
+            }
+        }
+        if passthrough.load(Ordering::SeqCst) {
+            let why = transcriber_error.lock().unwrap().take();
+            break Err(format!(
+                "transcriberbin stopped captioning (passthrough): {}",
+                why.as_deref()
+                    .unwrap_or("fireworksstt failed (GST_DEBUG=transcriberbin:1 shows why)")
+            ));
+        }
+        let stop = interrupted.load(Ordering::SeqCst)
+            || o.duration.is_some_and(|d| started.elapsed() >= d)
+            || (o.duration.is_none()
+                && o.audio_file.is_some()
+                && transcribed.load(Ordering::SeqCst));
+        if stop && eos_sent_at.is_none() {
+            eprintln!("stopping: finishing the captions…");
+            if let Some(release) = &release_audio {
+                // In case no video ever came: the audio must reach its end of stream.
+                release();
+            }
+            pipeline.send_event(gst::event::Eos::new());
+            eos_sent_at = Some(Instant::now());
+        }
+        if eos_sent_at.is_some_and(|at| at.elapsed() > EOS_LIMIT) {
+            break Err(format!(
+                "the pipeline did not finish within {EOS_LIMIT:?} after end-of-stream"
+            ));
+        }
+    };
+    pipeline.set_state(gst::State::Null)?;
+    result?;
+    if let Some(path) = &o.output {
+        eprintln!("wrote {path}");
+    }
+    Ok(())
+}

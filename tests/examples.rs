@@ -1,0 +1,603 @@
+//! The examples users run, run as users run them: the built binaries (target/<profile>/examples/,
+//! which cargo builds before the tests), against a local test server started here, on test audio
+//! from `synthesize_utterances`. What is checked is what a user would look at: the subtitle files
+//! and their cue times, the finals printed on the terminal, the exit code and the error text, and
+//! the captions in the video frames.
+//!
+//! Every child process runs with a deadline and is killed when it passes it.
+
+mod common;
+
+use std::hash::{Hash, Hasher};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use gst::prelude::*;
+
+/// How far a cue or a printed start time may be from the spoken audio.
+const TIME_TOLERANCE: Duration = Duration::from_millis(50);
+
+/// target/<profile>/examples/NAME, next to the deps/ folder holding this test. Fails when it is
+/// missing or older than its source (e.g. after `cargo test --test examples` alone, which does
+/// not rebuild examples).
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let binary = profile_dir.join("examples").join(name);
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(format!("{name}.rs"));
+    let built = std::fs::metadata(&binary)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| {
+            panic!(
+                "{} is not built ({e}): run `cargo build --examples` (or `cargo test`, which \
+                 builds them)",
+                binary.display()
+            )
+        });
+    let edited = std::fs::metadata(&source)
+        .and_then(|m| m.modified())
+        .unwrap();
+    assert!(
+        built >= edited,
+        "{} is older than {}: run `cargo build --examples`",
+        binary.display(),
+        source.display()
+    );
+    binary
+}
+
+struct Finished {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+    took: Duration,
+}
+
+impl Finished {
+    fn report(&self) -> String {
+        format!(
+            "exit: {}, took {:?}\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.status, self.took, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs an example to the end, or kills it after `timeout` and fails.
+fn run(name: &str, args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Finished {
+    let mut command = Command::new(example(name));
+    command
+        .args(args)
+        .env_remove("FIREWORKS_API_KEY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let started = Instant::now();
+    let mut child = command.spawn().unwrap();
+    // Read both pipes while waiting, so a chatty child can never block on a full pipe.
+    let reader = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    };
+    let stdout = reader(Box::new(child.stdout.take().unwrap()));
+    let stderr = reader(Box::new(child.stderr.take().unwrap()));
+    let deadline = started + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{name} {args:?} did not finish within {timeout:?}\n--- stdout ---\n{}\n--- \
+                 stderr ---\n{}",
+                stdout.join().unwrap(),
+                stderr.join().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Finished {
+        status,
+        took: started.elapsed(),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+/// A fresh directory for one test's files.
+fn scratch(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "fireworksstt-examples-{}-{test}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn samples(n: u64) -> Duration {
+    Duration::from_nanos(n * 1_000_000_000 / 16_000)
+}
+
+/// Each utterance's (text, start of its first word, end of its last word).
+fn spoken(audio: &SynthAudio) -> Vec<(String, Duration, Duration)> {
+    audio
+        .utterances
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let words: Vec<_> = audio.utterance_words(i).collect();
+            (
+                text.clone(),
+                samples(words.first().unwrap().start_sample),
+                samples(words.last().unwrap().end_sample),
+            )
+        })
+        .collect()
+}
+
+fn close(a: Duration, b: Duration) -> bool {
+    a.abs_diff(b) <= TIME_TOLERANCE
+}
+
+/// `HH:MM:SS,mmm` (SRT) or `HH:MM:SS.mmm` (WebVTT; hours optional) or `H:MM:SS.mmm`.
+fn parse_time(s: &str) -> Option<Duration> {
+    let (hms, ms) = s.trim().rsplit_once([',', '.'])?;
+    let mut secs = 0u64;
+    for part in hms.split(':') {
+        secs = secs * 60 + part.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_secs(secs) + Duration::from_millis(ms.parse().ok()?))
+}
+
+/// The cues of an SRT or WebVTT file: (start, end, text lines joined by "\n"). Checks the block
+/// structure on the way: blocks are separated by exactly one blank line.
+fn parse_cues(file: &str, vtt: bool) -> Vec<(Duration, Duration, String)> {
+    let body = if vtt {
+        file.strip_prefix("WEBVTT\n\n")
+            .unwrap_or_else(|| panic!("no WEBVTT header:\n{file}"))
+    } else {
+        file
+    };
+    assert!(
+        !body.contains("\n\n\n") && !body.starts_with('\n'),
+        "blank lines inside or between cues:\n{file:?}"
+    );
+    let mut cues = Vec::new();
+    for (i, block) in body
+        .split("\n\n")
+        .filter(|b| !b.trim().is_empty())
+        .enumerate()
+    {
+        let mut lines = block.lines();
+        if !vtt {
+            assert_eq!(
+                lines.next(),
+                Some((i + 1).to_string().as_str()),
+                "cue number\n{file}"
+            );
+        }
+        let timing = lines.next().unwrap();
+        let (start, end) = timing
+            .split_once(" --> ")
+            .unwrap_or_else(|| panic!("not a cue timing line: {timing:?}\n{file}"));
+        let text: Vec<&str> = lines.collect();
+        assert!(
+            text.iter().all(|l| !l.trim().is_empty()),
+            "empty line in a cue\n{file:?}"
+        );
+        cues.push((
+            parse_time(start).unwrap(),
+            parse_time(end).unwrap(),
+            text.join("\n"),
+        ));
+    }
+    cues
+}
+
+/// The finals an example printed: lines `[H:MM:SS.mmm] text`.
+fn printed_finals(stdout: &str) -> Vec<(Duration, String)> {
+    stdout
+        .lines()
+        .filter_map(|line| {
+            let (time, text) = line.strip_prefix('[')?.split_once("] ")?;
+            Some((parse_time(time)?, text.to_string()))
+        })
+        .collect()
+}
+
+fn assert_finals_printed(run: &Finished, expected: &[(String, Duration, Duration)]) {
+    let printed = printed_finals(&run.stdout);
+    let texts: Vec<&str> = printed.iter().map(|(_, t)| t.as_str()).collect();
+    let want: Vec<&str> = expected.iter().map(|(t, _, _)| t.as_str()).collect();
+    assert_eq!(texts, want, "the finals, in order\n{}", run.report());
+    for ((at, text), (_, start, _)) in printed.iter().zip(expected) {
+        assert!(
+            close(*at, *start),
+            "{text:?} printed as starting at {at:?}, spoken at {start:?}\n{}",
+            run.report()
+        );
+    }
+}
+
+#[test]
+fn transcribe_file_writes_srt_and_webvtt_and_prints_the_finals() {
+    let dir = scratch("transcribe");
+    let audio = synthesize_utterances(&["hello world", "how are you", "this is a test"]).unwrap();
+    let wav = dir.join("speech.wav");
+    audio.write_wav(&wav).unwrap();
+    let (srt, vtt) = (dir.join("speech.srt"), dir.join("speech.vtt"));
+    let server = TestServer::start(ServerConfig::default()).unwrap();
+
+    let run = run(
+        "transcribe-file",
+        &[
+            wav.to_str().unwrap(),
+            "--srt",
+            srt.to_str().unwrap(),
+            "--vtt",
+            vtt.to_str().unwrap(),
+            "--base-url",
+            &server.base_url(),
+            "--language",
+            "en",
+        ],
+        &[],
+        Duration::from_secs(25),
+    );
+    assert!(run.status.success(), "{}", run.report());
+    let expected = spoken(&audio);
+    assert_finals_printed(&run, &expected);
+    assert!(
+        !run.stderr.contains('\r') && !run.stderr.contains('\x1b'),
+        "no progress bar when stderr is not a terminal\n{}",
+        run.report()
+    );
+    assert!(
+        run.stderr.contains("3 utterance(s)"),
+        "a summary at the end\n{}",
+        run.report()
+    );
+
+    for (path, is_vtt) in [(&srt, false), (&vtt, true)] {
+        let file = std::fs::read_to_string(path).unwrap();
+        let cues = parse_cues(&file, is_vtt);
+        assert_eq!(
+            cues.len(),
+            expected.len(),
+            "one cue per utterance in {}:\n{file}",
+            path.display()
+        );
+        for ((start, end, text), (want, spoken_start, spoken_end)) in cues.iter().zip(&expected) {
+            assert_eq!(text, want, "{}:\n{file}", path.display());
+            assert!(
+                close(*start, *spoken_start) && close(*end, *spoken_end),
+                "{}: cue {text:?} is {start:?} --> {end:?}, spoken {spoken_start:?} --> \
+                 {spoken_end:?}\n{file}",
+                path.display()
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn transcribe_file_with_a_rejected_key_fails_with_a_readable_error() {
+    let dir = scratch("badkey");
+    let audio = synthesize_utterances(&["hello world"]).unwrap();
+    let wav = dir.join("speech.wav");
+    audio.write_wav(&wav).unwrap();
+    let server = TestServer::start(ServerConfig::default().with_api_key(TEST_KEY)).unwrap();
+    let wrong_key = "wrong-key-4242";
+
+    let run = run(
+        "transcribe-file",
+        &[
+            wav.to_str().unwrap(),
+            "--srt",
+            dir.join("out.srt").to_str().unwrap(),
+            "--base-url",
+            &server.base_url(),
+        ],
+        &[("FIREWORKS_API_KEY", wrong_key)],
+        Duration::from_secs(25),
+    );
+    assert!(!run.status.success(), "{}", run.report());
+    let first_line = run.stderr.lines().find(|l| l.starts_with("error: "));
+    assert!(
+        first_line
+            .is_some_and(|l| l.contains("rejected the API key") && l.contains("FIREWORKS_API_KEY")),
+        "the error says what to fix\n{}",
+        run.report()
+    );
+    assert!(
+        !run.stderr.contains(wrong_key) && !run.stdout.contains(wrong_key),
+        "the key is never printed\n{}",
+        run.report()
+    );
+    assert!(printed_finals(&run.stdout).is_empty(), "{}", run.report());
+    assert!(
+        run.took < Duration::from_secs(10),
+        "a rejected key is not retried\n{}",
+        run.report()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One decoded video frame: its PTS, how many pixels are bright (the examples are run with
+/// `--pattern black`, so those are caption text) and a hash of the picture (to tell captions
+/// apart).
+#[derive(Debug)]
+struct Frame {
+    pts: Duration,
+    bright: usize,
+    picture: u64,
+}
+
+/// Decodes a Motion-JPEG AVI.
+fn decode_avi(path: &Path) -> Vec<Frame> {
+    init();
+    let pipeline = gst::parse::launch(
+        "filesrc name=file ! avidemux ! jpegdec ! videoconvert ! video/x-raw,format=GRAY8 ! \
+         appsink name=frames sync=false",
+    )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    pipeline
+        .by_name("file")
+        .unwrap()
+        .set_property("location", path);
+    let sink = pipeline
+        .by_name("frames")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    let frames = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let frames = frames.clone();
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
+                    let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+                    let mut hasher = std::hash::DefaultHasher::new();
+                    map.as_slice().hash(&mut hasher);
+                    frames.lock().unwrap().push(Frame {
+                        pts: Duration::from_nanos(buffer.pts().map_or(0, |t| t.nseconds())),
+                        // Black decodes to 0..16 however the JPEG was made; text is white.
+                        bright: map.iter().filter(|&&y| y > 100).count(),
+                        picture: hasher.finish(),
+                    });
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+    }
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let msg = pipeline
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(20),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("decoding the AVI finishes within 20 s");
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(
+        matches!(msg.view(), gst::MessageView::Eos(_)),
+        "cannot decode {}: {msg:?}",
+        path.display()
+    );
+    let frames = std::mem::take(&mut *frames.lock().unwrap());
+    frames
+}
+
+/// The picture shown at `t`.
+fn picture_at(frames: &[Frame], t: Duration) -> Option<u64> {
+    frames
+        .iter()
+        .take_while(|f| f.pts <= t)
+        .last()
+        .map(|f| f.picture)
+}
+
+/// The PTS of the frames with a caption on them.
+fn captioned(frames: &[Frame]) -> Vec<Duration> {
+    frames
+        .iter()
+        .filter(|f| f.bright > 50)
+        .map(|f| f.pts)
+        .collect()
+}
+
+fn live_captions_args<'a>(
+    mode: &'a str,
+    wav: &'a str,
+    avi: &'a str,
+    duration: &'a str,
+    base_url: &'a str,
+) -> [&'a str; 11] {
+    [
+        mode,
+        "--audio-file",
+        wav,
+        "--output",
+        avi,
+        "--duration",
+        duration,
+        "--pattern",
+        "black",
+        "--base-url",
+        base_url,
+    ]
+}
+
+#[test]
+fn live_captions_overlay_burns_the_utterances_into_the_video() {
+    let dir = scratch("overlay");
+    let audio = synthesize_utterances(&["hello world", "how are you"]).unwrap();
+    let wav = dir.join("speech.wav");
+    audio.write_wav(&wav).unwrap();
+    let avi = dir.join("captions.avi");
+    let server = TestServer::start(ServerConfig::default()).unwrap();
+    let duration = format!("{:.1}", audio.duration().as_secs_f64() + 0.5);
+
+    let run = run(
+        "live-captions",
+        &live_captions_args(
+            "--overlay",
+            wav.to_str().unwrap(),
+            avi.to_str().unwrap(),
+            &duration,
+            &server.base_url(),
+        ),
+        &[],
+        Duration::from_secs(25),
+    );
+    assert!(run.status.success(), "{}", run.report());
+    let expected = spoken(&audio);
+    assert_finals_printed(&run, &expected);
+
+    let size = std::fs::metadata(&avi).map(|m| m.len()).unwrap_or(0);
+    assert!(size > 10_000, "the AVI is {size} bytes\n{}", run.report());
+    let frames = decode_avi(&avi);
+    // 30 frames a second for --duration seconds.
+    assert!(
+        frames.len() >= 30 * audio.duration().as_secs() as usize,
+        "{} frames\n{}",
+        frames.len(),
+        run.report()
+    );
+    // textoverlay shows an utterance on the frames that overlap the time it was spoken.
+    let captioned = captioned(&frames);
+    let frame = Duration::from_nanos(1_000_000_000 / 30);
+    for (text, start, end) in &expected {
+        assert!(
+            captioned.iter().any(|t| t >= start && t < end),
+            "no caption on the frames while {text:?} was spoken ({start:?} to {end:?}); \
+             captioned frames at {captioned:?}\n{}",
+            run.report()
+        );
+    }
+    for t in &captioned {
+        assert!(
+            expected
+                .iter()
+                .any(|(_, start, end)| *t + frame + TIME_TOLERANCE > *start
+                    && *t < *end + TIME_TOLERANCE),
+            "a caption at {t:?}, when nothing was being said ({expected:?})\n{}",
+            run.report()
+        );
+    }
+    let during = |(_, start, _): &(String, Duration, Duration)| picture_at(&frames, *start + frame);
+    assert_ne!(
+        during(&expected[0]),
+        during(&expected[1]),
+        "each utterance has its own caption\n{}",
+        run.report()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Where scripts/build-transcriberbin-plugins.sh puts the caption plugins (as
+/// tests/transcriberbin.rs and the example look for them).
+fn caption_plugins_built() -> bool {
+    let cache = std::env::var_os("FIREWORKSSTT_PLUGIN_CACHE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/fireworksstt/gst-plugins-rs-0.13")
+        });
+    cache.join("plugins/libgstrsclosedcaption.so").is_file()
+}
+
+#[test]
+fn live_captions_cea708_renders_transcriberbin_captions() {
+    assert!(
+        caption_plugins_built(),
+        "the transcriberbin plugins are not built: run scripts/setup.sh first"
+    );
+    let dir = scratch("cea708");
+    let audio = synthesize_utterances(&["hello world", "how are you"]).unwrap();
+    let wav = dir.join("speech.wav");
+    audio.write_wav(&wav).unwrap();
+    let avi = dir.join("captions.avi");
+    let server = TestServer::start(ServerConfig::default()).unwrap();
+    let duration = format!("{:.1}", audio.duration().as_secs_f64() + 0.5);
+
+    let run = run(
+        "live-captions",
+        &live_captions_args(
+            "--cea708",
+            wav.to_str().unwrap(),
+            avi.to_str().unwrap(),
+            &duration,
+            &server.base_url(),
+        ),
+        &[],
+        Duration::from_secs(25),
+    );
+    // The example fails when transcriberbin falls back to passthrough.
+    assert!(run.status.success(), "{}", run.report());
+    assert!(!run.stderr.contains("passthrough"), "{}", run.report());
+    let expected = spoken(&audio);
+    assert_finals_printed(&run, &expected);
+
+    let frames = decode_avi(&avi);
+    assert!(
+        frames.len() >= 29 * audio.duration().as_secs() as usize,
+        "{} frames\n{}",
+        frames.len(),
+        run.report()
+    );
+    // cea608overlay draws the roll-up captions from the first word on, and they stay on
+    // screen. tttocea708 schedules a word at its time; CEA-608 carries two characters a frame.
+    let captioned = captioned(&frames);
+    let caption_delay = Duration::from_millis(1500);
+    let first_word = expected[0].1;
+    let first = captioned.first().copied();
+    assert!(
+        first.is_some_and(|t| t + TIME_TOLERANCE >= first_word && t <= first_word + caption_delay),
+        "the first caption is drawn at {first:?}, the first word was spoken at {first_word:?}\n{}",
+        run.report()
+    );
+    let first = first.unwrap();
+    let after_first = frames.iter().filter(|f| f.pts >= first).count();
+    assert_eq!(
+        captioned.len(),
+        after_first,
+        "roll-up captions stay on screen once drawn; captioned frames: {captioned:?}\n{}",
+        run.report()
+    );
+    // The second utterance rolls in: the picture changes after it starts, soon enough.
+    let (_, second_start, _) = &expected[1];
+    let before = picture_at(
+        &frames,
+        second_start.saturating_sub(Duration::from_millis(300)),
+    );
+    let changed = frames
+        .iter()
+        .find(|f| f.pts >= *second_start && Some(f.picture) != before)
+        .map(|f| f.pts);
+    assert!(
+        changed.is_some_and(|t| t <= *second_start + caption_delay),
+        "the second utterance ({second_start:?}) shows up at {changed:?}\n{}",
+        run.report()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
