@@ -108,6 +108,11 @@ impl AudioLog {
         self.kept_from.saturating_sub(self.released_through)
     }
 
+    /// No more audio fits without forgetting some.
+    pub fn is_full(&self) -> bool {
+        self.bytes >= self.limit_bytes
+    }
+
     /// Offset just past the newest audio.
     pub fn end_offset(&self) -> u64 {
         self.end

@@ -184,7 +184,13 @@ pub async fn connect(
     );
     match tokio::time::timeout(cfg.connect_timeout, handshake).await {
         Err(_) => Err(ConnectError::Timeout(cfg.connect_timeout)),
-        Ok(Err(err)) => Err(classify(err)),
+        Ok(Err(err)) => Err(match classify(err) {
+            ConnectError::Rejected { status, body } => ConnectError::Rejected {
+                status,
+                body: cfg.api_key.redact(&body),
+            },
+            other => other,
+        }),
         Ok(Ok((stream, _response))) => Ok(stream),
     }
 }

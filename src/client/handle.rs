@@ -27,7 +27,8 @@ pub enum DrainOutcome {
 pub enum PushError {
     /// The session has ended (after an error); nothing more can be sent.
     Closed,
-    /// The network task did not take these bytes within the bound; they were dropped.
+    /// The network task did not take audio within the bound: this many bytes at the end of
+    /// the audio pushed so far were dropped.
     Dropped { bytes: usize },
 }
 
@@ -87,22 +88,25 @@ impl StreamClient {
     }
 
     /// Queues audio; whole frames go to the network task. When the queue is full this waits
-    /// at most `wait` in all, then drops the frames that did not fit and says so.
+    /// at most `wait` in all; then the rest of the audio held here (the frames that did not
+    /// fit and the partial frame after them) is dropped, so that what the service hears stays
+    /// a prefix of the input followed by later input, and the caller learns how many bytes of
+    /// the end of `data` and before it were lost.
     pub fn push_audio(&mut self, data: &[u8], wait: Duration) -> Result<(), PushError> {
         self.pending.extend_from_slice(data);
         let deadline = Instant::now() + wait;
-        let mut dropped = 0;
         while self.pending.len() >= self.chunk_bytes {
             let frame = self.pending.split_to(self.chunk_bytes).freeze();
             let left = deadline.saturating_duration_since(Instant::now());
             match self.send(Command::Audio(frame), left) {
                 Ok(()) => {}
                 Err(SendError::Closed) => return Err(PushError::Closed),
-                Err(SendError::Timeout) => dropped += self.chunk_bytes,
+                Err(SendError::Timeout) => {
+                    let bytes = self.chunk_bytes + self.pending.len();
+                    self.pending.clear();
+                    return Err(PushError::Dropped { bytes });
+                }
             }
-        }
-        if dropped > 0 {
-            return Err(PushError::Dropped { bytes: dropped });
         }
         Ok(())
     }
@@ -138,20 +142,25 @@ impl StreamClient {
     /// End of stream: sends the last partial frame and the end-of-stream checkpoint, then
     /// waits (bounded by `drain-timeout` plus a small margin) until the final transcript is in.
     pub fn drain(mut self) -> DrainOutcome {
-        let wait = self.drain_timeout + DRAIN_REPLY_MARGIN;
+        // One deadline for the whole exchange, however the time is spent.
+        let deadline = Instant::now() + self.drain_timeout + DRAIN_REPLY_MARGIN;
+        let left = || deadline.saturating_duration_since(Instant::now());
         if !self.pending.is_empty() {
             let rest = self.pending.split().freeze();
-            if self.send(Command::Audio(rest), wait) == Err(SendError::Closed) {
+            if self.send(Command::Audio(rest), left()) == Err(SendError::Closed) {
                 return DrainOutcome::Failed;
             }
         }
         let (reply_tx, reply_rx) = std::sync::mpsc::sync_channel(1);
-        if self.send(Command::Drain(reply_tx), wait).is_err() {
+        if self.send(Command::Drain(reply_tx), left()).is_err() {
             return DrainOutcome::Failed;
         }
-        reply_rx
-            .recv_timeout(wait)
-            .unwrap_or(DrainOutcome::TimedOut)
+        match reply_rx.recv_timeout(left()) {
+            Ok(outcome) => outcome,
+            // The session was stopped (flush, state change) while draining.
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => DrainOutcome::Failed,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => DrainOutcome::TimedOut,
+        }
     }
 }
 

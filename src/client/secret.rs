@@ -17,6 +17,16 @@ impl ApiKey {
     pub fn is_empty(&self) -> bool {
         self.0.trim().is_empty()
     }
+
+    /// `text` with every occurrence of the key blanked out: for texts that come back from the
+    /// network (an error body from a proxy that echoes request headers, a server message).
+    pub fn redact(&self, text: &str) -> String {
+        if self.0.is_empty() {
+            text.to_string()
+        } else {
+            text.replace(&self.0, "<redacted>")
+        }
+    }
 }
 
 impl fmt::Debug for ApiKey {
@@ -41,5 +51,14 @@ mod tests {
         assert!(!format!("{key:?}").contains("fw_secret_123"));
         assert!(!format!("{key}").contains("fw_secret_123"));
         assert_eq!(key.expose(), "fw_secret_123");
+    }
+
+    #[test]
+    fn echoed_keys_are_blanked() {
+        let key = ApiKey::new("fw_secret_123");
+        assert_eq!(
+            key.redact("bad header Authorization: fw_secret_123"),
+            "bad header Authorization: <redacted>"
+        );
     }
 }

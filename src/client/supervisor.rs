@@ -87,7 +87,6 @@ pub struct Supervisor {
     retries: u32,
     drain: Option<PendingDrain>,
     switch: Option<PendingSwitch>,
-    switches: u32,
     protocol_warnings: u32,
     /// Audio offset where the connection that sent the latest interim began: a promoted final
     /// at end of stream carries that connection's times.
@@ -116,7 +115,6 @@ impl Supervisor {
             retries: 0,
             drain: None,
             switch: None,
-            switches: 0,
             protocol_warnings: 0,
             interim_base: 0,
         }
@@ -204,7 +202,6 @@ impl Supervisor {
                 true
             }
             Some(Command::Reconfigure(cfg)) => {
-                // No connection to finish: the next one simply uses the new options.
                 self.cfg = Arc::new(*cfg);
                 true
             }
@@ -219,8 +216,8 @@ impl Supervisor {
         out: &mut WsSink,
         cfg: ClientConfig,
     ) -> Result<(), ConnectionEnd> {
-        self.switches += 1;
-        let checkpoint_id = format!("options-{}", self.switches);
+        // The id the service is known to finalize on; only one checkpoint is ever in flight.
+        let checkpoint_id = END_OF_STREAM_CHECKPOINT.to_string();
         self.switch = Some(PendingSwitch {
             cfg: Arc::new(cfg),
             checkpoint_id: checkpoint_id.clone(),
@@ -290,13 +287,24 @@ impl Supervisor {
             tokio::pin!(attempt);
             let result = loop {
                 let drain_deadline = self.drain_deadline();
+                // A full replay buffer stops intake instead of forgetting audio never sent:
+                // the queue then fills and the streaming thread waits (or, live, drops and
+                // says so).
+                let room = !self.log.is_full();
                 tokio::select! {
-                    result = &mut attempt => break result,
-                    cmd = rx.recv() => {
-                        if !self.take_offline_command(cmd) {
-                            return None;
+                    result = &mut attempt => break Some(result),
+                    cmd = rx.recv(), if room => match cmd {
+                        Some(Command::Reconfigure(cfg)) => {
+                            // The attempt under way carries the old options: start again.
+                            self.cfg = Arc::new(*cfg);
+                            break None;
                         }
-                    }
+                        other => {
+                            if !self.take_offline_command(other) {
+                                return None;
+                            }
+                        }
+                    },
                     _ = sleep_until_opt(drain_deadline) => {
                         self.finish_drain(DrainOutcome::TimedOut);
                         return None;
@@ -304,8 +312,9 @@ impl Supervisor {
                 }
             };
             match result {
-                Ok(ws) => return Some(ws),
-                Err(err) => {
+                None => continue,
+                Some(Ok(ws)) => return Some(ws),
+                Some(Err(err)) => {
                     let failure = err.to_failure(&self.cfg.host_for_messages());
                     if !err.is_retryable() {
                         self.fail(failure);
@@ -324,7 +333,7 @@ impl Supervisor {
         self.transcript.begin_connection();
         let base = self.log.replay_start();
         let unreplayable = self.log.unreplayable_samples();
-        if self.connections > 0 && unreplayable > 0 {
+        if unreplayable > 0 {
             self.emit(ClientEvent::Warning(Failure::new(
                 FailureKind::AudioDropped,
                 format!(
@@ -588,10 +597,14 @@ impl Supervisor {
                 Some(ConnectionEnd::Finished)
             }
             Ok(ServerMessage::Error { message }) => {
+                let message = self.cfg.api_key.redact(&message);
                 let mut failure = Failure::new(
                     FailureKind::ServerError,
                     format!("Fireworks reported an error: {message}"),
-                    format!("server message: {}", excerpt(text)),
+                    format!(
+                        "server message: {}",
+                        self.cfg.api_key.redact(&excerpt(text))
+                    ),
                 );
                 failure.server_error = Some(message);
                 Some(ConnectionEnd::Fatal(failure))
@@ -619,7 +632,7 @@ impl Supervisor {
                     let timed = self.timed(t, true, base);
                     // The words are in: a later drop need not replay this audio again.
                     if let Some(end) = end {
-                        self.log.release_through(base + seconds_to_samples(end));
+                        self.log.release_through(self.stream_sample(base, end));
                     }
                     self.retries = 0;
                     self.emit(ClientEvent::Transcript(timed));
@@ -628,11 +641,18 @@ impl Supervisor {
         }
     }
 
+    /// Where a time of the connection that began at `base` lies in the stream's audio. Times
+    /// come from the network: they are clamped to the audio actually sent.
+    fn stream_sample(&self, base: u64, seconds: f64) -> u64 {
+        base.saturating_add(seconds_to_samples(seconds))
+            .min(self.log.end_offset())
+    }
+
     fn timed(&self, t: Transcript, is_final: bool, base: u64) -> TimedTranscript {
         let map =
-            |seconds: Option<f64>| seconds.map(|s| samples_to_ns(base + seconds_to_samples(s)));
+            |seconds: Option<f64>| seconds.map(|s| samples_to_ns(self.stream_sample(base, s)));
         // How long the earliest word waited: that is what a downstream latency must cover.
-        let start_sample = t.start.map(|s| base + seconds_to_samples(s));
+        let start_sample = t.start.map(|s| self.stream_sample(base, s));
         let delay = start_sample
             .and_then(|sample| self.log.sent_at(sample))
             .map(|sent| sent.elapsed());

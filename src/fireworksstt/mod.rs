@@ -18,8 +18,11 @@ use gst::prelude::*;
 
 mod bridge;
 mod bus;
+mod downstream;
 mod imp;
 mod output;
+mod properties;
+mod session;
 pub(crate) mod settings;
 mod timeline;
 

@@ -19,14 +19,16 @@ pub enum OutputItem {
     GapUntil(u64),
 }
 
-/// The output for one final transcript, leaving out its first `already_pushed` words (pushed
-/// early from interims). Times the service did not give fall back to the transcript's, then to
-/// the previous word's end, then to the end of the audio received.
+/// The output for one final transcript, leaving out the words that start before
+/// `pushed_until` (they went out early, from interims: matching by time rather than by count
+/// keeps working when the final splits or merges words differently). Times the service did not
+/// give fall back to the transcript's, then to the previous word's end, then to the end of the
+/// audio received.
 pub fn items_for_final(
     t: &TimedTranscript,
     mode: OutputMode,
     timeline: &Timeline,
-    already_pushed: usize,
+    pushed_until: Option<u64>,
 ) -> Vec<OutputItem> {
     let fallback = t
         .start
@@ -37,7 +39,10 @@ pub fn items_for_final(
     let mut items = Vec::new();
     match mode {
         OutputMode::Words if !t.words.is_empty() => {
-            items.extend(word_items(&t.words, timeline, fallback).skip(already_pushed));
+            items.extend(
+                word_items(&t.words, timeline, fallback)
+                    .filter(|item| not_yet_pushed(item, pushed_until)),
+            );
         }
         OutputMode::Words => {
             // No word list (the service sent only segment text): one buffer for the text.
@@ -100,25 +105,38 @@ fn word_items<'a>(
         })
 }
 
+fn not_yet_pushed(item: &OutputItem, pushed_until: Option<u64>) -> bool {
+    match (item, pushed_until) {
+        (OutputItem::Text { pts, .. }, Some(until)) => *pts >= until,
+        _ => true,
+    }
+}
+
 /// Words of an open utterance's latest interim that cannot wait for the final any more:
-/// every word from `already_pushed` up to the last one for which `is_due(pts)` holds (earlier
-/// words go with it, to keep the order). Returns the items and the new count of words pushed.
+/// every word not yet pushed (starting at or after `pushed_until`) up to the last one for
+/// which `is_due(pts)` holds (earlier words go with it, to keep the order). Returns the items
+/// and the new end of what has been pushed.
 pub fn due_interim_words(
     interim: &TimedTranscript,
     timeline: &Timeline,
-    already_pushed: usize,
+    pushed_until: Option<u64>,
     is_due: impl Fn(u64) -> bool,
-) -> (Vec<OutputItem>, usize) {
+) -> (Vec<OutputItem>, Option<u64>) {
     let fallback = timeline.end_pts().unwrap_or(0);
-    let items: Vec<OutputItem> = word_items(&interim.words, timeline, fallback).collect();
-    let due = items
+    let waiting: Vec<OutputItem> = word_items(&interim.words, timeline, fallback)
+        .filter(|item| not_yet_pushed(item, pushed_until))
+        .collect();
+    let due = waiting
         .iter()
         .rposition(|item| matches!(item, OutputItem::Text { pts, .. } if is_due(*pts)))
         .map_or(0, |last| last + 1);
-    if due <= already_pushed {
-        return (Vec::new(), already_pushed);
+    let mut until = pushed_until;
+    let items: Vec<OutputItem> = waiting.into_iter().take(due).collect();
+    if let Some(OutputItem::Text { pts, duration, .. }) = items.last() {
+        // A word that ends where the next starts must not hide it: the next starts at `until`.
+        until = Some((pts + duration).max(pts + 1));
     }
-    (items[already_pushed..due].to_vec(), due)
+    (items, until)
 }
 
 #[cfg(test)]
@@ -157,14 +175,14 @@ mod tests {
 
     fn timeline_from(pts_ms: u64) -> Timeline {
         let mut t = Timeline::default();
-        t.on_buffer(Some(pts_ms * MS), 16_000 * 10, false);
+        t.on_buffer(Some(pts_ms * MS), 16_000 * 10 * 2, false, 0);
         t
     }
 
     #[test]
     fn words_mode_gives_one_buffer_per_word_on_the_input_timeline() {
         let t = transcript(vec![word("hello", 100, 400), word("world", 500, 900)]);
-        let items = items_for_final(&t, OutputMode::Words, &timeline_from(2_000), 0);
+        let items = items_for_final(&t, OutputMode::Words, &timeline_from(2_000), None);
         assert_eq!(
             items,
             vec![
@@ -187,7 +205,7 @@ mod tests {
     #[test]
     fn utterances_mode_gives_one_line() {
         let t = transcript(vec![word("hello", 100, 400), word("world", 500, 900)]);
-        let items = items_for_final(&t, OutputMode::Utterances, &timeline_from(0), 0);
+        let items = items_for_final(&t, OutputMode::Utterances, &timeline_from(0), None);
         assert_eq!(
             items[0],
             OutputItem::Text {
@@ -208,7 +226,7 @@ mod tests {
             probability: None,
             is_final: true,
         });
-        let items = items_for_final(&t, OutputMode::Words, &timeline_from(0), 0);
+        let items = items_for_final(&t, OutputMode::Words, &timeline_from(0), None);
         assert_eq!(
             items[1],
             OutputItem::Text {
@@ -228,14 +246,21 @@ mod tests {
         ]);
         t.is_final = false;
         let timeline = timeline_from(0);
-        let (items, pushed) = due_interim_words(&t, &timeline, 0, |pts| pts <= 250 * MS);
-        assert_eq!(pushed, 2);
+        let (items, until) = due_interim_words(&t, &timeline, None, |pts| pts <= 250 * MS);
         assert_eq!(items.len(), 2);
-        let (items, pushed) = due_interim_words(&t, &timeline, 2, |pts| pts <= 250 * MS);
+        assert_eq!(until, Some(300 * MS));
+        let (items, again) = due_interim_words(&t, &timeline, until, |pts| pts <= 250 * MS);
         assert!(items.is_empty());
-        assert_eq!(pushed, 2);
-        t.is_final = true;
-        let rest = items_for_final(&t, OutputMode::Words, &timeline, 2);
+        assert_eq!(again, until);
+        // The final merged "two" and "three" into one word: only what starts after the early
+        // words goes out.
+        let mut fin = transcript(vec![
+            word("one", 0, 100),
+            word("two", 200, 300),
+            word("three", 400, 500),
+        ]);
+        fin.words[1].text = "too".into();
+        let rest = items_for_final(&fin, OutputMode::Words, &timeline, until);
         assert_eq!(
             rest[0],
             OutputItem::Text {

@@ -180,6 +180,13 @@ impl Settings {
     /// The streaming URL for the current options, refusing plain `ws://` to a remote host
     /// unless explicitly allowed: audio and transcripts would travel unencrypted.
     pub fn streaming_url(&self) -> Result<Url, SettingsError> {
+        if !self.word_timestamps && !self.segment_timestamps {
+            return Err(SettingsError::Invalid(
+                "timestamp-granularities must include word or segment: without times the \
+                 element cannot place text on the timeline nor replay audio after a drop"
+                    .to_string(),
+            ));
+        }
         let options = self.session_options()?;
         let url = streaming_url(&self.base_url, &options)
             .map_err(|err| SettingsError::Invalid(err.to_string()))?;
@@ -192,6 +199,20 @@ impl Settings {
             )));
         }
         Ok(url)
+    }
+
+    /// How long a non-live streaming thread may wait for room in the network queue: longer
+    /// than the slowest reconnect (every attempt timing out, with the pauses between them) and
+    /// a stall, so that a file is slowed down but never loses audio to a passing outage.
+    pub fn non_live_queue_wait(&self) -> Duration {
+        let ms = |v: u32| u64::from(v);
+        let attempts = ms(self.max_retries) + 1;
+        Duration::from_millis(
+            attempts * ms(self.connect_timeout_ms)
+                + ms(self.max_retries) * ms(self.retry_interval_ms)
+                + ms(self.stall_timeout_ms)
+                + 5_000,
+        )
     }
 
     pub fn client_config(&self) -> Result<ClientConfig, SettingsError> {

@@ -24,15 +24,20 @@ struct Anchor {
 #[derive(Debug, Default)]
 pub struct Timeline {
     anchors: VecDeque<Anchor>,
-    samples: u64,
+    /// Bytes the service will have heard (odd bytes are completed by the next buffer).
+    bytes: u64,
     expected_pts: Option<u64>,
+    /// Audio was dropped before reaching the service: the next buffer starts a new anchor.
+    broken: bool,
 }
 
 impl Timeline {
-    /// Records an input buffer of `samples` samples with timestamp `pts` (None: assume it
-    /// follows the previous one). `discont` forces a new anchor.
-    pub fn on_buffer(&mut self, pts: Option<u64>, samples: u64, discont: bool) {
-        let audio = samples_to_ns(self.samples);
+    /// Records an input buffer of `bytes` bytes of S16 audio with timestamp `pts` (None: it
+    /// follows the previous one, or starts at `start` if it is the first). `discont` forces a
+    /// new anchor.
+    pub fn on_buffer(&mut self, pts: Option<u64>, bytes: u64, discont: bool, start: u64) {
+        let discont = discont || std::mem::take(&mut self.broken);
+        let audio = samples_to_ns(self.bytes / 2);
         let pts = match (pts, self.expected_pts) {
             (Some(pts), Some(expected)) => {
                 if discont || pts.abs_diff(expected) > CONTIGUITY_TOLERANCE_NS {
@@ -42,8 +47,8 @@ impl Timeline {
                 }
             }
             (Some(pts), None) => Some(pts),
-            (None, None) => Some(0),
-            (None, Some(_)) => None,
+            (None, None) => Some(start),
+            (None, Some(expected)) => discont.then_some(expected),
         };
         if let Some(pts) = pts {
             self.anchors.push_back(Anchor { audio, pts });
@@ -51,9 +56,21 @@ impl Timeline {
                 self.anchors.pop_front();
             }
         }
-        self.samples += samples;
-        let end_audio = samples_to_ns(self.samples);
+        self.bytes += bytes;
+        let end_audio = samples_to_ns(self.bytes / 2);
         self.expected_pts = self.pts_for(end_audio);
+    }
+
+    /// The last `bytes` bytes recorded never reached the service: later audio maps as if
+    /// they had not been there, from the next buffer's own timestamp.
+    pub fn on_dropped(&mut self, bytes: u64) {
+        self.bytes = self.bytes.saturating_sub(bytes);
+        self.broken = true;
+    }
+
+    /// PTS of the first audio received.
+    pub fn first_pts(&self) -> Option<u64> {
+        self.anchors.front().map(|a| a.pts)
     }
 
     /// The PTS of audio position `audio` (ns of audio since the stream began).
@@ -86,8 +103,8 @@ mod tests {
     #[test]
     fn contiguous_stream_maps_from_first_pts() {
         let mut t = Timeline::default();
-        t.on_buffer(Some(5_000 * MS), 1600, false);
-        t.on_buffer(Some(5_100 * MS), 1600, false);
+        t.on_buffer(Some(5_000 * MS), 1600 * 2, false, 0);
+        t.on_buffer(Some(5_100 * MS), 1600 * 2, false, 0);
         assert_eq!(t.pts_for(0), Some(5_000 * MS));
         assert_eq!(t.pts_for(150 * MS), Some(5_150 * MS));
         assert_eq!(t.end_pts(), Some(5_200 * MS));
@@ -96,9 +113,9 @@ mod tests {
     #[test]
     fn hole_in_input_starts_a_new_anchor() {
         let mut t = Timeline::default();
-        t.on_buffer(Some(0), 1600, false); // 0..100 ms
-        t.on_buffer(Some(1_000 * MS), 1600, false); // dropped 900 ms before this
-                                                    // Audio position 150 ms is 50 ms into the second buffer.
+        t.on_buffer(Some(0), 1600 * 2, false, 0); // 0..100 ms
+        t.on_buffer(Some(1_000 * MS), 1600 * 2, false, 0); // dropped 900 ms before this
+                                                           // Audio position 150 ms is 50 ms into the second buffer.
         assert_eq!(t.pts_for(150 * MS), Some(1_050 * MS));
         assert_eq!(t.pts_for(50 * MS), Some(50 * MS));
     }
@@ -106,18 +123,45 @@ mod tests {
     #[test]
     fn jitter_within_tolerance_is_ignored() {
         let mut t = Timeline::default();
-        t.on_buffer(Some(0), 1600, false);
-        t.on_buffer(Some(100 * MS + 3 * MS), 1600, false);
+        t.on_buffer(Some(0), 1600 * 2, false, 0);
+        t.on_buffer(Some(100 * MS + 3 * MS), 1600 * 2, false, 0);
         assert_eq!(t.pts_for(150 * MS), Some(150 * MS));
     }
 
     #[test]
     fn missing_timestamps_follow_on() {
         let mut t = Timeline::default();
-        t.on_buffer(None, 1600, false);
-        t.on_buffer(None, 1600, false);
+        t.on_buffer(None, 1600 * 2, false, 0);
+        t.on_buffer(None, 1600 * 2, false, 0);
         assert_eq!(t.pts_for(150 * MS), Some(150 * MS));
         assert_eq!(t.pts_for(0), Some(0));
+    }
+
+    #[test]
+    fn dropped_audio_does_not_shift_later_words() {
+        let mut t = Timeline::default();
+        t.on_buffer(Some(0), 1600 * 2, false, 0); // 0..100 ms, heard
+        t.on_buffer(Some(100 * MS), 1600 * 2, false, 0); // 100..200 ms, dropped
+        t.on_dropped(1600 * 2);
+        t.on_buffer(Some(200 * MS), 1600 * 2, false, 0); // heard right after the first
+                                                         // Audio position 150 ms is 50 ms into the third buffer.
+        assert_eq!(t.pts_for(150 * MS), Some(250 * MS));
+    }
+
+    #[test]
+    fn odd_buffers_do_not_drift() {
+        let mut t = Timeline::default();
+        for i in 0..1000u64 {
+            t.on_buffer(None, if i % 2 == 0 { 3201 } else { 3199 }, false, 0);
+        }
+        assert_eq!(t.end_pts(), Some(100_000 * MS));
+    }
+
+    #[test]
+    fn untimed_first_buffer_starts_at_the_segment_start() {
+        let mut t = Timeline::default();
+        t.on_buffer(None, 3200, false, 7 * MS);
+        assert_eq!(t.pts_for(0), Some(7 * MS));
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! (§7.2, §1): state is reset per connection, texts are trimmed and empty ones skipped, START/END
 //! bracket each utterance, pending interim text is promoted at end of stream, and a bad message
 //! leaves the state untouched (the reference keeps a partial update, TV14).
+//!
+//! The server is not trusted to finalize: the text held for the open utterance is bounded by
+//! [`MAX_PENDING_SEGMENTS`] and [`MAX_PENDING_BYTES`], whatever it sends.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -71,6 +74,24 @@ impl std::error::Error for TranscriptError {}
 /// The reference client's "no segment finalized yet" id.
 const NO_FINAL_SEGMENT: i64 = -1;
 
+/// Most segments held for the open utterance on one connection.
+///
+/// Real speech has a handful pending at a time: the server finalizes after
+/// `text_timeout_seconds` of silence, every final empties the map, and its window holds about
+/// 20 s of audio (§6.2). 1024 is far above that; only a server that keeps sending new ids without
+/// ever finalizing reaches it. Beyond it the lowest ids (the oldest text) are dropped, so the
+/// newest text is always shown.
+pub const MAX_PENDING_SEGMENTS: usize = 1024;
+
+/// Most bytes held for the open utterance on one connection, as counted by
+/// [`TranscriptState::pending_bytes`]: text bytes plus, per word, its text and the size of a
+/// [`TranscriptWord`] (80 bytes on 64-bit targets).
+///
+/// 1 MiB is about 12,000 words, well over an hour of continuous speech that the server never
+/// finalized. Beyond it the lowest ids are dropped; a single segment larger than this on its own
+/// is cut to fit (its first words, and its text cut on a character boundary).
+pub const MAX_PENDING_BYTES: usize = 1024 * 1024;
+
 /// What is currently shown for one segment id.
 #[derive(Debug, Clone)]
 struct SegmentEntry {
@@ -78,6 +99,42 @@ struct SegmentEntry {
     words: Vec<TranscriptWord>,
     start: Option<f64>,
     end: Option<f64>,
+    /// What this entry counts for in [`TranscriptState::pending_bytes`]; at most
+    /// [`MAX_PENDING_BYTES`].
+    bytes: usize,
+}
+
+impl SegmentEntry {
+    /// A segment above the last finalized one: its own text and words, cut to fit the byte
+    /// budget if it is larger than all of it.
+    fn new(text: &str, words: &[Word], start: Option<f64>, end: Option<f64>) -> Self {
+        let text_share = text.len().min(MAX_PENDING_BYTES / 2);
+        let words = transcript_words(words, MAX_PENDING_BYTES - text_share);
+        let word_total = words_bytes(&words);
+        let text = prefix_within(text, MAX_PENDING_BYTES - word_total).to_owned();
+        Self {
+            bytes: text.len() + word_total,
+            text,
+            words,
+            start,
+            end,
+        }
+    }
+
+    /// New words of the last finalized segment: the text is the words joined, which is never
+    /// longer than the words' own byte count, so half the budget for the words is enough.
+    fn from_new_words(words: &[Word], end: Option<f64>) -> Self {
+        let words = transcript_words(words, MAX_PENDING_BYTES / 2);
+        let text = join_words(&words);
+        Self {
+            bytes: text.len() + words_bytes(&words),
+            text,
+            words,
+            // The segment's start belongs to its already-finalized words.
+            start: None,
+            end,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -140,6 +197,7 @@ impl TranscriptState {
         }
         // Rule 5: a lower highest id than before means trailing segments were retracted.
         self.segments.retain(|id, _| *id <= latest.id);
+        self.enforce_bounds();
 
         let Some(transcript) = self.current_transcript(msg.language.clone()) else {
             return Ok(Vec::new());
@@ -203,6 +261,21 @@ impl TranscriptState {
         self.utterance
     }
 
+    /// Segments held for the open utterance on this connection: at most
+    /// [`MAX_PENDING_SEGMENTS`] between messages.
+    pub fn pending_segments(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Bytes held for the open utterance on this connection (text bytes, plus per word its text
+    /// and the size of a [`TranscriptWord`]): at most [`MAX_PENDING_BYTES`] between messages.
+    ///
+    /// The copy of the last interim kept for promotion at end of stream is built from these
+    /// segments and is not counted again.
+    pub fn pending_bytes(&self) -> usize {
+        self.segments.values().map(|entry| entry.bytes).sum()
+    }
+
     /// The only way rule 4 can fail: a new segment without text (TV14).
     fn validate(&self, segments: &[Segment]) -> Result<(), TranscriptError> {
         match segments
@@ -221,12 +294,8 @@ impl TranscriptState {
         }
         if segment.id > self.last_final_id {
             let words = segment.words.as_deref().unwrap_or_default();
-            let entry = SegmentEntry {
-                text: segment.text.clone().unwrap_or_default(),
-                words: transcript_words(words),
-                start: segment.start,
-                end: segment.end,
-            };
+            let text = segment.text.as_deref().unwrap_or_default();
+            let entry = SegmentEntry::new(text, words, segment.start, segment.end);
             self.segments.insert(segment.id, entry);
             return;
         }
@@ -235,19 +304,28 @@ impl TranscriptState {
         let words = segment.words.as_deref().unwrap_or_default();
         match words.get(self.finalized_word_count..) {
             Some(new_words) if !new_words.is_empty() => {
-                let words = transcript_words(new_words);
-                let entry = SegmentEntry {
-                    text: join_words(&words),
-                    words,
-                    // The segment's start belongs to its already-finalized words.
-                    start: None,
-                    end: segment.end,
-                };
+                let entry = SegmentEntry::from_new_words(new_words, segment.end);
                 self.segments.insert(segment.id, entry);
             }
             _ => {
                 self.segments.remove(&segment.id);
             }
+        }
+    }
+
+    /// Drops the lowest ids until at most [`MAX_PENDING_SEGMENTS`] segments and
+    /// [`MAX_PENDING_BYTES`] remain. Every entry fits the byte budget on its own, so the
+    /// highest id, the newest text, is always kept.
+    fn enforce_bounds(&mut self) {
+        while self.segments.len() > MAX_PENDING_SEGMENTS {
+            self.segments.pop_first();
+        }
+        let mut bytes = self.pending_bytes();
+        while bytes > MAX_PENDING_BYTES {
+            let Some((_, dropped)) = self.segments.pop_first() else {
+                break;
+            };
+            bytes -= dropped.bytes;
         }
     }
 
@@ -322,13 +400,19 @@ fn ends_in_final_word(segment: &Segment) -> bool {
         .is_some_and(|word| word.is_final)
 }
 
-/// Words with text, trimmed; words without text back nothing in the transcript.
-fn transcript_words(words: &[Word]) -> Vec<TranscriptWord> {
+/// Words with text, trimmed; words without text back nothing in the transcript. Only the first
+/// words whose [`words_bytes`] fit in `budget` are kept.
+fn transcript_words(words: &[Word], budget: usize) -> Vec<TranscriptWord> {
+    let mut used = 0;
     words
         .iter()
         .filter_map(|word| {
             let text = word.word.as_deref()?.trim();
-            (!text.is_empty()).then(|| TranscriptWord {
+            (!text.is_empty()).then_some((word, text))
+        })
+        .map_while(|(word, text)| {
+            used += word_bytes(text);
+            (used <= budget).then(|| TranscriptWord {
                 text: text.to_owned(),
                 start: word.start,
                 end: word.end,
@@ -337,6 +421,27 @@ fn transcript_words(words: &[Word]) -> Vec<TranscriptWord> {
             })
         })
         .collect()
+}
+
+/// What one word counts for in [`TranscriptState::pending_bytes`].
+fn word_bytes(text: &str) -> usize {
+    std::mem::size_of::<TranscriptWord>() + text.len()
+}
+
+fn words_bytes(words: &[TranscriptWord]) -> usize {
+    words.iter().map(|w| word_bytes(&w.text)).sum()
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+fn prefix_within(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 fn join_words(words: &[TranscriptWord]) -> String {
@@ -635,5 +740,175 @@ mod tests {
         .is_empty());
         assert!(!state.is_speaking());
         assert!(state.end_of_stream().is_empty());
+    }
+
+    /// `count` segments with ids `first..`, each with text `text` and no words.
+    fn plain_segments(first: i64, count: usize, text: &str) -> Vec<serde_json::Value> {
+        (first..)
+            .take(count)
+            .map(|id| seg_without_words(id, text))
+            .collect()
+    }
+
+    fn interim_text(events: &[TranscriptEvent]) -> &str {
+        match events.last() {
+            Some(TranscriptEvent::Interim(t)) => &t.text,
+            other => panic!("expected an interim last: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn new_ids_without_finals_keep_at_most_the_newest_segments() {
+        let mut state = TranscriptState::new();
+        // A hostile server: every message adds one id, nothing is ever final.
+        for id in 0..(MAX_PENDING_SEGMENTS as i64 + 500) {
+            let events = state
+                .handle(&message(vec![seg(
+                    id,
+                    &format!("w{id}"),
+                    &format!("w{id}"),
+                )]))
+                .unwrap();
+            assert!(state.pending_segments() <= MAX_PENDING_SEGMENTS);
+            assert!(interim_text(&events).ends_with(&format!("w{id}")));
+        }
+        assert_eq!(state.pending_segments(), MAX_PENDING_SEGMENTS);
+        let events = state
+            .handle(&message(vec![seg(5000, "last", "last")]))
+            .unwrap();
+        let text = interim_text(&events);
+        // The lowest ids went first: ids 0..=1523 were sent before 5000, and the newest 1,023 of
+        // them are kept next to it.
+        let oldest_kept = 500 + 1;
+        assert!(text.starts_with(&format!("w{oldest_kept} ")), "{text:.40}");
+        assert!(text.ends_with(" last"));
+        assert_eq!(text.split(' ').count(), MAX_PENDING_SEGMENTS);
+    }
+
+    #[test]
+    fn one_message_with_too_many_segments_is_bounded() {
+        let mut state = TranscriptState::new();
+        let events = state
+            .handle(&message(plain_segments(0, 3 * MAX_PENDING_SEGMENTS, "x")))
+            .unwrap();
+        assert_eq!(state.pending_segments(), MAX_PENDING_SEGMENTS);
+        assert_eq!(
+            interim_text(&events).len(),
+            2 * MAX_PENDING_SEGMENTS - 1,
+            "1024 × \"x\" joined"
+        );
+    }
+
+    #[test]
+    fn long_texts_are_bounded_in_bytes_and_the_newest_is_kept() {
+        let mut state = TranscriptState::new();
+        let long = "é".repeat(100_000); // 200,000 bytes
+        for id in 0..20 {
+            let text = format!("{id} {long}");
+            let events = state
+                .handle(&message(vec![seg_without_words(id, &text)]))
+                .unwrap();
+            assert!(state.pending_bytes() <= MAX_PENDING_BYTES);
+            assert!(interim_text(&events).len() <= MAX_PENDING_BYTES);
+            assert!(interim_text(&events).starts_with(&format!("{} ", (id - 4).max(0))));
+        }
+        // Five of them fit in 1 MiB (5 × 200,003 bytes), a sixth does not.
+        assert_eq!(state.pending_segments(), 5);
+        assert_eq!(state.pending_bytes(), 5 * (long.len() + 3));
+    }
+
+    #[test]
+    fn a_segment_larger_than_the_budget_is_cut_on_a_char_boundary() {
+        let mut state = TranscriptState::new();
+        // 3-byte characters, so the byte limit falls inside a character.
+        let huge = "日".repeat(MAX_PENDING_BYTES);
+        let events = state
+            .handle(&message(vec![
+                seg_without_words(0, "small"),
+                seg_without_words(1, &huge),
+            ]))
+            .unwrap();
+        let text = interim_text(&events);
+        assert_eq!(
+            state.pending_segments(),
+            1,
+            "the small older segment made room"
+        );
+        assert!(state.pending_bytes() <= MAX_PENDING_BYTES);
+        assert!(text.len() <= MAX_PENDING_BYTES && text.len() > MAX_PENDING_BYTES - 3);
+        assert!(text.chars().all(|c| c == '日'));
+    }
+
+    #[test]
+    fn huge_word_lists_are_cut_to_their_first_words() {
+        let count = MAX_PENDING_BYTES / 50; // more than fit: each word costs over 80 bytes
+        let words: Vec<serde_json::Value> = (0..count)
+            .map(|i| json!({"word": format!("w{i}"), "is_final": false}))
+            .collect();
+        let text = (0..count)
+            .map(|i| format!("w{i}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+
+        let mut state = TranscriptState::new();
+        let msg = message(vec![json!({"id": 0, "text": text, "words": words})]);
+        let events = state.handle(&msg).unwrap();
+        let t = only_transcript(&events);
+        assert!(state.pending_bytes() <= MAX_PENDING_BYTES);
+        assert!(t.words.len() < count && !t.words.is_empty());
+        assert_eq!(t.words[0].text, "w0");
+        assert!(t.text.starts_with("w0 w1 "));
+
+        // The new words of a finalized segment that keeps growing: text and words still agree.
+        let mut state = TranscriptState::new();
+        state.handle(&message(vec![seg(0, "a", "a*")])).unwrap();
+        let mut grown = vec![json!({"word": "a", "is_final": true})];
+        grown.extend(words);
+        let events = state
+            .handle(&message(vec![
+                json!({"id": 0, "text": "a", "words": grown}),
+            ]))
+            .unwrap();
+        let t = only_transcript(&events);
+        assert!(state.pending_bytes() <= MAX_PENDING_BYTES);
+        assert!(t.words.len() < count && t.words[0].text == "w0");
+        let joined = t.words.iter().map(|w| w.text.as_str()).collect::<Vec<_>>();
+        assert_eq!(t.text, joined.join(" "));
+    }
+
+    #[test]
+    fn pending_counts_follow_the_segment_map() {
+        let mut state = TranscriptState::new();
+        assert_eq!((state.pending_segments(), state.pending_bytes()), (0, 0));
+        state
+            .handle(&message(vec![
+                seg(0, "ab", "ab"),
+                seg_without_words(1, "cde"),
+            ]))
+            .unwrap();
+        let word = std::mem::size_of::<TranscriptWord>();
+        assert_eq!(state.pending_segments(), 2);
+        assert_eq!(state.pending_bytes(), 2 + (word + 2) + 3);
+        // Retraction (rule 5) frees segment 1.
+        state.handle(&message(vec![seg(0, "ab", "ab")])).unwrap();
+        assert_eq!(state.pending_bytes(), 2 + word + 2);
+        state.begin_connection();
+        assert_eq!((state.pending_segments(), state.pending_bytes()), (0, 0));
+
+        state.handle(&message(vec![seg(0, "a", "a")])).unwrap();
+        state.handle(&message(vec![seg(0, "a", "a*")])).unwrap();
+        assert_eq!(state.pending_segments(), 0, "a final empties the map");
+        state.handle(&message(vec![seg(1, "b", "b")])).unwrap();
+        state.end_of_stream();
+        assert_eq!((state.pending_segments(), state.pending_bytes()), (0, 0));
+    }
+
+    #[test]
+    fn prefix_within_respects_char_boundaries() {
+        assert_eq!(prefix_within("abc", 5), "abc");
+        assert_eq!(prefix_within("abc", 2), "ab");
+        assert_eq!(prefix_within("aé", 2), "a");
+        assert_eq!(prefix_within("日本", 5), "日");
+        assert_eq!(prefix_within("日本", 0), "");
     }
 }

@@ -1,0 +1,185 @@
+//! What goes out of the src pad, from the streaming thread: final words (or utterances), early
+//! words of a live utterance whose deadline has come, the end-of-utterance event, and GAPs.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+
+use super::bridge::SessionShared;
+use super::imp::{FireworksStt, OutputState, CAT};
+use super::output::{due_interim_words, items_for_final, OutputItem};
+use super::settings::{OutputMode, Settings};
+
+const FINAL_TRANSCRIPT_EVENT: &str = "rstranscribe/final-transcript";
+
+/// Early words go out this long before their deadline (half the latency, at most a second),
+/// leaving that much for everything downstream.
+fn early_margin_ms(latency_ms: u32) -> u64 {
+    u64::from((latency_ms / 2).min(1000))
+}
+
+/// With live input, anything older than `latency` before the newest audio can no longer get
+/// words in time, unless an utterance that began earlier is still open.
+fn live_heartbeat(shared: &SessionShared, latency_ms: u32) -> Option<u64> {
+    let end = shared.timeline.end_pts()?;
+    let mut until = end.checked_sub(u64::from(latency_ms) * 1_000_000)?;
+    if let Some(open) = shared
+        .open_utterance_start
+        .and_then(|a| shared.timeline.pts_for(a))
+    {
+        until = until.min(open);
+    }
+    Some(until)
+}
+
+/// The open utterance's words whose deadline (running time + latency, less the margin) has
+/// passed by `now`.
+fn due_early_words(
+    shared: &SessionShared,
+    settings: &Settings,
+    output: &mut OutputState,
+    now: gst::ClockTime,
+) -> Vec<OutputItem> {
+    let Some(interim) = shared.open_interim.as_ref() else {
+        return Vec::new();
+    };
+    let pushed_until = output
+        .early
+        .filter(|(utterance, _)| *utterance == interim.utterance)
+        .map(|(_, until)| until);
+    let slack = gst::ClockTime::from_mseconds(
+        (u64::from(settings.lateness_ms) + u64::from(settings.latency_ms))
+            .saturating_sub(early_margin_ms(settings.latency_ms)),
+    );
+    let is_due = |pts: u64| {
+        shared
+            .segment
+            .to_running_time(gst::ClockTime::from_nseconds(pts))
+            .is_some_and(|rt| rt.saturating_add(slack) <= now)
+    };
+    let (items, until) = due_interim_words(interim, &shared.timeline, pushed_until, is_due);
+    if let Some(until) = until {
+        output.early = Some((interim.utterance, until));
+    }
+    items
+}
+
+impl FireworksStt {
+    /// Pushes the finals that arrived since the last call; with live input, the words of the
+    /// open utterance whose deadline has come; then lets the position follow the audio where
+    /// nothing can be said any more.
+    pub(super) fn push_pending(&self) -> Result<(), gst::FlowError> {
+        let mut output = self.output.lock().unwrap();
+        let now = self.obj().current_running_time();
+        let (items, failed, live_segment) = {
+            let state = self.state.lock().unwrap();
+            let settings = self.settings.lock().unwrap().clone();
+            let live = self.upstream_live.load(Ordering::Relaxed);
+            let mut shared = state.shared.lock().unwrap();
+            if output.position.is_none() {
+                // Output starts where the audio started: the first GAP covers leading silence.
+                output.position = shared.timeline.first_pts();
+            }
+            let mut items = Vec::new();
+            let finals: Vec<_> = shared.finals.drain(..).collect();
+            for t in &finals {
+                let pushed_until = output
+                    .early
+                    .filter(|(utterance, _)| *utterance == t.utterance)
+                    .map(|(_, until)| until);
+                items.extend(items_for_final(
+                    t,
+                    settings.output_mode,
+                    &shared.timeline,
+                    pushed_until,
+                ));
+                output.early = None;
+            }
+            let early = live && settings.early_words && settings.output_mode == OutputMode::Words;
+            if let (true, Some(now)) = (early, now) {
+                items.extend(due_early_words(&shared, &settings, &mut output, now));
+            }
+            if live {
+                if let Some(until) = live_heartbeat(&shared, settings.latency_ms) {
+                    items.push(OutputItem::GapUntil(until));
+                }
+            }
+            let live_segment = live.then(|| shared.segment.clone());
+            (items, shared.failed || state.failed, live_segment)
+        };
+        for item in items {
+            if let (OutputItem::Text { pts, .. }, Some(segment)) = (&item, &live_segment) {
+                self.observe_lag(segment, *pts);
+            }
+            self.push_item(item, &mut output)?;
+        }
+        if failed {
+            return Err(gst::FlowError::Error);
+        }
+        Ok(())
+    }
+
+    fn push_gap(&self, from: u64, until: u64) {
+        let event = gst::event::Gap::builder(gst::ClockTime::from_nseconds(from))
+            .duration(gst::ClockTime::from_nseconds(until - from))
+            .build();
+        self.obj().src_pad().push_event(event);
+    }
+
+    /// Pushes one item, keeping the position. A late word (before the position) still goes
+    /// out with its true times: downstream decides what late means to it.
+    pub(super) fn push_item(
+        &self,
+        item: OutputItem,
+        output: &mut OutputState,
+    ) -> Result<(), gst::FlowError> {
+        let srcpad = self.obj().src_pad().clone();
+        match item {
+            OutputItem::Text {
+                text,
+                pts,
+                duration,
+            } => {
+                let position = *output.position.get_or_insert(pts);
+                if pts > position {
+                    self.push_gap(position, pts);
+                }
+                let mut buffer = gst::Buffer::from_mut_slice(text.into_bytes());
+                {
+                    let buffer = buffer.get_mut().expect("new buffer is writable");
+                    buffer.set_pts(gst::ClockTime::from_nseconds(pts));
+                    buffer.set_duration(gst::ClockTime::from_nseconds(duration));
+                }
+                output.position = Some(position.max(pts.saturating_add(duration)));
+                gst::log!(CAT, imp = self, "pushing {buffer:?}");
+                srcpad.push(buffer)?;
+            }
+            OutputItem::FinalTranscript => {
+                let structure = gst::Structure::new_empty(FINAL_TRANSCRIPT_EVENT);
+                srcpad.push_event(gst::event::CustomDownstream::new(structure));
+            }
+            OutputItem::GapUntil(until) => {
+                let position = *output.position.get_or_insert(until);
+                if until > position {
+                    self.push_gap(position, until);
+                    output.position = Some(until);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Live: how far a word lags behind its own running time is what downstream has to
+    /// absorb, so that is the delay `max-observed-delay` reports.
+    fn observe_lag(&self, segment: &gst::FormattedSegment<gst::ClockTime>, pts: u64) {
+        let running = segment.to_running_time(gst::ClockTime::from_nseconds(pts));
+        if let (Some(now), Some(running)) = (self.obj().current_running_time(), running) {
+            if let Some(lag) = now.checked_sub(running) {
+                self.observe_delay(Duration::from_nanos(lag.nseconds()));
+            }
+        }
+    }
+}
