@@ -54,7 +54,9 @@ impl ClientConfig {
             keepalive_interval: Duration::from_secs(5),
             stall_timeout: Duration::from_secs(15),
             replay_limit: Duration::from_secs(60),
-            max_message_bytes: 4 * 1024 * 1024,
+            // Real messages are a few KB; a bound keeps a hostile one from costing much memory
+            // while it is parsed.
+            max_message_bytes: 1024 * 1024,
             queue_frames: 64,
         }
     }

@@ -597,7 +597,7 @@ impl Supervisor {
                 Some(ConnectionEnd::Finished)
             }
             Ok(ServerMessage::Error { message }) => {
-                let message = self.cfg.api_key.redact(&message);
+                let message = self.cfg.api_key.redact(&excerpt(&message));
                 let mut failure = Failure::new(
                     FailureKind::ServerError,
                     format!("Fireworks reported an error: {message}"),
