@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds and runs every benchmark program, in the order BENCHMARKS.md reports them.
+#
+#   benches/run-all.sh [VENV]      (VENV: where the reference Python client is installed;
+#                                   default /work/scratch/bench/venv, created if missing)
+#
+# Each program prints its own figures. Run it on an otherwise idle machine: every program
+# prints how much CPU other processes used meanwhile.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${1:-/work/scratch/bench/venv}
+# 1,000 streams need more than 2,000 descriptors in the client and 1,000 in the server.
+ulimit -n "$(ulimit -Hn)"
+if [ ! -x "$VENV/bin/python" ]; then
+    benches/setup-reference-client.sh "$VENV"
+fi
+cargo build --release --benches
+cargo bench --bench cpu -- --python "$VENV/bin/python"
+cargo bench --bench latency
+cargo bench --bench scale
+cargo bench --bench profile
