@@ -384,15 +384,7 @@ fn driver(args: &Args) {
     println!("Per run (CPU in seconds per audio-hour; 'stream' = measured by the client around the streaming part, 'process' = whole child process by wait4):");
     println!(
         "{:<48} {:>8} {:>9} {:>8} {:>8} {:>8} {:>9} {:>8} {:>7}  check",
-        "run",
-        "wall s",
-        "x realtm",
-        "stream",
-        "user",
-        "sys",
-        "process",
-        "server",
-        "maxRSS",
+        "run", "wall s", "x realtm", "stream", "user", "sys", "process", "server", "maxRSS",
     );
     println!("(others = CPU seconds used by other processes of the machine during the run: noise)");
     for o in &outcomes {

@@ -382,7 +382,12 @@ fn run_config(
         if let Some(&(_, pre, post)) = sent.get(&seq) {
             msg_to_bus_post.push((t as f64 - post as f64) / 1e6);
             msg_to_bus_pre.push((t as f64 - pre as f64) / 1e6);
-            slowest.push(((t - pre) as f64 / 1e6, seq, fin, (pre as f64 - first_entry as f64) / 1e9));
+            slowest.push((
+                (t - pre) as f64 / 1e6,
+                seq,
+                fin,
+                (pre as f64 - first_entry as f64) / 1e9,
+            ));
         }
     }
     slowest.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap());

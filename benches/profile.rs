@@ -276,7 +276,11 @@ fn time_per_message<F: FnMut(&str)>(messages: &[String], rounds: usize, mut f: F
     for m in messages {
         f(m);
     }
-    let allocs: u64 = ALLOCS.iter().map(|a| a.load(Ordering::Relaxed)).sum::<u64>() - before;
+    let allocs: u64 = ALLOCS
+        .iter()
+        .map(|a| a.load(Ordering::Relaxed))
+        .sum::<u64>()
+        - before;
     COUNTING.store(false, Ordering::Relaxed);
     let t = Instant::now();
     for _ in 0..rounds {
@@ -345,7 +349,11 @@ fn message_path(server: &ServerProcess, audio: &[u8]) {
     };
     let before: u64 = ALLOCS.iter().map(|a| a.load(Ordering::Relaxed)).sum();
     let events = run_state(&parsed);
-    let allocs: u64 = ALLOCS.iter().map(|a| a.load(Ordering::Relaxed)).sum::<u64>() - before;
+    let allocs: u64 = ALLOCS
+        .iter()
+        .map(|a| a.load(Ordering::Relaxed))
+        .sum::<u64>()
+        - before;
     COUNTING.store(false, Ordering::Relaxed);
     let t = Instant::now();
     for _ in 0..rounds {
