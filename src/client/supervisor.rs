@@ -87,6 +87,8 @@ pub struct Supervisor {
     retries: u32,
     drain: Option<PendingDrain>,
     switch: Option<PendingSwitch>,
+    /// The drain already went to a new connection once after a close without an echo.
+    drain_replayed: bool,
     protocol_warnings: u32,
     /// Audio offset where the connection that sent the latest interim began: a promoted final
     /// at end of stream carries that connection's times.
@@ -115,6 +117,7 @@ impl Supervisor {
             retries: 0,
             drain: None,
             switch: None,
+            drain_replayed: false,
             protocol_warnings: 0,
             interim_base: 0,
         }
@@ -542,14 +545,17 @@ impl Supervisor {
     /// the service may not have heard all the audio, so it is replayed on a new connection.
     fn ended_by_server(&mut self, failure: Failure) -> ConnectionEnd {
         let normal_close = failure.close_code == Some(u16::from(CloseCode::Normal));
-        if normal_close && self.switch.is_some() {
-            self.finish_switch()
-        } else if normal_close && self.drain.is_some() {
+        // A normal close without the echo does not prove the service heard everything (it
+        // may have closed for its own reasons mid-stream): the first time, replay on a new
+        // connection; a second one (a service that closes instead of echoing) completes.
+        if normal_close && self.drain.is_some() && self.switch.is_none() && self.drain_replayed {
             self.finish_drain(DrainOutcome::Completed);
-            ConnectionEnd::Finished
-        } else {
-            ConnectionEnd::Lost(failure)
+            return ConnectionEnd::Finished;
         }
+        if self.drain.is_some() {
+            self.drain_replayed = true;
+        }
+        ConnectionEnd::Lost(failure)
     }
 
     fn protocol_warning(&mut self, message: String) {
