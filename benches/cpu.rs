@@ -17,7 +17,6 @@ mod common;
 
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use common::*;
 use futures_util::{SinkExt, StreamExt};
@@ -546,5 +545,4 @@ fn driver(args: &Args) {
             );
         }
     }
-    let _ = Duration::ZERO;
 }

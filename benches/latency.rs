@@ -171,6 +171,8 @@ struct Stamps {
     /// (seq of the word, instant pushed on src)
     src: Vec<(u64, u64)>,
     errors: Vec<String>,
+    /// Finals promoted from interim text at EOS.
+    promoted: usize,
 }
 
 fn word_seq(word: &str) -> Option<u64> {
@@ -188,6 +190,9 @@ struct RunResult {
     /// Input buffers that entered the element after the final was posted, up to and
     /// including the one whose processing pushed its text (1 = "at the next buffer").
     final_buffers_waited: Vec<f64>,
+    promoted: usize,
+    /// Messages posted more than once: (seq, [(final, seconds after the first buffer)]).
+    repeated: Vec<(u64, Vec<(bool, f64)>)>,
     /// The slowest messages: (ms, seq, final, seconds after the first buffer).
     slowest: Vec<(f64, u64, bool, f64)>,
     lost_frames: usize,
@@ -265,7 +270,11 @@ fn run_config(
                     if st.name() == "fireworksstt/transcript" {
                         let text = st.get::<String>("text").unwrap_or_default();
                         let fin = st.get::<bool>("final").unwrap_or(false);
-                        if let Some(seq) = text.split(' ').next_back().and_then(word_seq) {
+                        // A final the element made itself at EOS from pending interim text
+                        // (`promoted`) answers no server message: it is counted apart.
+                        if st.get::<bool>("promoted").unwrap_or(false) {
+                            s.lock().unwrap().promoted += 1;
+                        } else if let Some(seq) = text.split(' ').next_back().and_then(word_seq) {
                             s.lock().unwrap().bus.push((seq, fin, t));
                         }
                     }
@@ -390,6 +399,24 @@ fn run_config(
             ));
         }
     }
+    // A message whose words appear in more than one bus message (a repeated final, say).
+    let mut seen: HashMap<u64, usize> = HashMap::new();
+    for &(seq, _, _) in &stamps.bus {
+        *seen.entry(seq).or_default() += 1;
+    }
+    let repeated: Vec<(u64, Vec<(bool, f64)>)> = seen
+        .iter()
+        .filter(|(_, &n)| n > 1)
+        .map(|(&seq, _)| {
+            let posts = stamps
+                .bus
+                .iter()
+                .filter(|b| b.0 == seq)
+                .map(|b| (b.1, (b.2 as f64 - first_entry as f64) / 1e9))
+                .collect();
+            (seq, posts)
+        })
+        .collect();
     slowest.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap());
     slowest.truncate(3);
 
@@ -436,6 +463,8 @@ fn run_config(
         msg_to_bus_pre,
         final_to_src,
         final_buffers_waited,
+        promoted: stamps.promoted,
+        repeated,
         slowest,
         lost_frames,
         others_cores: 0.0,
@@ -553,7 +582,14 @@ fn driver(args: &Args) {
                 )
             })
             .collect();
-        println!("    slowest: {}", slow.join("; "));
+        println!(
+            "    slowest: {}; finals promoted from interims at EOS (not counted): {}",
+            slow.join("; "),
+            r.promoted
+        );
+        for (seq, posts) in &r.repeated {
+            println!("    words of message #{seq} were posted {} times (final?, s after the first buffer): {posts:?}", posts.len());
+        }
         let waited_max = r.final_buffers_waited.iter().cloned().fold(0.0, f64::max);
         println!(
             "  server final write → first text buffer on src     {}   (one buffer period = {:.0} ms)",
