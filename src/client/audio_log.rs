@@ -78,9 +78,13 @@ impl AudioLog {
         }
     }
 
-    pub fn mark_sent(&mut self, offset: u64, at: Instant) {
-        // Frames are sent in order, so the one we look for is usually at the back.
-        if let Some(frame) = self.frames.iter_mut().rev().find(|f| f.offset == offset) {
+    /// The frames from `offset` to the end went out (in one write) at `at`.
+    pub fn mark_sent_from(&mut self, offset: u64, at: Instant) {
+        // Frames are sent in order: the ones we look for are at the back.
+        for frame in self.frames.iter_mut().rev() {
+            if frame.end() <= offset {
+                break;
+            }
             frame.sent_at = Some(at);
         }
     }
@@ -189,9 +193,16 @@ mod tests {
         let now = Instant::now();
         log.append(frame(800, 1));
         log.append(frame(800, 2));
-        log.mark_sent(800, now);
+        log.mark_sent_from(800, now);
         assert_eq!(log.sent_at(900), Some(now));
         assert_eq!(log.sent_at(10), None);
+        log.append(frame(800, 3));
+        log.append(frame(800, 4));
+        let later = now + std::time::Duration::from_millis(5);
+        log.mark_sent_from(1600, later);
+        assert_eq!(log.sent_at(900), Some(now));
+        assert_eq!(log.sent_at(1700), Some(later));
+        assert_eq!(log.sent_at(3000), Some(later));
         assert_eq!(log.sent_at(5000), None);
     }
 

@@ -148,8 +148,14 @@ fn classify(err: WsError) -> ConnectError {
     }
 }
 
+/// Initial size of a connection's read buffer (tungstenite's default is 128 KiB).
+const READ_BUFFER_BYTES: usize = 8 * 1024;
+
 pub fn websocket_config(cfg: &ClientConfig) -> WebSocketConfig {
     WebSocketConfig::default()
+        // tungstenite zero-fills the whole read buffer before every read attempt and keeps it
+        // resident per connection; messages are ~1.4 KB, and bigger ones still grow it.
+        .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(Some(cfg.max_message_bytes))
         .max_frame_size(Some(cfg.max_message_bytes))
 }

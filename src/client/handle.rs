@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::task::JoinHandle;
 
@@ -96,7 +96,10 @@ impl StreamClient {
         self.pending.extend_from_slice(data);
         let deadline = Instant::now() + wait;
         while self.pending.len() >= self.chunk_bytes {
-            let frame = self.pending.split_to(self.chunk_bytes).freeze();
+            // An exact-size copy: a frame cut with split_to().freeze() would keep the whole
+            // shared allocation alive for as long as the replay log holds the frame.
+            let frame = Bytes::copy_from_slice(&self.pending[..self.chunk_bytes]);
+            self.pending.advance(self.chunk_bytes);
             let left = deadline.saturating_duration_since(Instant::now());
             match self.send(Command::Audio(frame), left) {
                 Ok(()) => {}

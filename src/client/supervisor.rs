@@ -40,6 +40,8 @@ pub enum Command {
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Malformed messages reported individually before they are only counted.
 const MAX_PROTOCOL_WARNINGS: u32 = 5;
+/// Most audio frames written with one flush.
+const MAX_FRAMES_PER_WRITE: usize = 64;
 
 type WsSink = SplitSink<WsStream, Message>;
 type WsSource = SplitStream<WsStream>;
@@ -353,8 +355,9 @@ impl Supervisor {
         self.connections += 1;
 
         let (mut out, mut input) = ws.split();
-        for (offset, data) in self.log.frames_from(base) {
-            if let Err(end) = self.send_audio(&mut out, offset, data).await {
+        let replay = self.log.frames_from(base);
+        if !replay.is_empty() {
+            if let Err(end) = self.send_frames(&mut out, replay).await {
                 return end;
             }
         }
@@ -366,16 +369,13 @@ impl Supervisor {
 
         let mut last_heard = Instant::now();
         let mut ping_outstanding = false;
+        // One timer for keepalive and stall, moved only when it fires: re-arming it for every
+        // message would touch the timer wheel thousands of times a second at scale.
+        let keepalive = sleep_until((last_heard + self.cfg.keepalive_interval).into());
+        tokio::pin!(keepalive);
         let mut usage_tick = tokio::time::interval(self.cfg.usage_interval);
         usage_tick.tick().await;
         loop {
-            // Quiet for keepalive_interval: ping. Still nothing by stall_timeout: stalled.
-            let quiet_bound = if ping_outstanding {
-                self.cfg.stall_timeout
-            } else {
-                self.cfg.keepalive_interval
-            };
-            let keepalive_at: tokio::time::Instant = (last_heard + quiet_bound).into();
             let drain_deadline = self.drain_deadline();
             let switch_deadline = self.switch.as_ref().map(|s| s.deadline.into());
             tokio::select! {
@@ -386,38 +386,57 @@ impl Supervisor {
                         return self.close(out, input, end).await;
                     }
                 }
-                cmd = rx.recv() => match cmd {
-                    Some(Command::Audio(data)) => {
-                        let offset = self.log.append(data.clone());
-                        if self.switch.is_none() {
-                            if let Err(end) = self.send_audio(&mut out, offset, data).await {
+                cmd = rx.recv() => {
+                    let mut next = cmd;
+                    // Audio already queued behind this frame goes out in the same write; a
+                    // command met on the way is handled right after it.
+                    if let Some(Command::Audio(data)) = next {
+                        next = match self.send_queued_audio(&mut out, rx, data).await {
+                            Ok(command) => command,
+                            Err(end) => return end,
+                        };
+                        if next.is_none() {
+                            continue;
+                        }
+                    }
+                    match next {
+                        Some(Command::Audio(_)) => unreachable!("audio is sent above"),
+                        Some(Command::Drain(reply)) => {
+                            self.start_drain(reply);
+                            // While switching, the next connection sends the end-of-stream
+                            // checkpoint.
+                            if self.switch.is_none() {
+                                if let Err(end) = self.send_checkpoint(&mut out).await {
+                                    return end;
+                                }
+                            }
+                        }
+                        Some(Command::Reconfigure(cfg)) => {
+                            if self.switch.is_some() || self.drain.is_some() {
+                                // Already leaving this connection: the newest options win.
+                                match &mut self.switch {
+                                    Some(switch) => switch.cfg = Arc::new(*cfg),
+                                    None => self.cfg = Arc::new(*cfg),
+                                }
+                            } else if let Err(end) = self.start_switch(&mut out, *cfg).await {
                                 return end;
                             }
                         }
+                        None => return self.close(out, input, ConnectionEnd::Finished).await,
                     }
-                    Some(Command::Drain(reply)) => {
-                        self.start_drain(reply);
-                        // While switching, the next connection sends the end-of-stream checkpoint.
-                        if self.switch.is_none() {
-                            if let Err(end) = self.send_checkpoint(&mut out).await {
-                                return end;
-                            }
-                        }
+                }
+                () = &mut keepalive => {
+                    // Quiet for keepalive_interval: ping. Still nothing by stall_timeout: stalled.
+                    let quiet_bound = if ping_outstanding {
+                        self.cfg.stall_timeout
+                    } else {
+                        self.cfg.keepalive_interval
+                    };
+                    let due = last_heard + quiet_bound;
+                    if Instant::now() < due {
+                        keepalive.as_mut().reset(due.into());
+                        continue;
                     }
-                    Some(Command::Reconfigure(cfg)) => {
-                        if self.switch.is_some() || self.drain.is_some() {
-                            // Already leaving this connection: the newest options win.
-                            match &mut self.switch {
-                                Some(switch) => switch.cfg = Arc::new(*cfg),
-                                None => self.cfg = Arc::new(*cfg),
-                            }
-                        } else if let Err(end) = self.start_switch(&mut out, *cfg).await {
-                            return end;
-                        }
-                    }
-                    None => return self.close(out, input, ConnectionEnd::Finished).await,
-                },
-                _ = sleep_until(keepalive_at) => {
                     if ping_outstanding {
                         return ConnectionEnd::Lost(self.stalled());
                     }
@@ -425,6 +444,9 @@ impl Supervisor {
                         return end;
                     }
                     ping_outstanding = true;
+                    keepalive
+                        .as_mut()
+                        .reset((last_heard + self.cfg.stall_timeout).into());
                 }
                 _ = sleep_until_opt(switch_deadline) => {
                     let end = self.finish_switch();
@@ -452,7 +474,15 @@ impl Supervisor {
     }
 
     async fn send(&mut self, out: &mut WsSink, message: Message) -> Result<(), ConnectionEnd> {
-        match tokio::time::timeout(self.cfg.stall_timeout, out.send(message)).await {
+        self.bounded(out.send(message)).await
+    }
+
+    /// Runs a write, bounded by the stall timeout; a failure or time-out loses the connection.
+    async fn bounded(
+        &self,
+        write: impl std::future::Future<Output = Result<(), tokio_tungstenite::tungstenite::Error>>,
+    ) -> Result<(), ConnectionEnd> {
+        match tokio::time::timeout(self.cfg.stall_timeout, write).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => Err(ConnectionEnd::Lost(Failure::new(
                 FailureKind::ConnectionLost,
@@ -466,15 +496,55 @@ impl Supervisor {
         }
     }
 
-    async fn send_audio(
+    /// Logs `first` and every audio frame already queued behind it (up to a bound) and, unless
+    /// a switch holds audio back, sends them with one flush: one write and one timer for the
+    /// lot instead of one per frame. Returns the first other command taken from the queue.
+    async fn send_queued_audio(
         &mut self,
         out: &mut WsSink,
-        offset: u64,
-        data: Bytes,
+        rx: &mut mpsc::Receiver<Command>,
+        first: Bytes,
+    ) -> Result<Option<Command>, ConnectionEnd> {
+        let mut frames = Vec::new();
+        let mut next = Some(first);
+        let mut other = None;
+        while let Some(data) = next.take() {
+            let offset = self.log.append(data.clone());
+            frames.push((offset, data));
+            if frames.len() >= MAX_FRAMES_PER_WRITE {
+                break;
+            }
+            match rx.try_recv() {
+                Ok(Command::Audio(data)) => next = Some(data),
+                Ok(command) => other = Some(command),
+                Err(_) => {}
+            }
+        }
+        if self.switch.is_none() {
+            self.send_frames(out, frames).await?;
+        }
+        Ok(other)
+    }
+
+    /// Sends logged frames, in order, with a single flush at the end.
+    async fn send_frames(
+        &mut self,
+        out: &mut WsSink,
+        frames: Vec<(u64, Bytes)>,
     ) -> Result<(), ConnectionEnd> {
-        let samples = data.len() as u64 / BYTES_PER_SAMPLE;
-        self.send(out, Message::Binary(data)).await?;
-        self.log.mark_sent(offset, Instant::now());
+        let Some(&(first_offset, _)) = frames.first() else {
+            return Ok(());
+        };
+        let mut samples = 0;
+        let write = async {
+            for (_, data) in frames {
+                samples += data.len() as u64 / BYTES_PER_SAMPLE;
+                out.feed(Message::Binary(data)).await?;
+            }
+            out.flush().await
+        };
+        self.bounded(write).await?;
+        self.log.mark_sent_from(first_offset, Instant::now());
         self.usage.since_last += samples;
         self.usage.total += samples;
         Ok(())
@@ -491,11 +561,15 @@ impl Supervisor {
         incoming: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
         base: u64,
     ) -> Option<ConnectionEnd> {
-        let host = self.cfg.host_for_messages();
+        // Only the error texts name the host: no formatting for every message.
+        let host = || self.cfg.host_for_messages();
         match incoming {
             None => Some(self.ended_by_server(Failure::new(
                 FailureKind::ConnectionLost,
-                format!("Fireworks at {host} closed the connection without a close frame"),
+                format!(
+                    "Fireworks at {} closed the connection without a close frame",
+                    host()
+                ),
                 "stream ended",
             ))),
             Some(Err(err)) => {
@@ -505,7 +579,7 @@ impl Supervisor {
                 };
                 Some(self.ended_by_server(Failure::new(
                     kind,
-                    format!("Connection to Fireworks at {host} failed: {err}"),
+                    format!("Connection to Fireworks at {} failed: {err}", host()),
                     format!("{err:?}"),
                 )))
             }
@@ -524,7 +598,8 @@ impl Supervisor {
                 let mut failure = Failure::new(
                     FailureKind::ConnectionLost,
                     format!(
-                        "Fireworks at {host} closed the connection (code {code}{})",
+                        "Fireworks at {} closed the connection (code {code}{})",
+                        host(),
                         if reason.is_empty() {
                             String::new()
                         } else {
