@@ -26,6 +26,8 @@ pub struct SessionShared {
     pub open_utterance_start: Option<u64>,
     /// The open utterance's latest interim: its words may have to go out before the final.
     pub open_interim: Option<TimedTranscript>,
+    /// Changes with every new interim, so the streaming thread knows when to look again.
+    pub interim_serial: u64,
     /// The session failed; its error was posted.
     pub failed: bool,
 }
@@ -39,6 +41,7 @@ pub fn new_shared(segment: gst::FormattedSegment<gst::ClockTime>) -> Shared {
         finals: VecDeque::new(),
         open_utterance_start: None,
         open_interim: None,
+        interim_serial: 0,
         failed: false,
     }))
 }
@@ -180,6 +183,7 @@ impl imp::FireworksStt {
                     inner.open_utterance_start = transcript.start;
                 }
                 inner.open_interim = Some(transcript);
+                inner.interim_serial = inner.interim_serial.wrapping_add(1);
             }
             structure
         };

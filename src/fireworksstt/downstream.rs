@@ -35,11 +35,32 @@ fn live_heartbeat(shared: &SessionShared, latency_ms: u32) -> Option<u64> {
     Some(until)
 }
 
+/// The few settings the streaming thread reads for every buffer, copied rather than cloning
+/// all of them (strings, structures) each time.
+#[derive(Clone, Copy)]
+struct OutputSettings {
+    output_mode: OutputMode,
+    early_words: bool,
+    latency_ms: u32,
+    lateness_ms: u32,
+}
+
+impl From<&Settings> for OutputSettings {
+    fn from(s: &Settings) -> Self {
+        OutputSettings {
+            output_mode: s.output_mode,
+            early_words: s.early_words,
+            latency_ms: s.latency_ms,
+            lateness_ms: s.lateness_ms,
+        }
+    }
+}
+
 /// The open utterance's words whose deadline (running time + latency, less the margin) has
 /// passed by `now`.
 fn due_early_words(
     shared: &SessionShared,
-    settings: &Settings,
+    settings: &OutputSettings,
     output: &mut OutputState,
     now: gst::ClockTime,
 ) -> Vec<OutputItem> {
@@ -60,7 +81,10 @@ fn due_early_words(
             .to_running_time(gst::ClockTime::from_nseconds(pts))
             .is_some_and(|rt| rt.saturating_add(slack) <= now)
     };
-    let (items, until) = due_interim_words(interim, &shared.timeline, pushed_until, is_due);
+    let times = output
+        .interim_times
+        .for_interim(shared.interim_serial, interim, &shared.timeline);
+    let (items, until) = due_interim_words(interim, times, pushed_until, is_due);
     if let Some(until) = until {
         output.early = Some((interim.utterance, until));
     }
@@ -76,7 +100,7 @@ impl FireworksStt {
         let now = self.obj().current_running_time();
         let (items, failed, live_segment) = {
             let state = self.state.lock().unwrap();
-            let settings = self.settings.lock().unwrap().clone();
+            let settings = OutputSettings::from(&*self.settings.lock().unwrap());
             let live = self.upstream_live.load(Ordering::Relaxed);
             let mut shared = state.shared.lock().unwrap();
             if output.position.is_none() {
@@ -84,7 +108,7 @@ impl FireworksStt {
                 output.position = shared.timeline.first_pts();
             }
             let mut items = Vec::new();
-            let finals: Vec<_> = shared.finals.drain(..).collect();
+            let finals = std::mem::take(&mut shared.finals);
             for t in &finals {
                 let pushed_until = output
                     .early

@@ -20,6 +20,7 @@ use once_cell::sync::Lazy;
 use crate::client::{SessionAbort, StreamClient};
 
 use super::bridge::{new_shared, Shared};
+use super::output::InterimWordTimes;
 use super::properties;
 use super::settings::Settings;
 
@@ -61,6 +62,7 @@ pub(super) struct OutputState {
     pub position: Option<u64>,
     /// Utterance number, and the PTS up to which its words went out early, from interims.
     pub early: Option<(u64, u64)>,
+    pub interim_times: InterimWordTimes,
 }
 
 pub struct FireworksStt {

@@ -75,18 +75,19 @@ pub fn items_for_final(
     items
 }
 
-/// One text item per word, in order, with times mapped onto the input timeline; a word
-/// without times follows the previous one.
-fn word_items<'a>(
+/// Where each word with text lies on the input timeline, in order: (index in `words`, PTS,
+/// duration). A word without times follows the previous one. Allocates nothing.
+pub fn word_times<'a>(
     words: &'a [TimedWord],
     timeline: &'a Timeline,
     fallback: u64,
-) -> impl Iterator<Item = OutputItem> + 'a {
+) -> impl Iterator<Item = WordTime> + 'a {
     let mut previous_end = fallback;
     words
         .iter()
-        .filter(|w| !w.text.trim().is_empty())
-        .map(move |word| {
+        .enumerate()
+        .filter(|(_, w)| !w.text.trim().is_empty())
+        .map(move |(index, word)| {
             let pts = word
                 .start
                 .and_then(|a| timeline.pts_for(a))
@@ -97,12 +98,39 @@ fn word_items<'a>(
                 .unwrap_or(pts)
                 .max(pts);
             previous_end = end;
-            OutputItem::Text {
-                text: word.text.trim().to_string(),
+            WordTime {
+                index,
                 pts,
                 duration: end - pts,
             }
         })
+}
+
+/// A word's place on the input timeline (see [`word_times`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WordTime {
+    pub index: usize,
+    pub pts: u64,
+    pub duration: u64,
+}
+
+impl WordTime {
+    fn item(&self, words: &[TimedWord]) -> OutputItem {
+        OutputItem::Text {
+            text: words[self.index].text.trim().to_string(),
+            pts: self.pts,
+            duration: self.duration,
+        }
+    }
+}
+
+/// One text item per word, in order (see [`word_times`]).
+fn word_items<'a>(
+    words: &'a [TimedWord],
+    timeline: &'a Timeline,
+    fallback: u64,
+) -> impl Iterator<Item = OutputItem> + 'a {
+    word_times(words, timeline, fallback).map(move |time| time.item(words))
 }
 
 fn not_yet_pushed(item: &OutputItem, pushed_until: Option<u64>) -> bool {
@@ -112,26 +140,58 @@ fn not_yet_pushed(item: &OutputItem, pushed_until: Option<u64>) -> bool {
     }
 }
 
+/// The word times of an open utterance's latest interim, worked out once per interim: the
+/// streaming thread checks them against the clock for every input buffer.
+#[derive(Debug, Default)]
+pub struct InterimWordTimes {
+    /// Which interim these are for (see `SessionShared::interim_serial`).
+    serial: Option<u64>,
+    times: Vec<WordTime>,
+}
+
+impl InterimWordTimes {
+    /// The times of `interim`, recomputed only when `serial` says it changed.
+    pub fn for_interim(
+        &mut self,
+        serial: u64,
+        interim: &TimedTranscript,
+        timeline: &Timeline,
+    ) -> &[WordTime] {
+        if self.serial != Some(serial) {
+            let fallback = timeline.end_pts().unwrap_or(0);
+            self.times.clear();
+            self.times
+                .extend(word_times(&interim.words, timeline, fallback));
+            self.serial = Some(serial);
+        }
+        &self.times
+    }
+}
+
 /// Words of an open utterance's latest interim that cannot wait for the final any more:
 /// every word not yet pushed (starting at or after `pushed_until`) up to the last one for
-/// which `is_due(pts)` holds (earlier words go with it, to keep the order). Returns the items
-/// and the new end of what has been pushed.
+/// which `is_due(pts)` holds (earlier words go with it, to keep the order). `times` are the
+/// interim's [`word_times`]. Returns the items and the new end of what has been pushed.
 pub fn due_interim_words(
     interim: &TimedTranscript,
-    timeline: &Timeline,
+    times: &[WordTime],
     pushed_until: Option<u64>,
     is_due: impl Fn(u64) -> bool,
 ) -> (Vec<OutputItem>, Option<u64>) {
-    let fallback = timeline.end_pts().unwrap_or(0);
-    let waiting: Vec<OutputItem> = word_items(&interim.words, timeline, fallback)
-        .filter(|item| not_yet_pushed(item, pushed_until))
-        .collect();
-    let due = waiting
-        .iter()
-        .rposition(|item| matches!(item, OutputItem::Text { pts, .. } if is_due(*pts)))
-        .map_or(0, |last| last + 1);
+    let waiting = || {
+        times
+            .iter()
+            .filter(move |time| pushed_until.is_none_or(|until| time.pts >= until))
+    };
+    // Called for every input buffer: find what is due first, build text only for that.
+    let due = waiting()
+        .enumerate()
+        .filter(|(_, time)| is_due(time.pts))
+        .last()
+        .map_or(0, |(position, _)| position + 1);
     let mut until = pushed_until;
-    let items: Vec<OutputItem> = waiting.into_iter().take(due).collect();
+    let due_times = waiting().take(due);
+    let items: Vec<OutputItem> = due_times.map(|time| time.item(&interim.words)).collect();
     if let Some(OutputItem::Text { pts, duration, .. }) = items.last() {
         // A word that ends where the next starts must not hide it: the next starts at `until`.
         until = Some((pts + duration).max(pts + 1));
@@ -246,10 +306,13 @@ mod tests {
         ]);
         t.is_final = false;
         let timeline = timeline_from(0);
-        let (items, until) = due_interim_words(&t, &timeline, None, |pts| pts <= 250 * MS);
+        let mut cache = InterimWordTimes::default();
+        let times = cache.for_interim(1, &t, &timeline).to_vec();
+        assert_eq!(times.len(), 3);
+        let (items, until) = due_interim_words(&t, &times, None, |pts| pts <= 250 * MS);
         assert_eq!(items.len(), 2);
         assert_eq!(until, Some(300 * MS));
-        let (items, again) = due_interim_words(&t, &timeline, until, |pts| pts <= 250 * MS);
+        let (items, again) = due_interim_words(&t, &times, until, |pts| pts <= 250 * MS);
         assert!(items.is_empty());
         assert_eq!(again, until);
         // The final merged "two" and "three" into one word: only what starts after the early
