@@ -194,7 +194,7 @@ pub fn due_interim_words(
     let items: Vec<OutputItem> = due_times.map(|time| time.item(&interim.words)).collect();
     if let Some(OutputItem::Text { pts, duration, .. }) = items.last() {
         // A word that ends where the next starts must not hide it: the next starts at `until`.
-        until = Some((pts + duration).max(pts + 1));
+        until = Some(pts.saturating_add(*duration).max(pts.saturating_add(1)));
     }
     (items, until)
 }

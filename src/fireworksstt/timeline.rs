@@ -56,7 +56,7 @@ impl Timeline {
                 self.anchors.pop_front();
             }
         }
-        self.bytes += bytes;
+        self.bytes = self.bytes.saturating_add(bytes);
         let end_audio = samples_to_ns(self.bytes / 2);
         self.expected_pts = self.pts_for(end_audio);
     }
@@ -82,7 +82,8 @@ impl Timeline {
             .find(|a| a.audio <= audio)
             .or_else(|| self.anchors.front())?;
         Some(if audio >= anchor.audio {
-            anchor.pts + (audio - anchor.audio)
+            // Upstream may stamp buffers anywhere, even next to u64::MAX.
+            anchor.pts.saturating_add(audio - anchor.audio)
         } else {
             anchor.pts.saturating_sub(anchor.audio - audio)
         })
@@ -167,5 +168,15 @@ mod tests {
     #[test]
     fn empty_timeline_maps_nothing() {
         assert_eq!(Timeline::default().pts_for(0), None);
+    }
+
+    #[test]
+    fn timestamps_near_the_end_of_time_saturate_instead_of_overflowing() {
+        let mut t = Timeline::default();
+        t.on_buffer(Some(u64::MAX - MS), 1600 * 2, false, 0);
+        t.on_buffer(None, 1600 * 2, false, 0);
+        assert_eq!(t.pts_for(0), Some(u64::MAX - MS));
+        assert_eq!(t.pts_for(150 * MS), Some(u64::MAX));
+        assert_eq!(t.end_pts(), Some(u64::MAX));
     }
 }
