@@ -32,6 +32,16 @@ pub enum PushError {
     Dropped { bytes: usize },
 }
 
+/// What `push_audio` waits for when the queue to the network task is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refill {
+    /// One free slot: live audio goes out as soon as there is any room.
+    OneFrame,
+    /// Room for a quarter of the queue (or all the frames at hand): input that runs ahead of
+    /// the network (a file) then moves many frames per wake-up instead of one.
+    Batch,
+}
+
 /// Why a command did not reach the network task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SendError {
@@ -92,7 +102,12 @@ impl StreamClient {
     /// fit and the partial frame after them) is dropped, so that what the service hears stays
     /// a prefix of the input followed by later input, and the caller learns how many bytes of
     /// the end of `data` and before it were lost.
-    pub fn push_audio(&mut self, data: &[u8], wait: Duration) -> Result<(), PushError> {
+    pub fn push_audio(
+        &mut self,
+        data: &[u8],
+        wait: Duration,
+        refill: Refill,
+    ) -> Result<(), PushError> {
         self.pending.extend_from_slice(data);
         let deadline = Instant::now() + wait;
         while self.pending.len() >= self.chunk_bytes {
@@ -101,7 +116,12 @@ impl StreamClient {
             let frame = Bytes::copy_from_slice(&self.pending[..self.chunk_bytes]);
             self.pending.advance(self.chunk_bytes);
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.send(Command::Audio(frame), left) {
+            let room = match refill {
+                Refill::OneFrame => 1,
+                Refill::Batch => (1 + self.pending.len() / self.chunk_bytes)
+                    .max(self.tx.max_capacity() / 4),
+            };
+            match self.send(Command::Audio(frame), left, room) {
                 Ok(()) => {}
                 Err(SendError::Closed) => return Err(PushError::Closed),
                 Err(SendError::Timeout) => {
@@ -114,19 +134,34 @@ impl StreamClient {
         Ok(())
     }
 
-    fn send(&self, command: Command, wait: Duration) -> Result<(), SendError> {
+    /// Queues a command, waiting at most `wait` when the queue is full. Then it waits until
+    /// there is room for `room` commands (at least one, at most the whole queue), or failing
+    /// that in time, for any room at all.
+    fn send(&self, command: Command, wait: Duration, room: usize) -> Result<(), SendError> {
         match self.tx.try_send(command) {
             Ok(()) => Ok(()),
             Err(TrySendError::Closed(_)) => Err(SendError::Closed),
             Err(TrySendError::Full(_)) if wait.is_zero() => Err(SendError::Timeout),
             Err(TrySendError::Full(command)) => {
+                let room = room.clamp(1, self.tx.max_capacity());
                 let tx = self.tx.clone();
                 // Called from a GStreamer streaming thread, never from the runtime itself.
                 runtime().block_on(async move {
-                    match tokio::time::timeout(wait, tx.send(command)).await {
-                        Ok(Ok(())) => Ok(()),
+                    match tokio::time::timeout(wait, tx.reserve_many(room)).await {
+                        Ok(Ok(mut permits)) => match permits.next() {
+                            Some(permit) => {
+                                permit.send(command);
+                                Ok(())
+                            }
+                            None => Err(SendError::Closed),
+                        },
                         Ok(Err(_)) => Err(SendError::Closed),
-                        Err(_) => Err(SendError::Timeout),
+                        // Not that much room in time: a single free slot will do.
+                        Err(_) => match tx.try_send(command) {
+                            Ok(()) => Ok(()),
+                            Err(TrySendError::Closed(_)) => Err(SendError::Closed),
+                            Err(TrySendError::Full(_)) => Err(SendError::Timeout),
+                        },
                     }
                 })
             }
@@ -139,7 +174,7 @@ impl StreamClient {
     /// Returns false when the request could not be queued (the session has ended, or the
     /// queue stayed full for `wait`).
     pub fn reconfigure(&self, cfg: ClientConfig, wait: Duration) -> bool {
-        self.send(Command::Reconfigure(Box::new(cfg)), wait).is_ok()
+        self.send(Command::Reconfigure(Box::new(cfg)), wait, 1).is_ok()
     }
 
     /// End of stream: sends the last partial frame and the end-of-stream checkpoint, then
@@ -150,12 +185,12 @@ impl StreamClient {
         let left = || deadline.saturating_duration_since(Instant::now());
         if !self.pending.is_empty() {
             let rest = self.pending.split().freeze();
-            if self.send(Command::Audio(rest), left()) == Err(SendError::Closed) {
+            if self.send(Command::Audio(rest), left(), 1) == Err(SendError::Closed) {
                 return DrainOutcome::Failed;
             }
         }
         let (reply_tx, reply_rx) = std::sync::mpsc::sync_channel(1);
-        if self.send(Command::Drain(reply_tx), left()).is_err() {
+        if self.send(Command::Drain(reply_tx), left(), 1).is_err() {
             return DrainOutcome::Failed;
         }
         match reply_rx.recv_timeout(left()) {

@@ -16,7 +16,7 @@ mod tls;
 
 pub use config::ClientConfig;
 pub use events::{ClientEvent, EventSink, Failure, FailureKind, TimedTranscript, TimedWord};
-pub use handle::{DrainOutcome, PushError, SessionAbort, StreamClient};
+pub use handle::{DrainOutcome, PushError, Refill, SessionAbort, StreamClient};
 pub use runtime::runtime;
 pub use secret::ApiKey;
 pub use tls::TlsSettings;

@@ -97,11 +97,17 @@ impl FireworksStt {
     /// nothing can be said any more.
     pub(super) fn push_pending(&self) -> Result<(), gst::FlowError> {
         let mut output = self.output.lock().unwrap();
-        let now = self.obj().current_running_time();
+        let settings = OutputSettings::from(&*self.settings.lock().unwrap());
+        let live = self.upstream_live.load(Ordering::Relaxed);
+        let early = live && settings.early_words && settings.output_mode == OutputMode::Words;
+        // Reading the clock is only worth it when early words may be due.
+        let now = if early {
+            self.obj().current_running_time()
+        } else {
+            None
+        };
         let (items, failed, live_segment) = {
             let state = self.state.lock().unwrap();
-            let settings = OutputSettings::from(&*self.settings.lock().unwrap());
-            let live = self.upstream_live.load(Ordering::Relaxed);
             let mut shared = state.shared.lock().unwrap();
             if output.position.is_none() {
                 // Output starts where the audio started: the first GAP covers leading silence.
@@ -122,8 +128,7 @@ impl FireworksStt {
                 ));
                 output.early = None;
             }
-            let early = live && settings.early_words && settings.output_mode == OutputMode::Words;
-            if let (true, Some(now)) = (early, now) {
+            if let Some(now) = now {
                 items.extend(due_early_words(&shared, &settings, &mut output, now));
             }
             if live {

@@ -9,7 +9,7 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 
-use crate::client::{PushError, StreamClient, BYTES_PER_SAMPLE, SAMPLE_RATE};
+use crate::client::{PushError, Refill, StreamClient, BYTES_PER_SAMPLE, SAMPLE_RATE};
 
 use super::bridge::{new_shared, Bridge};
 use super::imp::{FireworksStt, OutputState, State, CAT};
@@ -203,15 +203,16 @@ impl FireworksStt {
             segment_start,
         );
         self.apply_option_changes(&mut state);
-        let wait = if self.upstream_live.load(Ordering::Relaxed) {
-            LIVE_QUEUE_WAIT
+        let (wait, refill) = if self.upstream_live.load(Ordering::Relaxed) {
+            (LIVE_QUEUE_WAIT, Refill::OneFrame)
         } else {
             // Waiting is how a slow service slows a file down; the bound only has to outlast
             // the slowest reconnect.
-            self.settings.lock().unwrap().non_live_queue_wait()
+            let wait = self.settings.lock().unwrap().non_live_queue_wait();
+            (wait, Refill::Batch)
         };
         let client = state.client.as_mut().expect("session started above");
-        match client.push_audio(&map, wait) {
+        match client.push_audio(&map, wait, refill) {
             Ok(()) => Ok(()),
             Err(PushError::Dropped { bytes }) => {
                 state
