@@ -141,10 +141,11 @@ impl AudioLog {
 
     /// When the frame holding `sample` was last sent.
     pub fn sent_at(&self, sample: u64) -> Option<Instant> {
+        // Frames are in offset order: a binary search, not a walk through up to a minute of them.
+        let index = self.frames.partition_point(|f| f.end() <= sample);
         self.frames
-            .iter()
-            .rev()
-            .find(|f| f.offset <= sample && sample < f.end())
+            .get(index)
+            .filter(|f| f.offset <= sample)
             .and_then(|f| f.sent_at)
     }
 }

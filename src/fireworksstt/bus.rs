@@ -2,7 +2,6 @@
 //! interface applications read; the README documents them one by one.
 
 use gst::glib;
-use gst::prelude::*;
 
 use crate::client::{Failure, FailureKind, TimedTranscript};
 
@@ -32,7 +31,8 @@ pub fn transcript(
         if let Some(p) = w.probability {
             word = word.field("probability", p);
         }
-        word.build().to_send_value()
+        // Moved into the list, not copied.
+        word.build()
     }));
     let mut s = gst::Structure::builder(TRANSCRIPT)
         .field("text", &t.text)
