@@ -324,7 +324,7 @@ fn message_path(server: &ServerProcess, audio: &[u8]) {
         }),
     );
     report(
-        "protocol::parse_server_message (Value, then typed)",
+        "protocol::parse_server_message (typed, one pass)",
         time_per_message(&messages, rounds, |m| {
             std::hint::black_box(parse_server_message(m).ok());
         }),

@@ -1,13 +1,32 @@
 //! Server → client JSON messages (`fireworks-protocol.md` §6) and the one client → server JSON
 //! message we send, the end-of-stream checkpoint (§5.2).
 //!
-//! Parsing walks a `serde_json::Value` instead of deriving, because the rules are about which
-//! keys are present and how forgiving to be with each field, not about one fixed shape.
-//! serde_json's recursion limit stays on, so deeply nested input is an error, not a stack overflow.
+//! Parsing deserializes each frame straight into the typed messages, in one pass, without first
+//! building a `serde_json::Value` tree: a transcription frame (about 1.4 KB) costs a few
+//! allocations per word instead of one per JSON node and map entry, at less than half the time.
+//!
+//! The rules are about which keys are present and how forgiving to be with each field, not about
+//! one fixed shape, so the fields are read by small hand-written serde visitors (see "The
+//! forgiving deserializers" below) rather than by `#[derive(Deserialize)]`, and keep the
+//! semantics of reading the frame as a `Value` first:
+//!
+//! * every field accepts any JSON value: a wrong-typed optional field becomes `None` (or `false`
+//!   for `is_final`), and a shape problem in `segments` is kept as a reason, not raised, so the
+//!   rest of the frame is still read. Only once the whole object is read is the precedence
+//!   `error` > `checkpoint_id` > `object` > `segments` applied, so a later `error` key still wins
+//!   over malformed segments, and a syntax error anywhere makes the frame invalid JSON;
+//! * a repeated key is read each time and the last one wins, as in a JSON map;
+//! * unknown keys are skipped with `deserialize_any` rather than `IgnoredAny`, so they are checked
+//!   exactly as a `Value` parse checks them: serde_json's recursion limit applies at any depth
+//!   (deeply nested input is an error, not a stack overflow) and out-of-range numbers are errors;
+//! * the rare values that are rendered as text (`error`, `checkpoint_id`, `trace_id`,
+//!   `reset_id`) are still read as a `Value`, so non-strings keep their compact JSON rendering.
 
 use std::fmt;
+use std::marker::PhantomData;
 
-use serde_json::{Map, Value};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Number, Value};
 
 /// The checkpoint id that marks the end of the audio; the server echoes it back.
 pub const END_OF_STREAM_CHECKPOINT: &str = "final";
@@ -119,146 +138,610 @@ impl std::error::Error for ParseError {}
 /// Precedence: `error`, then `checkpoint_id`, then `object` (trace / state cleared), then
 /// `segments`; any other object is [`ServerMessage::Other`].
 pub fn parse_server_message(text: &str) -> Result<ServerMessage, ParseError> {
-    let value: Value = serde_json::from_str(text).map_err(|e| ParseError::InvalidJson {
+    let invalid = |e: serde_json::Error| ParseError::InvalidJson {
         reason: e.to_string(),
         excerpt: excerpt(text),
-    })?;
-    let Value::Object(object) = value else {
+    };
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let frame = Lenient(FrameField)
+        .deserialize(&mut deserializer)
+        .map_err(invalid)?;
+    deserializer.end().map_err(invalid)?;
+    let Some(frame) = frame else {
         return Err(ParseError::NotAnObject {
             excerpt: excerpt(text),
         });
     };
-    classify(&object).map_err(|reason| ParseError::MalformedTranscription {
-        reason,
-        excerpt: excerpt(text),
-    })
+    frame
+        .classify()
+        .map_err(|reason| ParseError::MalformedTranscription {
+            reason,
+            excerpt: excerpt(text),
+        })
 }
 
-fn classify(object: &Map<String, Value>) -> Result<ServerMessage, String> {
-    // `"error": null` is how some services say "no error"; only a real value is an error.
-    if let Some(error) = object.get("error").filter(|e| !e.is_null()) {
-        return Ok(ServerMessage::Error {
-            message: value_text(error),
-        });
-    }
-    if let Some(id) = object.get("checkpoint_id") {
-        return Ok(ServerMessage::CheckpointEcho {
-            checkpoint_id: value_text(id),
-        });
-    }
-    match object.get("object").and_then(Value::as_str) {
-        Some("stt.output.trace") => {
-            let trace_id = object.get("trace_id").map(value_text).unwrap_or_default();
-            return Ok(ServerMessage::TraceEcho { trace_id });
+/// The keys of a top-level object that matter, last occurrence winning as in a JSON map. Shape
+/// problems are kept as values (`Err(reason)`) rather than returned as deserializer errors, so
+/// that the rest of the frame is still read: a later `error` key takes precedence over them, and
+/// a syntax error anywhere still makes the frame invalid JSON.
+#[derive(Default)]
+struct Frame {
+    error: Option<Value>,
+    checkpoint_id: Option<Value>,
+    object: Option<ObjectKind>,
+    trace_id: Option<Value>,
+    reset_id: Option<Value>,
+    segments: Option<Result<Vec<Segment>, String>>,
+    language: Option<String>,
+    text: Option<String>,
+}
+
+impl Frame {
+    fn classify(self) -> Result<ServerMessage, String> {
+        // `"error": null` is how some services say "no error"; only a real value is an error.
+        if let Some(error) = self.error.filter(|e| !e.is_null()) {
+            return Ok(ServerMessage::Error {
+                message: value_text(error),
+            });
         }
-        Some("stt.state.cleared") => {
-            let reset_id = object
-                .get("reset_id")
-                .filter(|v| !v.is_null())
-                .map(value_text);
-            return Ok(ServerMessage::StateCleared { reset_id });
+        if let Some(id) = self.checkpoint_id {
+            return Ok(ServerMessage::CheckpointEcho {
+                checkpoint_id: value_text(id),
+            });
         }
-        _ => {}
-    }
-    match object.get("segments") {
-        Some(segments) => transcription(object, segments).map(ServerMessage::Transcription),
-        None => Ok(ServerMessage::Other),
-    }
-}
-
-fn transcription(
-    object: &Map<String, Value>,
-    segments: &Value,
-) -> Result<TranscriptionMessage, String> {
-    let segments = match segments {
-        Value::Null => Vec::new(),
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .map(|(index, item)| segment(index, item))
-            .collect::<Result<_, _>>()?,
-        other => return Err(format!("`segments` is {}", kind(other))),
-    };
-    Ok(TranscriptionMessage {
-        language: string_field(object.get("language")),
-        text: string_field(object.get("text")),
-        segments,
-    })
-}
-
-fn segment(index: usize, value: &Value) -> Result<Segment, String> {
-    let Value::Object(fields) = value else {
-        return Err(format!("segment #{index} is {}", kind(value)));
-    };
-    let id = match fields.get("id") {
-        None => return Err(format!("segment #{index} has no `id`")),
-        Some(id) => integer_id(id)
-            .ok_or_else(|| format!("segment #{index} has a non-integer id {}", kind(id)))?,
-    };
-    let words = match fields.get("words") {
-        None | Some(Value::Null) => None,
-        Some(Value::Array(items)) => Some(items.iter().map(word).collect()),
-        Some(other) => return Err(format!("segment {id} has `words` that is {}", kind(other))),
-    };
-    Ok(Segment {
-        id,
-        text: string_field(fields.get("text")),
-        words,
-        start: number_field(fields.get("start")),
-        end: number_field(fields.get("end")),
-    })
-}
-
-/// A word that is not an object becomes an empty, non-final word: it still counts towards the
-/// segment's word count, which the finalized-word bookkeeping relies on.
-fn word(value: &Value) -> Word {
-    Word {
-        word: string_field(value.get("word")),
-        is_final: value.get("is_final") == Some(&Value::Bool(true)),
-        probability: number_field(value.get("probability")),
-        start: number_field(value.get("start")),
-        end: number_field(value.get("end")),
-        language: string_field(value.get("language")),
+        match self.object {
+            Some(ObjectKind::Trace) => {
+                let trace_id = self.trace_id.map(value_text).unwrap_or_default();
+                return Ok(ServerMessage::TraceEcho { trace_id });
+            }
+            Some(ObjectKind::StateCleared) => {
+                let reset_id = self.reset_id.filter(|v| !v.is_null()).map(value_text);
+                return Ok(ServerMessage::StateCleared { reset_id });
+            }
+            Some(ObjectKind::Other) | None => {}
+        }
+        match self.segments {
+            Some(segments) => Ok(ServerMessage::Transcription(TranscriptionMessage {
+                language: self.language,
+                text: self.text,
+                segments: segments?,
+            })),
+            None => Ok(ServerMessage::Other),
+        }
     }
 }
 
-/// Ids are JSON integers; an integral float such as `2.0` is accepted too (Python compares it
-/// equal to `2`), but strings and fractions are not (TV12).
-fn integer_id(value: &Value) -> Option<i64> {
-    if let Some(id) = value.as_i64() {
-        return Some(id);
-    }
-    let float = value.as_f64()?;
-    let integral = float.fract() == 0.0 && float.abs() <= MAX_EXACT_FLOAT_INTEGER;
-    // The range check above makes the cast exact.
-    integral.then_some(float as i64)
-}
-
-fn string_field(value: Option<&Value>) -> Option<String> {
-    value.and_then(Value::as_str).map(str::to_owned)
-}
-
-fn number_field(value: Option<&Value>) -> Option<f64> {
-    value.and_then(Value::as_f64).filter(|n| n.is_finite())
+/// The value of a top-level `object` key.
+#[derive(Clone, Copy)]
+enum ObjectKind {
+    Trace,
+    StateCleared,
+    /// Any other string, or not a string.
+    Other,
 }
 
 /// A string as-is; any other value as compact JSON.
-fn value_text(value: &Value) -> String {
+fn value_text(value: Value) -> String {
     match value {
-        Value::String(text) => text.clone(),
+        Value::String(text) => text,
         other => other.to_string(),
     }
 }
 
-/// Describes a JSON value for an error message without echoing all of it.
-fn kind(value: &Value) -> String {
-    match value {
-        Value::Null => "null".to_owned(),
-        Value::Bool(_) => "a boolean".to_owned(),
-        Value::Number(n) => format!("the number {n}"),
-        Value::String(s) => format!("the string {:?}", excerpt(s)),
-        Value::Array(_) => "an array".to_owned(),
-        Value::Object(_) => "an object".to_owned(),
+// ---------------------------------------------------------------------------------------------
+// The forgiving deserializers.
+//
+// Every field is read with `deserialize_any` through [`Lenient`], whose visitor accepts every
+// JSON value and hands it to a [`Field`]: the field keeps what it expects and turns anything else
+// into `None`, a default or a described shape error. No visitor here ever fails, so the only
+// deserializer errors are JSON syntax errors, exactly those a `Value` parse would report.
+// Values nobody needs are read with [`Skip`], also through `deserialize_any` (not
+// `IgnoredAny`, whose `deserialize_ignored_any` neither limits nesting nor range-checks
+// numbers): nesting depth and numbers are checked as a `Value` parse checks them.
+
+/// A JSON value that is not of the kind a field expects, for the field to describe.
+enum Kind<'a> {
+    Null,
+    Bool,
+    Number(Number),
+    String(&'a str),
+    Array,
+    Object,
+}
+
+impl Kind<'_> {
+    /// Describes the value for an error message without echoing all of it.
+    fn describe(&self) -> String {
+        match self {
+            Self::Null => "null".to_owned(),
+            Self::Bool => "a boolean".to_owned(),
+            Self::Number(n) => format!("the number {n}"),
+            Self::String(s) => format!("the string {:?}", excerpt(s)),
+            Self::Array => "an array".to_owned(),
+            Self::Object => "an object".to_owned(),
+        }
+    }
+}
+
+/// What one field makes of each kind of JSON value. By default everything is [`Field::other`];
+/// arrays and objects are read through (and checked) first.
+trait Field<'de>: Sized {
+    type Out;
+
+    fn other(self, kind: Kind<'_>) -> Self::Out;
+
+    fn null(self) -> Self::Out {
+        self.other(Kind::Null)
+    }
+
+    fn boolean(self, _value: bool) -> Self::Out {
+        self.other(Kind::Bool)
+    }
+
+    fn number(self, value: Number) -> Self::Out {
+        self.other(Kind::Number(value))
+    }
+
+    fn string(self, value: &str) -> Self::Out {
+        self.other(Kind::String(value))
+    }
+
+    fn array<A: SeqAccess<'de>>(self, mut items: A) -> Result<Self::Out, A::Error> {
+        while items.next_element_seed(Lenient(Skip))?.is_some() {}
+        Ok(self.other(Kind::Array))
+    }
+
+    fn object<A: MapAccess<'de>>(self, mut entries: A) -> Result<Self::Out, A::Error> {
+        while entries.next_key_seed(Lenient(Skip))?.is_some() {
+            entries.next_value_seed(Lenient(Skip))?;
+        }
+        Ok(self.other(Kind::Object))
+    }
+}
+
+/// Reads one JSON value of any kind with `deserialize_any` and gives it to the field.
+struct Lenient<F>(F);
+
+impl<'de, F: Field<'de>> DeserializeSeed<'de> for Lenient<F> {
+    type Value = F::Out;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<F::Out, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de, F: Field<'de>> Visitor<'de> for Lenient<F> {
+    type Value = F::Out;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<F::Out, E> {
+        Ok(self.0.null())
+    }
+
+    fn visit_none<E>(self) -> Result<F::Out, E> {
+        Ok(self.0.null())
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<F::Out, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<F::Out, E> {
+        Ok(self.0.boolean(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<F::Out, E> {
+        Ok(self.0.number(value.into()))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<F::Out, E> {
+        Ok(self.0.number(value.into()))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<F::Out, E> {
+        // serde_json never produces a non-finite float; a `Value` would hold it as null.
+        Ok(match Number::from_f64(value) {
+            Some(number) => self.0.number(number),
+            None => self.0.null(),
+        })
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<F::Out, E> {
+        Ok(self.0.string(value))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, items: A) -> Result<F::Out, A::Error> {
+        self.0.array(items)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, entries: A) -> Result<F::Out, A::Error> {
+        self.0.object(entries)
+    }
+}
+
+/// A value nobody needs: read and checked, then dropped.
+struct Skip;
+
+impl Field<'_> for Skip {
+    type Out = ();
+
+    fn other(self, _kind: Kind<'_>) {}
+}
+
+/// The keys of one kind of object that matter; every other key is `Other`.
+trait KeyName: Sized {
+    fn from_name(name: &str) -> Self;
+}
+
+/// An object key, classified without allocating (escaped keys are unescaped first).
+struct Key<K>(PhantomData<K>);
+
+impl<K> Key<K> {
+    fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<'de, K: KeyName> DeserializeSeed<'de> for Key<K> {
+    type Value = K;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<K, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<K: KeyName> Visitor<'_> for Key<K> {
+    type Value = K;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<K, E> {
+        Ok(K::from_name(value))
+    }
+}
+
+/// A string field; any other value is `None`.
+struct StringField;
+
+impl Field<'_> for StringField {
+    type Out = Option<String>;
+
+    fn other(self, _kind: Kind<'_>) -> Option<String> {
+        None
+    }
+
+    fn string(self, value: &str) -> Option<String> {
+        Some(value.to_owned())
+    }
+}
+
+/// A number field; any other value is `None`.
+struct NumberField;
+
+impl Field<'_> for NumberField {
+    type Out = Option<f64>;
+
+    fn other(self, _kind: Kind<'_>) -> Option<f64> {
+        None
+    }
+
+    fn number(self, value: Number) -> Option<f64> {
+        value.as_f64().filter(|n| n.is_finite())
+    }
+}
+
+/// `is_final`: true only for JSON `true`.
+struct TrueField;
+
+impl Field<'_> for TrueField {
+    type Out = bool;
+
+    fn other(self, _kind: Kind<'_>) -> bool {
+        false
+    }
+
+    fn boolean(self, value: bool) -> bool {
+        value
+    }
+}
+
+/// The whole frame: `None` when it is not an object.
+struct FrameField;
+
+enum FrameKey {
+    Error,
+    CheckpointId,
+    Object,
+    TraceId,
+    ResetId,
+    Segments,
+    Language,
+    Text,
+    Other,
+}
+
+impl KeyName for FrameKey {
+    fn from_name(name: &str) -> Self {
+        match name {
+            "error" => FrameKey::Error,
+            "checkpoint_id" => FrameKey::CheckpointId,
+            "object" => FrameKey::Object,
+            "trace_id" => FrameKey::TraceId,
+            "reset_id" => FrameKey::ResetId,
+            "segments" => FrameKey::Segments,
+            "language" => FrameKey::Language,
+            "text" => FrameKey::Text,
+            _ => FrameKey::Other,
+        }
+    }
+}
+
+impl<'de> Field<'de> for FrameField {
+    type Out = Option<Frame>;
+
+    fn other(self, _kind: Kind<'_>) -> Option<Frame> {
+        None
+    }
+
+    fn object<A: MapAccess<'de>>(self, mut entries: A) -> Result<Option<Frame>, A::Error> {
+        let mut frame = Frame::default();
+        while let Some(name) = entries.next_key_seed(Key::new())? {
+            match name {
+                FrameKey::Error => frame.error = Some(entries.next_value()?),
+                FrameKey::CheckpointId => frame.checkpoint_id = Some(entries.next_value()?),
+                FrameKey::Object => {
+                    frame.object = Some(entries.next_value_seed(Lenient(ObjectField))?)
+                }
+                FrameKey::TraceId => frame.trace_id = Some(entries.next_value()?),
+                FrameKey::ResetId => frame.reset_id = Some(entries.next_value()?),
+                FrameKey::Segments => {
+                    frame.segments = Some(entries.next_value_seed(Lenient(SegmentsField))?)
+                }
+                FrameKey::Language => {
+                    frame.language = entries.next_value_seed(Lenient(StringField))?
+                }
+                FrameKey::Text => frame.text = entries.next_value_seed(Lenient(StringField))?,
+                FrameKey::Other => entries.next_value_seed(Lenient(Skip))?,
+            }
+        }
+        Ok(Some(frame))
+    }
+}
+
+/// The top-level `object` key.
+struct ObjectField;
+
+impl Field<'_> for ObjectField {
+    type Out = ObjectKind;
+
+    fn other(self, _kind: Kind<'_>) -> ObjectKind {
+        ObjectKind::Other
+    }
+
+    fn string(self, value: &str) -> ObjectKind {
+        match value {
+            "stt.output.trace" => ObjectKind::Trace,
+            "stt.state.cleared" => ObjectKind::StateCleared,
+            _ => ObjectKind::Other,
+        }
+    }
+}
+
+/// `segments`: null is an empty list; anything but a list, or any malformed segment, rejects
+/// the whole message (the first problem in message order is reported).
+struct SegmentsField;
+
+impl<'de> Field<'de> for SegmentsField {
+    type Out = Result<Vec<Segment>, String>;
+
+    fn other(self, kind: Kind<'_>) -> Self::Out {
+        Err(format!("`segments` is {}", kind.describe()))
+    }
+
+    fn null(self) -> Self::Out {
+        Ok(Vec::new())
+    }
+
+    fn array<A: SeqAccess<'de>>(self, mut items: A) -> Result<Self::Out, A::Error> {
+        let mut segments = Vec::new();
+        while let Some(segment) = items.next_element_seed(Lenient(SegmentField {
+            index: segments.len(),
+        }))? {
+            match segment {
+                Ok(segment) => segments.push(segment),
+                Err(reason) => {
+                    // The rest is still read, so that a syntax error further on wins.
+                    while items.next_element_seed(Lenient(Skip))?.is_some() {}
+                    return Ok(Err(reason));
+                }
+            }
+        }
+        Ok(Ok(segments))
+    }
+}
+
+/// One element of `segments`, at `index`.
+struct SegmentField {
+    index: usize,
+}
+
+enum SegmentKey {
+    Id,
+    Text,
+    Words,
+    Start,
+    End,
+    Other,
+}
+
+impl KeyName for SegmentKey {
+    fn from_name(name: &str) -> Self {
+        match name {
+            "id" => SegmentKey::Id,
+            "text" => SegmentKey::Text,
+            "words" => SegmentKey::Words,
+            "start" => SegmentKey::Start,
+            "end" => SegmentKey::End,
+            _ => SegmentKey::Other,
+        }
+    }
+}
+
+impl<'de> Field<'de> for SegmentField {
+    type Out = Result<Segment, String>;
+
+    fn other(self, kind: Kind<'_>) -> Self::Out {
+        Err(format!("segment #{} is {}", self.index, kind.describe()))
+    }
+
+    fn object<A: MapAccess<'de>>(self, mut entries: A) -> Result<Self::Out, A::Error> {
+        let (mut id, mut text, mut words, mut start, mut end) = (None, None, Ok(None), None, None);
+        while let Some(name) = entries.next_key_seed(Key::new())? {
+            match name {
+                SegmentKey::Id => id = Some(entries.next_value_seed(Lenient(IdField))?),
+                SegmentKey::Text => text = entries.next_value_seed(Lenient(StringField))?,
+                SegmentKey::Words => words = entries.next_value_seed(Lenient(WordsField))?,
+                SegmentKey::Start => start = entries.next_value_seed(Lenient(NumberField))?,
+                SegmentKey::End => end = entries.next_value_seed(Lenient(NumberField))?,
+                SegmentKey::Other => entries.next_value_seed(Lenient(Skip))?,
+            }
+        }
+        let index = self.index;
+        let id = match id {
+            None => return Ok(Err(format!("segment #{index} has no `id`"))),
+            Some(Err(kind)) => {
+                return Ok(Err(format!("segment #{index} has a non-integer id {kind}")))
+            }
+            Some(Ok(id)) => id,
+        };
+        let words = match words {
+            Ok(words) => words,
+            Err(kind) => return Ok(Err(format!("segment {id} has `words` that is {kind}"))),
+        };
+        Ok(Ok(Segment {
+            id,
+            text,
+            words,
+            start,
+            end,
+        }))
+    }
+}
+
+/// A segment id. Ids are JSON integers; an integral float such as `2.0` is accepted too (Python
+/// compares it equal to `2`), but strings and fractions are not (TV12). `Err` describes the value.
+struct IdField;
+
+impl Field<'_> for IdField {
+    type Out = Result<i64, String>;
+
+    fn other(self, kind: Kind<'_>) -> Self::Out {
+        Err(kind.describe())
+    }
+
+    fn number(self, value: Number) -> Self::Out {
+        if let Some(id) = value.as_i64() {
+            return Ok(id);
+        }
+        match value.as_f64() {
+            // The range check makes the cast exact.
+            Some(float) if float.fract() == 0.0 && float.abs() <= MAX_EXACT_FLOAT_INTEGER => {
+                Ok(float as i64)
+            }
+            _ => Err(Kind::Number(value).describe()),
+        }
+    }
+}
+
+/// A segment's `words`: missing or null is `None`; anything but a list is a shape error (`Err`
+/// describes the value).
+struct WordsField;
+
+impl<'de> Field<'de> for WordsField {
+    type Out = Result<Option<Vec<Word>>, String>;
+
+    fn other(self, kind: Kind<'_>) -> Self::Out {
+        Err(kind.describe())
+    }
+
+    fn null(self) -> Self::Out {
+        Ok(None)
+    }
+
+    fn array<A: SeqAccess<'de>>(self, mut items: A) -> Result<Self::Out, A::Error> {
+        let mut words = Vec::new();
+        while let Some(word) = items.next_element_seed(Lenient(WordField))? {
+            words.push(word);
+        }
+        Ok(Ok(Some(words)))
+    }
+}
+
+/// One element of `words`. A word that is not an object becomes an empty, non-final word: it
+/// still counts towards the segment's word count, which the finalized-word bookkeeping relies on.
+struct WordField;
+
+enum WordKey {
+    Word,
+    IsFinal,
+    Probability,
+    Start,
+    End,
+    Language,
+    Other,
+}
+
+impl KeyName for WordKey {
+    fn from_name(name: &str) -> Self {
+        match name {
+            "word" => WordKey::Word,
+            "is_final" => WordKey::IsFinal,
+            "probability" => WordKey::Probability,
+            "start" => WordKey::Start,
+            "end" => WordKey::End,
+            "language" => WordKey::Language,
+            _ => WordKey::Other,
+        }
+    }
+}
+
+impl<'de> Field<'de> for WordField {
+    type Out = Word;
+
+    fn other(self, _kind: Kind<'_>) -> Word {
+        Word {
+            word: None,
+            is_final: false,
+            probability: None,
+            start: None,
+            end: None,
+            language: None,
+        }
+    }
+
+    fn object<A: MapAccess<'de>>(self, mut entries: A) -> Result<Word, A::Error> {
+        let mut word = self.other(Kind::Object);
+        while let Some(name) = entries.next_key_seed(Key::new())? {
+            match name {
+                WordKey::Word => word.word = entries.next_value_seed(Lenient(StringField))?,
+                WordKey::IsFinal => word.is_final = entries.next_value_seed(Lenient(TrueField))?,
+                WordKey::Probability => {
+                    word.probability = entries.next_value_seed(Lenient(NumberField))?
+                }
+                WordKey::Start => word.start = entries.next_value_seed(Lenient(NumberField))?,
+                WordKey::End => word.end = entries.next_value_seed(Lenient(NumberField))?,
+                WordKey::Language => {
+                    word.language = entries.next_value_seed(Lenient(StringField))?
+                }
+                WordKey::Other => entries.next_value_seed(Lenient(Skip))?,
+            }
+        }
+        Ok(word)
     }
 }
 
@@ -618,6 +1101,106 @@ mod tests {
 
     fn excerpt_of_len(chars: usize) -> usize {
         excerpt(&"ß".repeat(chars)).chars().count()
+    }
+
+    #[test]
+    fn duplicate_keys_last_one_wins() {
+        // As in a JSON object read into a map: the last occurrence of a key counts.
+        assert_eq!(
+            parse_server_message(r#"{"error":"x","error":null,"segments":[]}"#),
+            Ok(ServerMessage::Transcription(TranscriptionMessage::default()))
+        );
+        let message = parse_server_message(
+            r#"{"segments":"bad","text":"a","text":5,"segments":[{"id":"x","id":4,
+                "words":"no","words":[{"word":"a","word":2,"is_final":true,"is_final":1},
+                                      {"is_final":0,"is_final":true,"end":1,"end":2.5}]}]}"#,
+        );
+        let Ok(ServerMessage::Transcription(message)) = message else {
+            panic!("{message:?}");
+        };
+        assert_eq!(message.text, None);
+        assert_eq!(message.segments[0].id, 4);
+        let words = message.segments[0].words.as_ref().expect("words");
+        assert_eq!((words[0].word.as_deref(), words[0].is_final), (None, false));
+        assert_eq!((words[1].is_final, words[1].end), (true, Some(2.5)));
+        assert_eq!(
+            parse_server_message(r#"{"segments":[{"id":0}],"segments":[{"id":"0"}]}"#)
+                .map_err(|e| e.to_string().contains("non-integer id")),
+            Err(true)
+        );
+    }
+
+    #[test]
+    fn shape_problems_do_not_hide_later_keys_or_syntax_errors() {
+        // A later `error` key still wins over malformed segments.
+        assert_eq!(
+            parse_server_message(r#"{"segments":[{"id":"0"}],"error":"boom"}"#),
+            Ok(ServerMessage::Error {
+                message: "boom".into()
+            })
+        );
+        assert!(matches!(
+            parse_server_message(r#"{"segments":7,"checkpoint_id":"final"}"#),
+            Ok(ServerMessage::CheckpointEcho { .. })
+        ));
+        // The first bad segment in message order is the one reported.
+        let reason = malformed(json!({"segments": [{"id": 0, "words": 1}, {"id": "1"}]}));
+        assert!(reason.contains("segment 0 has `words`"), "{reason}");
+        // A syntax error after a shape problem still makes the frame invalid JSON.
+        for text in [
+            r#"{"segments":[{"id":"0"},{"id":1,]}"#,
+            r#"{"segments":[{"id":"0"}],"x":}"#,
+            r#"{"segments":5,"x":[1,}"#,
+            r#"{"error":"boom","x":tru}"#,
+        ] {
+            assert!(
+                matches!(
+                    parse_server_message(text),
+                    Err(ParseError::InvalidJson { .. })
+                ),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn values_nobody_reads_are_checked_too() {
+        // Nesting depth and number range are checked in skipped values as in a full parse.
+        let invalid = |text: &str| {
+            assert!(
+                matches!(
+                    parse_server_message(text),
+                    Err(ParseError::InvalidJson { .. })
+                ),
+                "{text:?}"
+            );
+        };
+        let nested = |depth: usize| {
+            format!(
+                r#"{{"segments":[],"x":{}{}}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            )
+        };
+        invalid(&nested(200));
+        assert!(parse_server_message(&nested(100)).is_ok());
+        invalid(r#"{"segments":[],"x":1e400}"#);
+        invalid(r#"{"segments":[{"id":0,"hallucination_score":1e400}]}"#);
+        invalid(r#"{"segments":[],"x":{"y":"\ud800"}}"#);
+        invalid(r#"[1e400]"#);
+        invalid(&format!("{}{}", "[".repeat(200), "]".repeat(200)));
+    }
+
+    #[test]
+    fn escaped_keys_are_recognized() {
+        let message = parse_server_message(
+            r#"{"segm\u0065nts":[{"\u0069d":1,"words":[{"is_fin\u0061l":true}]}]}"#,
+        );
+        let Ok(ServerMessage::Transcription(message)) = message else {
+            panic!("{message:?}");
+        };
+        assert_eq!(message.segments[0].id, 1);
+        assert!(message.segments[0].words.as_ref().expect("words")[0].is_final);
     }
 
     #[test]
