@@ -14,7 +14,7 @@ ulimit -n "$(ulimit -Hn)"
 if [ ! -x "$VENV/bin/python" ]; then
     benches/setup-reference-client.sh "$VENV"
 fi
-cargo build --release --benches
+cargo bench --no-run   # the bench profile, so the runs below do not build again
 cargo bench --bench cpu -- --python "$VENV/bin/python"
 cargo bench --bench latency
 cargo bench --bench scale

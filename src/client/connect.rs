@@ -149,7 +149,7 @@ fn classify(err: WsError) -> ConnectError {
 }
 
 /// Initial size of a connection's read buffer (tungstenite's default is 128 KiB).
-const READ_BUFFER_BYTES: usize = 8 * 1024;
+const READ_BUFFER_BYTES: usize = 4 * 1024;
 
 pub fn websocket_config(cfg: &ClientConfig) -> WebSocketConfig {
     WebSocketConfig::default()

@@ -123,6 +123,7 @@ impl imp::FireworksStt {
                 let mut inner = shared.lock().unwrap();
                 inner.open_utterance_start = None;
                 inner.open_interim = None;
+                self.interim_open.store(false, Ordering::Relaxed);
                 drop(inner);
                 self.post_structure(bus::speech_boundary(bus::SPEECH_ENDED, utterance, arrival));
             }
@@ -177,12 +178,14 @@ impl imp::FireworksStt {
             if transcript.is_final {
                 inner.open_utterance_start = None;
                 inner.open_interim = None;
+                self.interim_open.store(false, Ordering::Relaxed);
                 inner.finals.push_back(transcript);
             } else {
                 if inner.open_utterance_start.is_none() {
                     inner.open_utterance_start = transcript.start;
                 }
                 inner.open_interim = Some(transcript);
+                self.interim_open.store(true, Ordering::Relaxed);
                 inner.interim_serial = inner.interim_serial.wrapping_add(1);
             }
             structure

@@ -14,6 +14,9 @@ use super::output::{due_interim_words, items_for_final, OutputItem};
 use super::settings::{OutputMode, Settings};
 
 const FINAL_TRANSCRIPT_EVENT: &str = "rstranscribe/final-transcript";
+/// The smallest step of the live heartbeat GAP (ns): small enough to stay far inside any
+/// latency, large enough not to send an event for every 10 or 20 ms input buffer.
+const HEARTBEAT_STEP: u64 = 40_000_000;
 
 /// Early words go out this long before their deadline (half the latency, at most a second),
 /// leaving that much for everything downstream.
@@ -101,7 +104,7 @@ impl FireworksStt {
         let live = self.upstream_live.load(Ordering::Relaxed);
         let early = live && settings.early_words && settings.output_mode == OutputMode::Words;
         // Reading the clock is only worth it when early words may be due.
-        let now = if early {
+        let now = if early && self.interim_open.load(Ordering::Relaxed) {
             self.obj().current_running_time()
         } else {
             None
@@ -132,11 +135,18 @@ impl FireworksStt {
                 items.extend(due_early_words(&shared, &settings, &mut output, now));
             }
             if live {
-                if let Some(until) = live_heartbeat(&shared, settings.latency_ms) {
+                // Coalesced: one GAP per HEARTBEAT_STEP of silence, not one per input buffer.
+                let heartbeat = live_heartbeat(&shared, settings.latency_ms).filter(|until| {
+                    output
+                        .position
+                        .is_none_or(|position| *until >= position.saturating_add(HEARTBEAT_STEP))
+                });
+                if let Some(until) = heartbeat {
                     items.push(OutputItem::GapUntil(until));
                 }
             }
-            let live_segment = live.then(|| shared.segment.clone());
+            let has_text = items.iter().any(|i| matches!(i, OutputItem::Text { .. }));
+            let live_segment = (live && has_text).then(|| shared.segment.clone());
             (items, shared.failed || state.failed, live_segment)
         };
         for item in items {

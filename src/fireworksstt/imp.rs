@@ -74,6 +74,9 @@ pub struct FireworksStt {
     pub(super) max_observed_delay_ms: AtomicU32,
     pub(super) dropped_audio_ms: AtomicU32,
     pub(super) upstream_live: AtomicBool,
+    /// An interim of an open utterance is waiting (a hint, read without locks, so that the
+    /// streaming thread only reads the clock for early words when there may be some).
+    pub(super) interim_open: AtomicBool,
     /// Set between FLUSH_START (or the way down to READY) and FLUSH_STOP (or the next start):
     /// a session ended on purpose is not an error.
     pub(super) flushing: AtomicBool,
@@ -96,6 +99,7 @@ impl ObjectSubclass for FireworksStt {
             max_observed_delay_ms: AtomicU32::new(0),
             dropped_audio_ms: AtomicU32::new(0),
             upstream_live: AtomicBool::new(false),
+            interim_open: AtomicBool::new(false),
             flushing: AtomicBool::new(false),
             options_generation: AtomicU64::new(0),
         }
