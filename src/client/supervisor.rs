@@ -7,13 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::sleep_until;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::audio_log::AudioLog;
 use super::connect::{self, WsStream};
@@ -43,8 +42,6 @@ const MAX_PROTOCOL_WARNINGS: u32 = 5;
 /// Most audio frames written with one flush.
 const MAX_FRAMES_PER_WRITE: usize = 64;
 
-type WsSink = SplitSink<WsStream, Message>;
-type WsSource = SplitStream<WsStream>;
 
 struct PendingDrain {
     reply: std::sync::mpsc::SyncSender<DrainOutcome>,
@@ -218,7 +215,7 @@ impl Supervisor {
     /// the next connection.
     async fn start_switch(
         &mut self,
-        out: &mut WsSink,
+        out: &mut WsStream,
         cfg: ClientConfig,
     ) -> Result<(), ConnectionEnd> {
         // The id the service is known to finalize on; only one checkpoint is ever in flight.
@@ -354,7 +351,9 @@ impl Supervisor {
         });
         self.connections += 1;
 
-        let (mut out, mut input) = ws.split();
+        // Not split into halves: select! drops the read future before any branch writes, so
+        // one owner does, without the lock a split stream takes on every poll.
+        let mut out = ws;
         let replay = self.log.frames_from(base);
         if !replay.is_empty() {
             if let Err(end) = self.send_frames(&mut out, replay).await {
@@ -379,11 +378,11 @@ impl Supervisor {
             let drain_deadline = self.drain_deadline();
             let switch_deadline = self.switch.as_ref().map(|s| s.deadline.into());
             tokio::select! {
-                incoming = input.next() => {
+                incoming = out.next() => {
                     last_heard = Instant::now();
                     ping_outstanding = false;
                     if let Some(end) = self.on_incoming(incoming, base) {
-                        return self.close(out, input, end).await;
+                        return self.close(out, end).await;
                     }
                 }
                 cmd = rx.recv() => {
@@ -422,7 +421,7 @@ impl Supervisor {
                                 return end;
                             }
                         }
-                        None => return self.close(out, input, ConnectionEnd::Finished).await,
+                        None => return self.close(out, ConnectionEnd::Finished).await,
                     }
                 }
                 () = &mut keepalive => {
@@ -450,11 +449,11 @@ impl Supervisor {
                 }
                 _ = sleep_until_opt(switch_deadline) => {
                     let end = self.finish_switch();
-                    return self.close(out, input, end).await;
+                    return self.close(out, end).await;
                 }
                 _ = sleep_until_opt(drain_deadline) => {
                     self.finish_drain(DrainOutcome::TimedOut);
-                    return self.close(out, input, ConnectionEnd::Finished).await;
+                    return self.close(out, ConnectionEnd::Finished).await;
                 }
                 _ = usage_tick.tick() => self.report_usage(),
             }
@@ -473,16 +472,24 @@ impl Supervisor {
         )
     }
 
-    async fn send(&mut self, out: &mut WsSink, message: Message) -> Result<(), ConnectionEnd> {
+    async fn send(&mut self, out: &mut WsStream, message: Message) -> Result<(), ConnectionEnd> {
         self.bounded(out.send(message)).await
     }
 
     /// Runs a write, bounded by the stall timeout; a failure or time-out loses the connection.
     async fn bounded(
         &self,
-        write: impl std::future::Future<Output = Result<(), tokio_tungstenite::tungstenite::Error>>,
+        write: impl std::future::Future<Output = Result<(), WsError>>,
     ) -> Result<(), ConnectionEnd> {
-        match tokio::time::timeout(self.cfg.stall_timeout, write).await {
+        let result = tokio::time::timeout(self.cfg.stall_timeout, write).await;
+        self.write_outcome(result)
+    }
+
+    fn write_outcome(
+        &self,
+        result: Result<Result<(), WsError>, tokio::time::error::Elapsed>,
+    ) -> Result<(), ConnectionEnd> {
+        match result {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => Err(ConnectionEnd::Lost(Failure::new(
                 FailureKind::ConnectionLost,
@@ -501,35 +508,53 @@ impl Supervisor {
     /// lot instead of one per frame. Returns the first other command taken from the queue.
     async fn send_queued_audio(
         &mut self,
-        out: &mut WsSink,
+        out: &mut WsStream,
         rx: &mut mpsc::Receiver<Command>,
         first: Bytes,
     ) -> Result<Option<Command>, ConnectionEnd> {
-        let mut frames = Vec::new();
-        let mut next = Some(first);
+        if self.switch.is_some() {
+            // Held back for the next connection; the loop takes the rest one by one.
+            self.log.append(first);
+            return Ok(None);
+        }
+        let log = &mut self.log;
+        let mut first_offset = None;
+        let mut samples = 0;
         let mut other = None;
-        while let Some(data) = next.take() {
-            let offset = self.log.append(data.clone());
-            frames.push((offset, data));
-            if frames.len() >= MAX_FRAMES_PER_WRITE {
-                break;
+        let write = async {
+            let mut next = Some(first);
+            let mut frames = 0;
+            while let Some(data) = next.take() {
+                let offset = log.append(data.clone());
+                first_offset.get_or_insert(offset);
+                samples += data.len() as u64 / BYTES_PER_SAMPLE;
+                out.feed(Message::Binary(data)).await?;
+                frames += 1;
+                if frames == MAX_FRAMES_PER_WRITE {
+                    break;
+                }
+                match rx.try_recv() {
+                    Ok(Command::Audio(data)) => next = Some(data),
+                    Ok(command) => other = Some(command),
+                    Err(_) => {}
+                }
             }
-            match rx.try_recv() {
-                Ok(Command::Audio(data)) => next = Some(data),
-                Ok(command) => other = Some(command),
-                Err(_) => {}
-            }
+            out.flush().await
+        };
+        let result = tokio::time::timeout(self.cfg.stall_timeout, write).await;
+        self.write_outcome(result)?;
+        if let Some(offset) = first_offset {
+            self.log.mark_sent_from(offset, Instant::now());
         }
-        if self.switch.is_none() {
-            self.send_frames(out, frames).await?;
-        }
+        self.usage.since_last += samples;
+        self.usage.total += samples;
         Ok(other)
     }
 
     /// Sends logged frames, in order, with a single flush at the end.
     async fn send_frames(
         &mut self,
-        out: &mut WsSink,
+        out: &mut WsStream,
         frames: Vec<(u64, Bytes)>,
     ) -> Result<(), ConnectionEnd> {
         let Some(&(first_offset, _)) = frames.first() else {
@@ -550,7 +575,7 @@ impl Supervisor {
         Ok(())
     }
 
-    async fn send_checkpoint(&mut self, out: &mut WsSink) -> Result<(), ConnectionEnd> {
+    async fn send_checkpoint(&mut self, out: &mut WsStream) -> Result<(), ConnectionEnd> {
         let text = checkpoint_message(END_OF_STREAM_CHECKPOINT);
         self.send(out, Message::text(text)).await
     }
@@ -558,7 +583,7 @@ impl Supervisor {
     /// Handles one frame from the server. Returns how the connection ends, if it does.
     fn on_incoming(
         &mut self,
-        incoming: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+        incoming: Option<Result<Message, WsError>>,
         base: u64,
     ) -> Option<ConnectionEnd> {
         // Only the error texts name the host: no formatting for every message.
@@ -574,7 +599,7 @@ impl Supervisor {
             ))),
             Some(Err(err)) => {
                 let kind = match err {
-                    tokio_tungstenite::tungstenite::Error::Capacity(_) => FailureKind::Protocol,
+                    WsError::Capacity(_) => FailureKind::Protocol,
                     _ => FailureKind::ConnectionLost,
                 };
                 Some(self.ended_by_server(Failure::new(
@@ -773,8 +798,7 @@ impl Supervisor {
     /// Closes politely (bounded), then returns `end`.
     async fn close(
         &mut self,
-        mut out: WsSink,
-        _input: WsSource,
+        mut out: WsStream,
         end: ConnectionEnd,
     ) -> ConnectionEnd {
         let frame = CloseFrame {
