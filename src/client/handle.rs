@@ -118,8 +118,9 @@ impl StreamClient {
             let left = deadline.saturating_duration_since(Instant::now());
             let room = match refill {
                 Refill::OneFrame => 1,
-                Refill::Batch => (1 + self.pending.len() / self.chunk_bytes)
-                    .max(self.tx.max_capacity() / 4),
+                Refill::Batch => {
+                    (1 + self.pending.len() / self.chunk_bytes).max(self.tx.max_capacity() / 4)
+                }
             };
             match self.send(Command::Audio(frame), left, room) {
                 Ok(()) => {}
@@ -174,7 +175,8 @@ impl StreamClient {
     /// Returns false when the request could not be queued (the session has ended, or the
     /// queue stayed full for `wait`).
     pub fn reconfigure(&self, cfg: ClientConfig, wait: Duration) -> bool {
-        self.send(Command::Reconfigure(Box::new(cfg)), wait, 1).is_ok()
+        self.send(Command::Reconfigure(Box::new(cfg)), wait, 1)
+            .is_ok()
     }
 
     /// End of stream: sends the last partial frame and the end-of-stream checkpoint, then

@@ -42,7 +42,6 @@ const MAX_PROTOCOL_WARNINGS: u32 = 5;
 /// Most audio frames written with one flush.
 const MAX_FRAMES_PER_WRITE: usize = 64;
 
-
 struct PendingDrain {
     reply: std::sync::mpsc::SyncSender<DrainOutcome>,
     deadline: Instant,
@@ -796,11 +795,7 @@ impl Supervisor {
     }
 
     /// Closes politely (bounded), then returns `end`.
-    async fn close(
-        &mut self,
-        mut out: WsStream,
-        end: ConnectionEnd,
-    ) -> ConnectionEnd {
+    async fn close(&mut self, mut out: WsStream, end: ConnectionEnd) -> ConnectionEnd {
         let frame = CloseFrame {
             code: CloseCode::Normal,
             reason: "".into(),
