@@ -36,12 +36,15 @@
 //! non-zero, with the error on stderr, after an ERROR, or if transcriberbin gives up on
 //! fireworksstt (passthrough).
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{error_text, fmt_time};
 use gst::prelude::*;
 
 const USAGE: &str = "usage: live-captions [--overlay | --cea708] [--audio-file FILE] \
@@ -106,47 +109,7 @@ fn parse_args() -> Result<Option<Options>, String> {
 }
 
 fn main() -> ExitCode {
-    let options = match parse_args() {
-        Ok(Some(options)) => options,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&options) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// `h:mm:ss.mmm`
-fn fmt_time(t: gst::ClockTime) -> String {
-    let ms = t.mseconds();
-    format!(
-        "{}:{:02}:{:02}.{:03}",
-        ms / 3_600_000,
-        ms / 60_000 % 60,
-        ms / 1000 % 60,
-        ms % 1000
-    )
-}
-
-/// An ERROR message as a user reads it: the text, then the technical detail.
-fn error_text(msg: &gst::Message) -> String {
-    let gst::MessageView::Error(e) = msg.view() else {
-        return format!("{msg:?}");
-    };
-    match e.debug() {
-        Some(debug) => format!("{}\n  ({debug})", e.error()),
-        None => e.error().to_string(),
-    }
+    common::cli_main(USAGE, parse_args, run)
 }
 
 /// Where scripts/build-transcriberbin-plugins.sh puts the caption plugins.

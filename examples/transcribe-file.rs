@@ -23,12 +23,15 @@
 //! second Ctrl-C quits at once. The exit code is non-zero, with the error on stderr, when the
 //! pipeline posts an ERROR.
 
+mod common;
+
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{error_text, fmt_time};
 use gst::prelude::*;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -80,47 +83,7 @@ fn parse_args() -> Result<Option<Options>, String> {
 }
 
 fn main() -> ExitCode {
-    let options = match parse_args() {
-        Ok(Some(options)) => options,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&options) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// `h:mm:ss.mmm`
-fn fmt_time(t: gst::ClockTime) -> String {
-    let ms = t.mseconds();
-    format!(
-        "{}:{:02}:{:02}.{:03}",
-        ms / 3_600_000,
-        ms / 60_000 % 60,
-        ms / 1000 % 60,
-        ms % 1000
-    )
-}
-
-/// An ERROR message as a user reads it: the text, then the technical detail.
-fn error_text(msg: &gst::Message) -> String {
-    let gst::MessageView::Error(e) = msg.view() else {
-        return format!("{msg:?}");
-    };
-    match e.debug() {
-        Some(debug) => format!("{}\n  ({debug})", e.error()),
-        None => e.error().to_string(),
-    }
+    common::cli_main(USAGE, parse_args, run)
 }
 
 fn build_pipeline(options: &Options) -> Result<gst::Pipeline, Box<dyn std::error::Error>> {
