@@ -57,28 +57,7 @@ fn role_element(args: &Args) {
     let whole = gst::Buffer::from_mut_slice(data);
 
     let pipeline = gst::Pipeline::new();
-    let sink = gst::ElementFactory::make("fakesink")
-        .property("sync", false)
-        .property("async", false)
-        .property("silent", true)
-        .build()
-        .unwrap();
-    pipeline.add(&sink).unwrap();
-    let mut stt = None;
-    let target = if scaffold {
-        sink.static_pad("sink").unwrap()
-    } else {
-        let e = gst::ElementFactory::make("fireworksstt")
-            .property("base-url", &base_url)
-            .property("api-key", "bench-key")
-            .build()
-            .unwrap();
-        pipeline.add(&e).unwrap();
-        e.link(&sink).unwrap();
-        let pad = e.static_pad("sink").unwrap();
-        stt = Some(e);
-        pad
-    };
+    let (target, stt) = add_branch(&pipeline, &base_url, scaffold);
     let tally = Arc::new(Mutex::new(BusTally::default()));
     let t = tally.clone();
     // An application that reads the bus: here, on the posting thread, without a main loop.

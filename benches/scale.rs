@@ -116,27 +116,8 @@ fn role_client(args: &Args) {
     let mut elements = Vec::with_capacity(n);
     let mut pads = Vec::with_capacity(n);
     for i in 0..n {
-        let sink = gst::ElementFactory::make("fakesink")
-            .property("sync", false)
-            .property("async", false)
-            .property("silent", true)
-            .build()
-            .unwrap();
-        pipeline.add(&sink).unwrap();
-        let target = if scaffold {
-            sink.static_pad("sink").unwrap()
-        } else {
-            let stt = gst::ElementFactory::make("fireworksstt")
-                .property("base-url", &base_url)
-                .property("api-key", "bench-key")
-                .build()
-                .unwrap();
-            pipeline.add(&stt).unwrap();
-            stt.link(&sink).unwrap();
-            let pad = stt.static_pad("sink").unwrap();
-            elements.push(stt);
-            pad
-        };
+        let (target, stt) = add_branch(&pipeline, &base_url, scaffold);
+        elements.extend(stt);
         pads.push((i, target));
     }
     pipeline.set_state(gst::State::Playing).unwrap();

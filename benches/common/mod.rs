@@ -586,3 +586,30 @@ pub fn sub_buffer(whole: &gst::Buffer, offset: usize, len: usize, pts_ns: u64) -
 pub fn path_str(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
+
+/// Adds `fireworksstt ! fakesink` to `pipeline` (or only the `fakesink`, for the scaffold run
+/// that measures the cost of feeding) and returns the pad to push audio into, and the element.
+pub fn add_branch(
+    pipeline: &gst::Pipeline,
+    base_url: &str,
+    scaffold: bool,
+) -> (gst::Pad, Option<gst::Element>) {
+    let sink = gst::ElementFactory::make("fakesink")
+        .property("sync", false)
+        .property("async", false)
+        .property("silent", true)
+        .build()
+        .unwrap();
+    pipeline.add(&sink).unwrap();
+    if scaffold {
+        return (sink.static_pad("sink").unwrap(), None);
+    }
+    let stt = gst::ElementFactory::make("fireworksstt")
+        .property("base-url", base_url)
+        .property("api-key", "bench-key")
+        .build()
+        .unwrap();
+    pipeline.add(&stt).unwrap();
+    stt.link(&sink).unwrap();
+    (stt.static_pad("sink").unwrap(), Some(stt))
+}
