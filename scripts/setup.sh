@@ -8,14 +8,21 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
+# Build tools, then every package that scripts/gstreamer-elements.txt names for an element the
+# tests, examples and benchmarks use (libgstreamer1.0-0 comes with the -dev package).
 PACKAGES=(
   pkg-config
-  libgstreamer1.0-dev            # gstreamer-rs, gstreamer-check
+  libgstreamer1.0-dev               # gstreamer-rs, gstreamer-check
   libgstreamer-plugins-base1.0-dev  # gstreamer-audio
-  gstreamer1.0-tools             # gst-launch-1.0, gst-inspect-1.0
-  gstreamer1.0-plugins-base      # audioconvert, audioresample, appsrc/appsink, textoverlay
-  gstreamer1.0-plugins-good      # wavparse, wavenc
+  gstreamer1.0-tools                # gst-launch-1.0, gst-inspect-1.0
 )
+ELEMENTS_FILE=scripts/gstreamer-elements.txt
+while read -r _element package; do
+  case "$package" in
+    "" | libgstreamer1.0-0 | build-transcriberbin-plugins) ;;
+    *) [[ " ${PACKAGES[*]} " == *" $package "* ]] || PACKAGES+=("$package") ;;
+  esac
+done < <(grep -v '^[[:space:]]*#' "$ELEMENTS_FILE")
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -32,6 +39,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
   echo "setup: system packages already installed"
+fi
+
+# Every Debian-packaged element must now be there; name the package when one is not.
+absent=()
+while read -r element package; do
+  case "$package" in "" | build-transcriberbin-plugins) continue ;; esac
+  if ! gst-inspect-1.0 --exists "$element"; then absent+=("$element (Debian package $package)"); fi
+done < <(grep -v '^[[:space:]]*#' "$ELEMENTS_FILE")
+if [ ${#absent[@]} -gt 0 ]; then
+  echo "setup: GStreamer elements still missing after the install:" >&2
+  printf '  %s\n' "${absent[@]}" >&2
+  exit 1
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
