@@ -62,7 +62,12 @@ fn report(out: &Output) -> String {
 #[test]
 fn install_without_cargo_stages_the_built_library_and_says_so() {
     let profile_dir = profile_dir();
-    let profile = profile_dir.file_name().unwrap().to_str().unwrap().to_string();
+    let profile = profile_dir
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     let built = profile_dir.join("libgstfireworks.so");
     assert!(built.exists(), "{} is not built", built.display());
     let dir = scratch("stage");
@@ -78,7 +83,9 @@ fn install_without_cargo_stages_the_built_library_and_says_so() {
     );
     assert!(out.status.success(), "{}", report(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let staged = stage.join(plugindir.trim_start_matches('/')).join("libgstfireworks.so");
+    let staged = stage
+        .join(plugindir.trim_start_matches('/'))
+        .join("libgstfireworks.so");
     assert!(staged.exists(), "{}\n{}", staged.display(), report(&out));
     assert!(
         stdout.contains("no cargo found") && stdout.contains("used the library already built"),
