@@ -123,7 +123,13 @@ fn parse_args(args: Vec<String>) -> Result<Option<Options>, String> {
             "--base-url" => o.base_url = Some(args.value("--base-url")?),
             "--language" => o.language = Some(args.value("--language")?),
             "-h" | "--help" => return Ok(None),
-            other => return Err(format!("unknown argument {other}")),
+            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
+            other => {
+                return Err(format!(
+                    "unexpected argument {other} (files are given with \
+                                         --audio-file and --output)"
+                ))
+            }
         }
     }
     if o.video_device.is_some() && o.pattern.is_some() {
