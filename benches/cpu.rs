@@ -450,7 +450,10 @@ fn driver(args: &Args) {
         let vs_parse = |x: f64| x / bare_parse;
         let el = median(&format!("fireworksstt, {ms} ms"), &stream_cpu);
         let el_process = median(&format!("fireworksstt, {ms} ms"), &process_cpu);
-        let sc = median(&format!("scaffold (pad into fakesink), {ms} ms"), &stream_cpu);
+        let sc = median(
+            &format!("scaffold (pad into fakesink), {ms} ms"),
+            &stream_cpu,
+        );
         let speed = median(&format!("fireworksstt, {ms} ms"), &xrt);
         let py = median(&format!("reference Python client, {ms} ms"), &stream_cpu);
         let py_process = median(&format!("reference Python client, {ms} ms"), &process_cpu);
