@@ -5,8 +5,8 @@
 //! The convention: `--help` prints the whole help (usage, what the program does, every option,
 //! the environment) on stdout and exits 0; a bad argument prints `error: …`, the usage line and
 //! a pointer to `--help` on stderr and exits 2; a failure prints `error: …` on stderr and exits
-//! 1. Output meant for a terminal (progress, lines rewritten in place) is drawn only when the
-//! stream is a terminal.
+//! with status 1. Output meant for a terminal (progress, lines rewritten in place) is drawn only
+//! when the stream is a terminal.
 #![allow(dead_code)] // Each example uses part of it.
 
 use gst::prelude::*;
