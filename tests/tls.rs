@@ -346,3 +346,26 @@ fn an_unusable_tls_ca_file_is_a_clear_settings_error() {
     }
     drop(ca);
 }
+
+#[test]
+fn wss_to_a_plain_server_says_to_use_ws() {
+    let server = TestServer::start(ServerConfig::default()).unwrap();
+    let plain = server.base_url();
+    assert!(plain.starts_with("ws://"), "{plain}");
+    let audio = synthesize_utterances(&["hello world"]).unwrap();
+    let run = run_audio(&audio.samples, &Feed::default(), |stt| {
+        point_at(stt, &server);
+        stt.set_property("base-url", plain.replacen("ws://", "wss://", 1));
+        // The test server hangs up on a TLS greeting, which may be passing: no retries here.
+        stt.set_property("max-retries", 0u32);
+    });
+    assert_eq!(run.errors.len(), 1, "{run:#?}");
+    let text = run.error_text();
+    assert!(
+        text.contains("during the TLS handshake") && text.contains("use ws://"),
+        "{text}"
+    );
+    assert_in_words(&text);
+    assert!(run.elapsed < PROMPT, "took {:?}", run.elapsed);
+    assert_no_key(&run);
+}

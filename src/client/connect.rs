@@ -123,7 +123,9 @@ fn classify(err: WsError) -> ConnectError {
                 .and_then(|inner| inner.downcast_ref::<rustls::Error>())
             {
                 Some(tls) => ConnectError::Tls(super::tls::explain(tls)),
-                None => ConnectError::Network(err.to_string()),
+                None => ConnectError::Network(
+                    super::tls::explain_io(&err).unwrap_or_else(|| err.to_string()),
+                ),
             }
         }
         WsError::Url(err) => ConnectError::Invalid(format!("invalid base-url: {err}")),

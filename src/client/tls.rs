@@ -304,6 +304,18 @@ pub fn explain(err: &rustls::Error) -> String {
     }
 }
 
+/// An I/O error during the TLS handshake in words, when it says something about TLS: a server
+/// that closes the connection on a TLS greeting is most often a plain `ws://` server. `None` for
+/// other I/O errors.
+pub fn explain_io(err: &std::io::Error) -> Option<String> {
+    (err.kind() == std::io::ErrorKind::UnexpectedEof && err.to_string().contains("tls handshake"))
+        .then(|| {
+            "the server closed the connection during the TLS handshake: if it is a plain ws:// \
+             server, use ws:// in base-url instead of wss://"
+                .to_string()
+        })
+}
+
 /// A Debug-formatted error code as words: `NoCipherSuitesInCommon(..)` → "no cipher suites in
 /// common". Only the leading identifier is kept; the payload, where there is one, is dropped.
 fn in_words(debug: &str) -> String {
