@@ -22,27 +22,55 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// A PATH with the system's programs and no cargo.
-fn cargo_less_path() -> &'static str {
-    let path = "/usr/sbin:/usr/bin:/sbin:/bin";
-    for dir in path.split(':') {
-        assert!(
-            !Path::new(dir).join("cargo").exists(),
-            "{dir}/cargo exists: this machine cannot give a cargo-less PATH"
-        );
+/// The programs install.sh runs besides cargo (those missing here are optional to it).
+const TOOLS: [&str; 11] = [
+    "dirname",
+    "getent",
+    "cut",
+    "id",
+    "find",
+    "install",
+    "strip",
+    "rm",
+    "sed",
+    "pkg-config",
+    "gst-inspect-1.0",
+];
+
+/// A directory for PATH holding links to [`TOOLS`] and nothing else: no cargo, wherever this
+/// machine keeps one.
+fn cargo_less_path(dir: &Path) -> PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for tool in TOOLS {
+        let found = std::env::split_paths(&path)
+            .chain(["/usr/bin", "/bin"].map(PathBuf::from))
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file());
+        if let Some(found) = found {
+            let link = bin.join(tool);
+            if !link.exists() {
+                std::os::unix::fs::symlink(found, link).unwrap();
+            }
+        }
     }
-    path
+    bin
 }
 
 /// Runs install.sh with a clean environment: a cargo-less PATH, an empty home, `target_dir` as
 /// CARGO_TARGET_DIR and `stage` as DESTDIR.
 fn install(args: &[&str], target_dir: &Path, stage: &Path, home: &Path) -> Output {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install.sh");
-    Command::new("bash")
+    let bash = ["/bin/bash", "/usr/bin/bash"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .expect("bash");
+    Command::new(bash)
         .arg(script)
         .args(args)
         .env_clear()
-        .env("PATH", cargo_less_path())
+        .env("PATH", cargo_less_path(home.parent().unwrap()))
         .env("HOME", home)
         .env("CARGO_TARGET_DIR", target_dir)
         .env("DESTDIR", stage)
