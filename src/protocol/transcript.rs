@@ -81,8 +81,8 @@ const NO_FINAL_SEGMENT: i64 = -1;
 /// Real speech has a handful pending at a time: the server finalizes after
 /// `text_timeout_seconds` of silence, every final empties the map, and its window holds about
 /// 20 s of audio (docs/protocol.md#how-segments-change). 1024 is far above that; only a server
-/// that keeps sending new ids without ever finalizing reaches it. Beyond it the lowest ids (the oldest text) are dropped, so the
-/// newest text is always shown.
+/// that keeps sending new ids without ever finalizing reaches it. Beyond it the lowest ids (the
+/// oldest text) are dropped, so the newest text is always shown.
 pub const MAX_PENDING_SEGMENTS: usize = 1024;
 
 /// Most bytes held for the open utterance on one connection, as counted by

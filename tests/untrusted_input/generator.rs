@@ -431,8 +431,9 @@ struct SimSegment {
 }
 
 /// A server that behaves like docs/protocol.md#how-segments-change describes: ids rise,
-/// segments are revised in place, the newest is finalized after silence and may keep growing, trailing segments are sometimes
-/// retracted, the window slides. Segment texts are their words joined.
+/// segments are revised in place, the newest is finalized after silence and may keep growing,
+/// trailing segments are sometimes retracted, the window slides. Segment texts are their words
+/// joined.
 #[derive(Debug, Default)]
 pub struct Server {
     window: Vec<SimSegment>,
