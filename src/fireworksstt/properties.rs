@@ -210,7 +210,10 @@ pub fn specs() -> Vec<glib::ParamSpec> {
             .build(),
         glib::ParamSpecString::builder("tls-ca-file")
             .nick("TLS CA file")
-            .blurb("PEM file with extra CA certificates to trust for wss:// (private deployments)")
+            .blurb(
+                "PEM file with extra certificates to trust for wss:// (private deployments): CA \
+                 certificates, or the server's own self-signed certificate",
+            )
             .mutable_ready()
             .build(),
         glib::ParamSpecBoolean::builder("allow-insecure-ws")
