@@ -100,22 +100,6 @@ impl ConnectError {
     }
 }
 
-/// A certificate problem in words, with the setting that can fix it (and no such hint where
-/// `tls-ca-file` cannot help, as with a certificate for another host).
-fn explain_tls(err: &rustls::Error) -> String {
-    use rustls::CertificateError;
-    match err {
-        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => format!(
-            "{err}: the server's certificate is not signed by a trusted certificate authority \
-             (for a private CA, set tls-ca-file to a PEM file with its certificate)"
-        ),
-        rustls::Error::InvalidCertificate(
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-        ) => format!("{err} (the certificate does not match the host of base-url)"),
-        _ => format!("{err} (for a private CA set tls-ca-file)"),
-    }
-}
-
 fn classify(err: WsError) -> ConnectError {
     match err {
         WsError::Http(response) => {
@@ -130,7 +114,7 @@ fn classify(err: WsError) -> ConnectError {
                 .unwrap_or_default();
             ConnectError::Rejected { status, body }
         }
-        WsError::Tls(TlsError::Rustls(err)) => ConnectError::Tls(explain_tls(&err)),
+        WsError::Tls(TlsError::Rustls(err)) => ConnectError::Tls(super::tls::explain(&err)),
         WsError::Tls(err) => ConnectError::Tls(err.to_string()),
         WsError::Io(err) => {
             // rustls reports certificate problems as io errors wrapping a rustls error.
@@ -138,8 +122,10 @@ fn classify(err: WsError) -> ConnectError {
                 .get_ref()
                 .and_then(|inner| inner.downcast_ref::<rustls::Error>())
             {
-                Some(tls) => ConnectError::Tls(explain_tls(tls)),
-                None => ConnectError::Network(err.to_string()),
+                Some(tls) => ConnectError::Tls(super::tls::explain(tls)),
+                None => ConnectError::Network(
+                    super::tls::explain_io(&err).unwrap_or_else(|| err.to_string()),
+                ),
             }
         }
         WsError::Url(err) => ConnectError::Invalid(format!("invalid base-url: {err}")),

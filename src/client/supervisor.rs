@@ -81,7 +81,8 @@ pub struct Supervisor {
     transcript: TranscriptState,
     usage: Usage,
     connections: u32,
-    /// Retries since the last final transcript (the reference resets its counter there too).
+    /// Retries since the last final transcript (LiveKit's plugin resets its counter there too;
+    /// docs/protocol.md#retries).
     retries: u32,
     drain: Option<PendingDrain>,
     switch: Option<PendingSwitch>,
