@@ -168,7 +168,11 @@ fn every_upgrade_hanging_is_an_error_naming_the_audio_never_transcribed() {
         run.elapsed.as_millis(),
         run.error_text()
     );
-    assert_eq!(server.connections().len(), 4, "max-retries (3) + 1 attempts");
+    assert_eq!(
+        server.connections().len(),
+        4,
+        "max-retries (3) + 1 attempts"
+    );
     let text = run.error_text();
     assert!(
         text.contains("Giving up after 3 retries")
@@ -183,7 +187,9 @@ fn every_upgrade_hanging_is_an_error_naming_the_audio_never_transcribed() {
     );
     let lost = untranscribed(&run);
     assert!(
-        lost.nseconds().abs_diff(audio().duration().as_nanos() as u64) <= 10 * MS,
+        lost.nseconds()
+            .abs_diff(audio().duration().as_nanos() as u64)
+            <= 10 * MS,
         "{lost} of {duration} s"
     );
     assert!(run.finals().is_empty());
@@ -214,7 +220,10 @@ fn a_stall_that_never_ends_is_an_error_naming_the_loss() {
     );
     // What the first connection finalized was delivered, and exactly that is not in the loss.
     let finals = run.finals();
-    assert!(!finals.is_empty() && finals.len() < UTTERANCES.len(), "{finals:?}");
+    assert!(
+        !finals.is_empty() && finals.len() < UTTERANCES.len(),
+        "{finals:?}"
+    );
     assert_eq!(finals[..], UTTERANCES[..finals.len()]);
     let promoted = run
         .messages_named("fireworksstt/transcript")
@@ -251,8 +260,7 @@ fn options_changed_before_the_first_connection_keep_the_audio_before_them() {
     let utterances = ["good morning", "first topic", "zweites thema", "ende"];
     let audio = synthesize_utterances(&utterances).unwrap();
     let server =
-        TestServer::start(ServerConfig::default().with_fault(0, Fault::NoUpgradeResponse))
-            .unwrap();
+        TestServer::start(ServerConfig::default().with_fault(0, Fault::NoUpgradeResponse)).unwrap();
     let mut h = gst_check::Harness::new("fireworksstt");
     let stt = h.element().unwrap();
     let bus = gst::Bus::new();

@@ -293,7 +293,8 @@ mod tests {
             failure.message
         );
         assert!(!not_found.is_retryable());
-        let with_version = not_found.to_failure("example.com", "/v1/audio/transcriptions/streaming");
+        let with_version =
+            not_found.to_failure("example.com", "/v1/audio/transcriptions/streaming");
         assert!(!with_version.message.contains("no /v1"));
         assert!(with_version.message.contains("check base-url"));
     }

@@ -610,7 +610,8 @@ impl Supervisor {
                 None => continue,
                 Some(Ok(ws)) => return Some(ws),
                 Some(Err(err)) => {
-                    let failure = err.to_failure(&self.cfg.host_for_messages(), self.cfg.url.path());
+                    let failure =
+                        err.to_failure(&self.cfg.host_for_messages(), self.cfg.url.path());
                     self.step(Step::ConnectFailed {
                         attempt: self.connections,
                         reason: failure.message.clone(),
@@ -683,7 +684,11 @@ impl Supervisor {
         loop {
             let drain_deadline = self.drain_deadline();
             let give_up = self.drain_give_up();
-            let switch_deadline = self.switch.as_ref().and_then(|s| s.deadline).map(Into::into);
+            let switch_deadline = self
+                .switch
+                .as_ref()
+                .and_then(|s| s.deadline)
+                .map(Into::into);
             tokio::select! {
                 incoming = out.next() => {
                     liveness.heard(Instant::now());
