@@ -170,11 +170,13 @@ impl Liveness {
         }
     }
 
-    /// A deadline for the checkpoint: the later of `checkpoint + wait` and the end of the quiet
-    /// bound, so a wait shorter than dead-detection never cuts it short.
-    fn checkpoint_deadline(&self, wait: Duration, cfg: &ClientConfig) -> Option<Instant> {
-        self.checkpoint_at
-            .map(|at| at + wait.max(checkpoint_quiet(cfg)))
+    fn checkpoint_deadline(&self, wait: Duration) -> Option<Instant> {
+        self.checkpoint_at.map(|at| at + wait)
+    }
+
+    /// Something arrived after the checkpoint went out: the connection is answering.
+    fn heard_since_checkpoint(&self) -> bool {
+        self.checkpoint_at.is_some_and(|at| self.last_heard > at)
     }
 }
 
@@ -459,7 +461,7 @@ impl Supervisor {
             let id = switch.checkpoint_id.clone();
             let at = Duration::from_nanos(samples_to_ns(switch.at_sample));
             self.send_checkpoint(out, &id, liveness).await?;
-            let deadline = liveness.checkpoint_deadline(self.cfg.drain_timeout, &self.cfg);
+            let deadline = liveness.checkpoint_deadline(self.cfg.drain_timeout);
             if let Some(switch) = &mut self.switch {
                 switch.deadline = deadline;
             }
@@ -467,7 +469,7 @@ impl Supervisor {
         } else if self.drain.is_some() {
             self.send_checkpoint(out, END_OF_STREAM_CHECKPOINT, liveness)
                 .await?;
-            let deadline = liveness.checkpoint_deadline(self.cfg.drain_timeout, &self.cfg);
+            let deadline = liveness.checkpoint_deadline(self.cfg.drain_timeout);
             if let Some(drain) = &mut self.drain {
                 drain.deadline = deadline;
             }
@@ -681,6 +683,8 @@ impl Supervisor {
         tokio::pin!(keepalive);
         let mut usage_tick = tokio::time::interval(self.cfg.usage_interval);
         usage_tick.tick().await;
+        // The checkpoint's deadline passed before the connection answered anything.
+        let mut overdue = false;
         loop {
             let drain_deadline = self.drain_deadline();
             let give_up = self.drain_give_up();
@@ -693,6 +697,17 @@ impl Supervisor {
                 incoming = out.next() => {
                     liveness.heard(Instant::now());
                     if let Some(end) = self.on_incoming(incoming, base) {
+                        return self.close(out, end).await;
+                    }
+                    if overdue {
+                        // The checkpoint's time is up and the connection has now shown it is
+                        // alive: the service heard everything but did not finish in time.
+                        let end = if self.switch.is_some() {
+                            self.finish_switch()
+                        } else {
+                            self.finish_drain(DrainOutcome::TimedOut);
+                            ConnectionEnd::Finished
+                        };
                         return self.close(out, end).await;
                     }
                 }
@@ -763,12 +778,27 @@ impl Supervisor {
                     }
                 }
                 _ = sleep_until_opt(switch_deadline) => {
-                    // Answering (a dead connection is caught by the watch above): the old
-                    // connection had its time; its unfinished text is final.
+                    if !liveness.heard_since_checkpoint() {
+                        // Silent so far: not "answering but slow" (yet). The watch replaces
+                        // it when the quiet bound passes; a first frame before that ends it.
+                        overdue = true;
+                        if let Some(switch) = &mut self.switch {
+                            switch.deadline = None;
+                        }
+                        continue;
+                    }
+                    // The old connection had its time; its unfinished text is final.
                     let end = self.finish_switch();
                     return self.close(out, end).await;
                 }
                 _ = sleep_until_opt(drain_deadline) => {
+                    if !liveness.heard_since_checkpoint() {
+                        overdue = true;
+                        if let Some(drain) = &mut self.drain {
+                            drain.deadline = None;
+                        }
+                        continue;
+                    }
                     self.finish_drain(DrainOutcome::TimedOut);
                     return self.close(out, ConnectionEnd::Finished).await;
                 }
@@ -790,7 +820,8 @@ impl Supervisor {
         Failure::new(
             FailureKind::Stalled,
             format!(
-                "Fireworks at {} answered nothing for {} ms after a checkpoint (not even a ping)",
+                "Fireworks at {} stopped answering: nothing for {} ms after a checkpoint (not \
+                 even a pong)",
                 self.cfg.host_for_messages(),
                 after.as_millis()
             ),
