@@ -1184,3 +1184,79 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
 fn excerpt(text: &str) -> String {
     text.chars().take(200).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> ClientConfig {
+        let url = url::Url::parse("wss://example.com/v1/audio/transcriptions/streaming").unwrap();
+        ClientConfig::new(url, super::super::ApiKey::new("k"))
+    }
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn mid_stream_a_connection_is_pinged_then_stalled() {
+        let cfg = cfg();
+        let t0 = Instant::now();
+        let mut live = Liveness::new(t0);
+        assert!(
+            matches!(live.check(t0 + secs(1.0), &cfg), Due::Wait(at) if at == t0 + cfg.keepalive_interval)
+        );
+        assert!(matches!(
+            live.check(t0 + cfg.keepalive_interval, &cfg),
+            Due::Ping
+        ));
+        live.pinged(t0 + cfg.keepalive_interval);
+        assert!(matches!(live.check(t0 + secs(14.9), &cfg), Due::Wait(_)));
+        assert!(
+            matches!(live.check(t0 + cfg.stall_timeout, &cfg), Due::Dead(d) if d == cfg.stall_timeout)
+        );
+    }
+
+    #[test]
+    fn after_a_checkpoint_three_silent_seconds_mean_dead() {
+        let cfg = cfg();
+        let t0 = Instant::now();
+        let mut live = Liveness::new(t0);
+        let cp = t0 + secs(10.0);
+        live.checkpoint_at = Some(cp);
+        live.pinged(cp);
+        assert!(!live.heard_since_checkpoint());
+        assert!(matches!(live.check(cp + secs(0.5), &cfg), Due::Wait(at) if at == cp + secs(1.0)));
+        assert!(matches!(live.check(cp + secs(1.0), &cfg), Due::Ping));
+        live.pinged(cp + secs(1.0));
+        assert!(matches!(live.check(cp + secs(2.9), &cfg), Due::Ping));
+        assert!(matches!(live.check(cp + secs(3.0), &cfg), Due::Dead(d) if d == CHECKPOINT_QUIET));
+        // A pong moves the bound: quiet counts from the last frame.
+        live.heard(cp + secs(2.0));
+        assert!(live.heard_since_checkpoint());
+        assert!(matches!(live.check(cp + secs(4.9), &cfg), Due::Ping));
+        assert!(matches!(live.check(cp + secs(5.0), &cfg), Due::Dead(_)));
+    }
+
+    #[test]
+    fn a_short_stall_timeout_shortens_the_checkpoint_bound() {
+        let mut cfg = cfg();
+        cfg.stall_timeout = secs(0.9);
+        assert_eq!(checkpoint_quiet(&cfg), secs(0.9));
+        let t0 = Instant::now();
+        let mut live = Liveness::new(t0);
+        live.checkpoint_at = Some(t0);
+        live.pinged(t0);
+        assert!(matches!(live.check(t0 + secs(0.9), &cfg), Due::Dead(_)));
+    }
+
+    #[test]
+    fn the_drain_budget_covers_every_attempt() {
+        // (3 + 1) x (2 + 10 + 15 + 5) s with the defaults.
+        assert_eq!(drain_budget(&cfg()), secs(128.0));
+        let mut short = cfg();
+        short.drain_timeout = secs(0.5);
+        short.max_retries = 0;
+        assert_eq!(drain_budget(&short), secs(2.0 + 10.0 + 15.0 + 3.0));
+    }
+}
