@@ -126,6 +126,9 @@ impl AudioLog {
     /// and last frames are cut to those bounds.
     pub fn frames_between(&self, start: u64, end: u64) -> Vec<(u64, Bytes)> {
         let byte = |samples: u64| (samples * BYTES_PER_SAMPLE) as usize;
+        if start >= end {
+            return Vec::new();
+        }
         self.frames
             .iter()
             .filter(|f| f.end() > start && f.offset < end)
