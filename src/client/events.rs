@@ -118,6 +118,7 @@ pub enum ClientEvent {
 /// drain). Cheap to build; the text is only formatted when a log wants it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
+    /// `attempt` counts every connection attempt of the stream from 0, failed ones included.
     Connecting {
         attempt: u32,
         host: String,

@@ -205,6 +205,8 @@ pub struct Supervisor {
     transcript: TranscriptState,
     usage: Usage,
     connections: u32,
+    /// Connection attempts made, successful or not (for the log).
+    attempts: u32,
     /// Retries since the last final transcript (the reference resets its counter there too).
     retries: u32,
     drain: Option<PendingDrain>,
@@ -236,6 +238,7 @@ impl Supervisor {
                 total: 0,
             },
             connections: 0,
+            attempts: 0,
             retries: 0,
             drain: None,
             switch: None,
@@ -567,7 +570,8 @@ impl Supervisor {
             let cfg = self.cfg.clone();
             let tls = self.tls.clone();
             let sink = self.sink.clone();
-            let number = self.connections;
+            let number = self.attempts;
+            self.attempts += 1;
             let attempt = async move {
                 sleep_until(wake).await;
                 sink.on_event(ClientEvent::Step(Step::Connecting {
@@ -615,7 +619,7 @@ impl Supervisor {
                     let failure =
                         err.to_failure(&self.cfg.host_for_messages(), self.cfg.url.path());
                     self.step(Step::ConnectFailed {
-                        attempt: self.connections,
+                        attempt: self.attempts - 1,
                         reason: failure.message.clone(),
                     });
                     if !err.is_retryable() {
@@ -658,7 +662,7 @@ impl Supervisor {
             attempt: self.connections,
         });
         self.step(Step::Connected {
-            attempt: self.connections,
+            attempt: self.attempts.saturating_sub(1),
             replay: Duration::from_nanos(samples_to_ns(replay_samples)),
         });
         self.connections += 1;
