@@ -335,9 +335,11 @@ fn gst_launch_exits_non_zero_when_the_service_never_answers() {
     }
     let server = TestServer::start(config).unwrap();
     let started = Instant::now();
+    // drain-timeout is shorter than the two attempts: it must not end the stream as if
+    // nothing were missing.
     let mut child = Command::new("gst-launch-1.0")
         .args(format!(
-            "filesrc location={} ! wavparse ! audioconvert ! audioresample ! fireworksstt base-url={} api-key={} connect-timeout=500 max-retries=1 ! fakesink",
+            "filesrc location={} ! wavparse ! audioconvert ! audioresample ! fireworksstt base-url={} api-key={} connect-timeout=1000 max-retries=1 drain-timeout=500 ! fakesink",
             wav.display(),
             server.base_url(),
             TEST_KEY
