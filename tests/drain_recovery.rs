@@ -197,6 +197,78 @@ fn every_upgrade_hanging_is_an_error_naming_the_audio_never_transcribed() {
     assert!(run.elapsed < Duration::from_secs(8), "{:?}", run.elapsed);
 }
 
+/// Forwards connections to `target`. After the first connection is accepted the port is
+/// closed (connections are refused) for `closed_for`, then it listens again.
+fn proxy_closing_after_first(target: std::net::SocketAddr, closed_for: Duration) -> String {
+    use std::io::copy;
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    fn forward(client: TcpStream, target: std::net::SocketAddr) {
+        std::thread::spawn(move || {
+            let Ok(upstream) = TcpStream::connect(target) else {
+                return;
+            };
+            let (mut c1, mut u1) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = copy(&mut c1, &mut u1);
+                let _ = u1.shutdown(Shutdown::Write);
+            });
+            let (mut c2, mut u2) = (client, upstream);
+            let _ = copy(&mut u2, &mut c2);
+            let _ = c2.shutdown(Shutdown::Write);
+        });
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let Ok((first, _)) = listener.accept() else {
+            return;
+        };
+        drop(listener);
+        forward(first, target);
+        std::thread::sleep(closed_for);
+        // std sets SO_REUSEADDR, so the port can be bound again at once.
+        let listener = TcpListener::bind(addr).unwrap();
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            forward(client, target);
+        }
+    });
+    format!("ws://{addr}/v1")
+}
+
+#[test]
+fn a_service_that_stalls_then_refuses_connections_is_retried_until_it_is_back() {
+    baseline();
+    // The service stops answering 7 s into the file and refuses connections for the next
+    // 4 s: the drain finds the silent connection, the first retry is refused, the second
+    // (retry-interval, 2 s later) gets through and the replay brings every final.
+    let server = TestServer::start(ServerConfig::default().with_fault(
+        0,
+        Fault::StallAfterBytes {
+            bytes: 7 * BYTES_PER_SECOND,
+        },
+    ))
+    .unwrap();
+    let url = proxy_closing_after_first(server.addr(), Duration::from_secs(4));
+    let run = run_audio(&audio().samples, &Feed::default(), |stt| {
+        point_at(stt, &server);
+        stt.set_property("base-url", &url);
+    });
+    println!(
+        "stall, then refused for 4 s: EOS after {} ms",
+        run.elapsed.as_millis()
+    );
+    assert_every_final_once_and_exact("stall then refused", &run);
+    let refused = run
+        .warnings
+        .iter()
+        .filter(|w| w.0.contains("Reconnecting") && w.0.contains("Could not connect"))
+        .count();
+    assert!(refused >= 1, "{:?}", run.warnings);
+    // 3 s to find the silence, 100 ms, a refused attempt, 2 s, then the replay.
+    assert!(run.elapsed < Duration::from_secs(10), "{:?}", run.elapsed);
+}
+
 #[test]
 fn a_stall_that_never_ends_is_an_error_naming_the_loss() {
     // The first connection stalls 7 s in; every later one stalls at once, so nothing after
