@@ -173,7 +173,7 @@ impl std::fmt::Display for Step {
             }
             Step::Connected { attempt, replay } => write!(
                 f,
-                "connected (attempt {attempt}); sending {} ms of audio no final covers yet first",
+                "connected (attempt {attempt}); sending first the {} ms of audio no final covers yet",
                 ms(replay)
             ),
             Step::ConnectFailed { attempt, reason } => {
