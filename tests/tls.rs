@@ -29,7 +29,7 @@ fn error_kind(run: &Run) -> String {
 fn reconnect_warnings(run: &Run) -> usize {
     run.warnings
         .iter()
-        .filter(|w| w.0.contains("Reconnecting"))
+        .filter(|w| w.0.contains("(retry "))
         .count()
 }
 
