@@ -41,6 +41,9 @@ pub enum Command {
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Malformed messages reported individually before they are only counted.
 const MAX_PROTOCOL_WARNINGS: u32 = 5;
+/// How long what already arrived on a connection whose write failed is still read.
+const READ_AFTER_WRITE_FAILURE: Duration = Duration::from_millis(200);
+
 /// Most audio frames written with one flush.
 const MAX_FRAMES_PER_WRITE: usize = 64;
 /// After a checkpoint (end of stream, or a change of options) the service has to show that it
@@ -673,12 +676,12 @@ impl Supervisor {
         let mut out = ws;
         if !replay.is_empty() {
             if let Err(end) = self.send_frames(&mut out, replay).await {
-                return end;
+                return self.read_what_arrived(&mut out, base, end).await;
             }
         }
         let mut liveness = Liveness::new(Instant::now());
         if let Err(end) = self.send_pending_checkpoint(&mut out, &mut liveness).await {
-            return end;
+            return self.read_what_arrived(&mut out, base, end).await;
         }
 
         // One timer for keepalive, stall and the checkpoint watch, moved only when it fires:
@@ -723,7 +726,7 @@ impl Supervisor {
                     if let Some(Command::Audio(data)) = next {
                         next = match self.send_queued_audio(&mut out, rx, data).await {
                             Ok(command) => command,
-                            Err(end) => return end,
+                            Err(end) => return self.read_what_arrived(&mut out, base, end).await,
                         };
                         if next.is_none() {
                             continue;
@@ -754,7 +757,7 @@ impl Supervisor {
                     };
                     if sent_checkpoint {
                         if let Err(end) = self.send_pending_checkpoint(&mut out, &mut liveness).await {
-                            return end;
+                            return self.read_what_arrived(&mut out, base, end).await;
                         }
                         keepalive
                             .as_mut()
@@ -767,7 +770,7 @@ impl Supervisor {
                         Due::Wait(at) => keepalive.as_mut().reset(at.into()),
                         Due::Ping => {
                             if let Err(end) = self.send(&mut out, Message::Ping(Bytes::new())).await {
-                                return end;
+                                return self.read_what_arrived(&mut out, base, end).await;
                             }
                             self.step(Step::PingSent);
                             liveness.pinged(now);
@@ -814,6 +817,31 @@ impl Supervisor {
                 _ = usage_tick.tick() => self.report_usage(),
             }
         }
+    }
+
+    /// A write failed, but the service may have sent transcripts before it went away (a
+    /// server that closes abruptly resets the connection while our audio is still in flight,
+    /// and the write notices first). What has already arrived is still read and processed —
+    /// for at most [`READ_AFTER_WRITE_FAILURE`] — so a final that arrived is delivered and
+    /// replay starts after it instead of asking the service for it again. The write's failure
+    /// stays the reason, unless the connection ended in a way that says more (a close frame).
+    async fn read_what_arrived(
+        &mut self,
+        out: &mut WsStream,
+        base: u64,
+        end: ConnectionEnd,
+    ) -> ConnectionEnd {
+        let until = tokio::time::Instant::now() + READ_AFTER_WRITE_FAILURE;
+        while let Ok(incoming) = tokio::time::timeout_at(until, out.next()).await {
+            if incoming.as_ref().is_none_or(|r| r.is_err()) {
+                // The read side has met the same failure: keep the write's description.
+                break;
+            }
+            if let Some(read_end) = self.on_incoming(incoming, base) {
+                return read_end;
+            }
+        }
+        end
     }
 
     /// The connection sent nothing for `after`: `at_checkpoint` while it owed an answer to a
