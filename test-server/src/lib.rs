@@ -128,9 +128,13 @@ pub mod audio;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod evaluate;
+pub mod mel;
 pub mod query;
+pub mod recognizer;
 pub mod record;
 pub mod server;
+pub mod speech;
 
 pub use audio::{
     synthesize, synthesize_speech_like, synthesize_utterances, write_wav, ExpectedWord, Script,
