@@ -169,9 +169,99 @@ impl LogMel {
     }
 }
 
+/// Which frames of [`LogMel::features`] are loud: the RMS of the 400 samples the frame's window
+/// covers exceeds `rms`.
+pub fn loud_frames(audio: &[f32], frames: usize, rms: f32) -> Vec<bool> {
+    (0..frames)
+        .map(|t| {
+            let from = (t * HOP).saturating_sub(N_FFT / 2).min(audio.len());
+            let to = (t * HOP + N_FFT / 2).min(audio.len());
+            let w = &audio[from..to];
+            !w.is_empty() && (w.iter().map(|x| x * x).sum::<f32>() / N_FFT as f32).sqrt() > rms
+        })
+        .collect()
+}
+
+/// How much the spectrum changes over time where the audio is loud: the standard deviation over
+/// the frames marked in `loud` of each mel band of `features` (as from [`LogMel::features`] with
+/// `frames` frames), in log10 units, averaged over the bands. Speech — syllables, changing
+/// formants — gives about 1 or more; a steady tone or white noise well under 0.5.
+pub fn spectral_modulation(features: &[f32], frames: usize, loud: &[bool]) -> f32 {
+    let cols: Vec<usize> = (0..frames.min(loud.len())).filter(|&t| loud[t]).collect();
+    if cols.len() < 2 {
+        return 0.0;
+    }
+    let n = cols.len() as f64;
+    let mut total = 0.0f64;
+    for m in 0..N_MELS {
+        let row = &features[m * frames..(m + 1) * frames];
+        let mean = cols.iter().map(|&t| row[t] as f64).sum::<f64>() / n;
+        let var = cols
+            .iter()
+            .map(|&t| (row[t] as f64 - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        // Features are (log10 + 4) / 4: back to log10 units.
+        total += 4.0 * var.sqrt();
+    }
+    (total / N_MELS as f64) as f32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[ignore = "calibration printout"]
+    fn modulation_of_speech_tone_noise() {
+        let mel = LogMel::new();
+        let m = |a: &[f32]| {
+            let frames = a.len() / HOP;
+            let f = mel.features(a, frames);
+            spectral_modulation(&f, frames, &loud_frames(a, frames, 0.01))
+        };
+        for clip in crate::evaluate::librivox_clips().unwrap() {
+            let (_, _, s) = crate::evaluate::read_wav(&clip.path).unwrap();
+            let a: Vec<f32> = s.iter().map(|&x| x as f32 / 32768.0).collect();
+            eprintln!("librivox {:.3} (first 1 s {:.3})", m(&a), m(&a[..16000]));
+        }
+        for voice in ["en-us", "en+f3", "en-us+m3"] {
+            let sp = crate::evaluate::espeak(
+                "Please call me back when you have finished reading the report.",
+                voice,
+                170,
+            )
+            .unwrap();
+            let a: Vec<f32> = (0..sp.samples.len() * 16000 / 22050)
+                .map(|i| sp.samples[i * 22050 / 16000] as f32 / 32768.0)
+                .collect();
+            eprintln!(
+                "espeak {voice} {:.3} (first 1 s {:.3})",
+                m(&a),
+                m(&a[..16000])
+            );
+        }
+        let tone: Vec<f32> = (0..48000)
+            .map(|i| 0.25 * (2.0 * std::f32::consts::PI * 440.0 * i as f32 / 16000.0).sin())
+            .collect();
+        eprintln!("tone {:.3}", m(&tone));
+        let mut x = 12345u32;
+        let noise: Vec<f32> = (0..48000)
+            .map(|_| {
+                x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                ((x >> 16) as i16) as f32 / 8.0 / 32768.0
+            })
+            .collect();
+        eprintln!("noise {:.3}", m(&noise));
+        let mut with_silence = vec![0.0f32; 3200];
+        with_silence.extend_from_slice(&tone);
+        with_silence.extend(vec![0.0f32; 4800]);
+        eprintln!("tone with pre/post silence {:.3}", m(&with_silence));
+        let mut with_silence = vec![0.0f32; 3200];
+        with_silence.extend_from_slice(&noise);
+        with_silence.extend(vec![0.0f32; 4800]);
+        eprintln!("noise with pre/post silence {:.3}", m(&with_silence));
+    }
 
     #[test]
     fn slaney_scale_round_trips() {
@@ -189,10 +279,9 @@ mod tests {
         let f = mel.window_features(&audio);
         let fr = &f;
         let col = |t: usize| (0..N_MELS).map(move |m| fr[m * WINDOW_FRAMES + t]);
-        let (best, _) =
-            col(50)
-                .enumerate()
-                .fold((0, f32::MIN), |a, (m, x)| if x > a.1 { (m, x) } else { a });
+        let (best, _) = col(50)
+            .enumerate()
+            .fold((0, f32::MIN), |a, (m, x)| if x > a.1 { (m, x) } else { a });
         // 1 kHz is mel 15 on the Slaney scale; 80 filters span 0..=mel(8000) ≈ 45.2.
         let expected = (15.0 / hz_to_mel(8000.0) * 81.0).round() as usize;
         assert!(best.abs_diff(expected) <= 1, "peak in filter {best}");

@@ -9,9 +9,11 @@
 //!   `<|startoftranscript|><|notimestamps|>`, greedy search, then word times from the model's
 //!   cross-attention alignment (`align`, 20 ms encoder frames; a word starts where its first
 //!   token starts and ends where the next word starts).
-//! * **No text from non-speech:** a window whose no-speech probability exceeds
-//!   [`NO_SPEECH_THRESHOLD`] gives no words (Whisper writes "you", "Beep beep…" or "I'm sorry."
-//!   for silence, tones and noise; their no-speech probability is 0.7–0.95, speech's 0.03–0.10).
+//! * **No text from non-speech** (Whisper alone writes "you", "Beep beep…" or "I'm sorry." for
+//!   silence, tones and noise): audio whose loud frames hardly change their spectrum over time
+//!   (below [`MIN_SPEECH_MODULATION`]: steady tones, noise) is not decoded at all, and a window
+//!   whose no-speech probability exceeds [`NO_SPEECH_THRESHOLD`] gives no words (measured
+//!   0.7–0.95 for non-speech, 0.03–0.10 for speech).
 //! * `FIREWORKSSTT_RECOGNIZER_THREADS` sets CTranslate2's threads (default: up to 2).
 
 use std::path::PathBuf;
@@ -20,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use ct2rs::sys::{ComputeType, Config, StorageView, Whisper, WhisperOptions};
 
-use crate::mel::{LogMel, HOP, N_MELS, WINDOW_FRAMES, WINDOW_SAMPLES};
+use crate::mel::{
+    loud_frames, spectral_modulation, LogMel, HOP, N_MELS, WINDOW_FRAMES, WINDOW_SAMPLES,
+};
 
 /// Environment variable naming the model directory.
 pub const MODEL_DIR_ENV: &str = "FIREWORKSSTT_MODEL_DIR";
@@ -32,6 +36,13 @@ pub const SETUP_COMMAND: &str = "./scripts/setup.sh (or ./scripts/fetch-speech-m
 pub const RECOGNIZER_NAME: &str = "whisper-tiny.en-int8";
 /// Above this no-speech probability a window gives no words.
 pub const NO_SPEECH_THRESHOLD: f32 = 0.5;
+/// Below this spectral modulation (see [`spectral_modulation`]) the loud part of the audio is not
+/// speech (a steady tone, noise) and gives no words. Measured: speech 0.94–1.3, 440 Hz tone
+/// 0.26–0.33, white noise 0.34–0.44.
+pub const MIN_SPEECH_MODULATION: f32 = 0.65;
+/// Loudness above which a mel frame counts for [`MIN_SPEECH_MODULATION`] (−40 dBFS, as the
+/// server's voice activity detection).
+const LOUD_RMS: f32 = 0.01;
 /// Samples per encoder frame (20 ms).
 pub const SAMPLES_PER_ENCODER_FRAME: u64 = 2 * HOP as u64;
 
@@ -65,6 +76,8 @@ pub struct Recognition {
     /// Empty when the audio held no speech.
     pub words: Vec<RecognizedWord>,
     pub no_speech_prob: f32,
+    /// See [`spectral_modulation`].
+    pub modulation: f32,
     pub decode_time: Duration,
 }
 
@@ -190,6 +203,19 @@ impl Recognizer {
             Pass::Quick => ((audio_frames + 100).div_ceil(100) * 100).min(WINDOW_FRAMES),
         };
         let mut features = self.mel.features(audio, frames);
+        let loud = loud_frames(audio, audio_frames, LOUD_RMS);
+        let modulation = spectral_modulation(&features, frames, &loud);
+        // No word starts before the audio gets loud (the alignment tends to put the first word
+        // at the very start of the window).
+        let first_loud = loud.iter().position(|&l| l).unwrap_or(0) as u64 * HOP as u64;
+        if modulation < MIN_SPEECH_MODULATION {
+            return Ok(Recognition {
+                words: Vec::new(),
+                no_speech_prob: 1.0,
+                modulation,
+                decode_time: started.elapsed(),
+            });
+        }
         let view = StorageView::new(&[1, N_MELS, frames], &mut features, ct2rs::sys::Device::CPU)
             .map_err(|e| e.to_string())?;
         let encoded = self
@@ -226,10 +252,14 @@ impl Recognizer {
             return Ok(Recognition {
                 words: Vec::new(),
                 no_speech_prob,
+                modulation,
                 decode_time: started.elapsed(),
             });
         }
-        let num_frames = audio_frames.div_ceil(2).max(1);
+        // `align` takes the audio's length in mel frames (10 ms) and answers in encoder frames
+        // (20 ms).
+        let num_frames = audio_frames.max(2);
+        let encoder_frames = num_frames.div_ceil(2) as u64;
         let aligned = self
             .whisper
             .align(&encoded, &[SOT], &[tokens.clone()], &[num_frames], 7)
@@ -255,7 +285,7 @@ impl Recognizer {
         let mut last = 0u64;
         for s in token_start.iter_mut().rev() {
             if *s == u64::MAX {
-                *s = last.max(num_frames as u64);
+                *s = last.max(encoder_frames);
             }
             last = *s;
         }
@@ -275,7 +305,8 @@ impl Recognizer {
             }
         }
         let mut out = Vec::with_capacity(words.len());
-        let mut prev_end = 0u64;
+        // Word starts never go backwards, nor before the audio gets loud.
+        let mut floor = first_loud.min(audio_end);
         for (k, (bytes, first, last_tok)) in words.iter().enumerate() {
             let text = String::from_utf8_lossy(bytes).trim().to_string();
             if text.is_empty() {
@@ -283,12 +314,12 @@ impl Recognizer {
             }
             let next = words.get(k + 1).map(|w| w.1).unwrap_or(tokens.len());
             let start = (token_start[*first] * SAMPLES_PER_ENCODER_FRAME)
-                .max(prev_end)
+                .max(floor)
                 .min(audio_end);
             let end = (token_start[next] * SAMPLES_PER_ENCODER_FRAME)
                 .max(start)
                 .min(audio_end);
-            prev_end = start;
+            floor = start;
             let p = probs[*first..=*last_tok]
                 .iter()
                 .copied()
@@ -303,6 +334,7 @@ impl Recognizer {
         Ok(Recognition {
             words: out,
             no_speech_prob,
+            modulation,
             decode_time: started.elapsed(),
         })
     }
