@@ -140,20 +140,27 @@ struct EspeakEvent {
 
 type SynthCallback = extern "C" fn(*mut c_short, c_int, *mut EspeakEvent) -> c_int;
 
+type InitializeFn = extern "C" fn(c_int, c_int, *const c_char, c_int) -> c_int;
+type SetCallbackFn = extern "C" fn(SynthCallback);
+type SetVoiceFn = extern "C" fn(*const c_char) -> c_int;
+type SetParameterFn = extern "C" fn(c_int, c_int, c_int) -> c_int;
+type SynthFn = extern "C" fn(
+    *const c_void,
+    usize,
+    c_uint,
+    c_int,
+    c_uint,
+    c_uint,
+    *mut c_uint,
+    *mut c_void,
+) -> c_int;
+type SynchronizeFn = extern "C" fn() -> c_int;
+
 struct Espeak {
-    set_voice: extern "C" fn(*const c_char) -> c_int,
-    set_parameter: extern "C" fn(c_int, c_int, c_int) -> c_int,
-    synth: extern "C" fn(
-        *const c_void,
-        usize,
-        c_uint,
-        c_int,
-        c_uint,
-        c_uint,
-        *mut c_uint,
-        *mut c_void,
-    ) -> c_int,
-    synchronize: extern "C" fn() -> c_int,
+    set_voice: SetVoiceFn,
+    set_parameter: SetParameterFn,
+    synth: SynthFn,
+    synchronize: SynchronizeFn,
     rate: u32,
 }
 
@@ -214,10 +221,10 @@ fn load_espeak() -> Result<Espeak, String> {
                 Ok(p)
             }
         };
-        let initialize: extern "C" fn(c_int, c_int, *const c_char, c_int) -> c_int =
-            std::mem::transmute(sym("espeak_Initialize")?);
-        let set_callback: extern "C" fn(SynthCallback) =
-            std::mem::transmute(sym("espeak_SetSynthCallback")?);
+        let initialize =
+            std::mem::transmute::<*mut c_void, InitializeFn>(sym("espeak_Initialize")?);
+        let set_callback =
+            std::mem::transmute::<*mut c_void, SetCallbackFn>(sym("espeak_SetSynthCallback")?);
         // AUDIO_OUTPUT_SYNCHRONOUS = 2; 0 = default buffer; no path; no options.
         let rate = initialize(2, 0, std::ptr::null(), 0);
         if rate <= 0 {
@@ -225,10 +232,16 @@ fn load_espeak() -> Result<Espeak, String> {
         }
         set_callback(on_synth);
         Ok(Espeak {
-            set_voice: std::mem::transmute(sym("espeak_SetVoiceByName")?),
-            set_parameter: std::mem::transmute(sym("espeak_SetParameter")?),
-            synth: std::mem::transmute(sym("espeak_Synth")?),
-            synchronize: std::mem::transmute(sym("espeak_Synchronize")?),
+            set_voice: std::mem::transmute::<*mut c_void, SetVoiceFn>(sym(
+                "espeak_SetVoiceByName",
+            )?),
+            set_parameter: std::mem::transmute::<*mut c_void, SetParameterFn>(sym(
+                "espeak_SetParameter",
+            )?),
+            synth: std::mem::transmute::<*mut c_void, SynthFn>(sym("espeak_Synth")?),
+            synchronize: std::mem::transmute::<*mut c_void, SynchronizeFn>(sym(
+                "espeak_Synchronize",
+            )?),
             rate: rate as u32,
         })
     }

@@ -262,7 +262,13 @@ impl Recognizer {
         let encoder_frames = num_frames.div_ceil(2) as u64;
         let aligned = self
             .whisper
-            .align(&encoded, &[SOT], &[tokens.clone()], &[num_frames], 7)
+            .align(
+                &encoded,
+                &[SOT],
+                std::slice::from_ref(&tokens),
+                &[num_frames],
+                7,
+            )
             .map_err(|e| e.to_string())?;
         let alignment = aligned.into_iter().next();
         // Start frame of each token (and of the end-of-text after the last): where the DTW path

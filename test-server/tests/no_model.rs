@@ -34,11 +34,7 @@ async fn without_the_model_speech_gets_no_text_and_test_audio_stays_exact() {
     let mut ws = open(&server, "").await;
     send_audio(&mut ws, &audio.to_le_bytes(), 3200).await;
     let msgs = collect_finals(&mut ws, 2).await;
-    let finals: Vec<String> = msgs
-        .iter()
-        .filter(|m| is_final(m))
-        .map(|m| compact(m))
-        .collect();
+    let finals: Vec<String> = msgs.iter().filter(|m| is_final(m)).map(compact).collect();
     assert_eq!(
         finals,
         ["0:hello* world*", "0:hello* world* | 1:how* are* you*"]
