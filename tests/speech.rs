@@ -140,9 +140,9 @@ fn transcripts(run: &Run) -> Vec<Msg> {
         .collect()
 }
 
-/// Runs `appsrc (rate) ! audioresample ! fireworksstt ! fakesink`; `paced` hands each 100 ms
-/// buffer over when its last sample would have been recorded (a live source), else as fast as
-/// the pipeline takes them.
+/// Runs `appsrc ! audioresample ! fireworksstt ! fakesink` (appsrc at the stream's rate);
+/// `paced` hands each 100 ms buffer over when its last sample would have been recorded (a live
+/// source), else as fast as the pipeline takes them.
 fn run_speech(stream: &Stream, paced: bool, server: &TestServer) -> Run {
     init();
     let pipeline = gst::Pipeline::new();
