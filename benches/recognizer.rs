@@ -223,6 +223,9 @@ fn main() {
             if let Some(u) = utterance_of(&s.spans, *start) {
                 interims[u] += 1;
                 if first_interim[u].is_nan() {
+                    if std::env::var_os("BENCH_DEBUG").is_some() {
+                        eprintln!("first interim of {u} at {t:.2}: {v}");
+                    }
                     first_interim[u] = t - s.spans[u].0;
                 }
             }

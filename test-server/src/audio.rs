@@ -736,6 +736,12 @@ impl StreamDecoder {
         }
     }
 
+    /// Counts `n` samples as received without decoding them: for silence before the decoder's
+    /// first sample (its state is only the position then).
+    pub fn advance_samples(&mut self, n: u64) {
+        self.pos += n;
+    }
+
     /// Counts S16LE bytes as received without decoding them (the position keeps counting).
     pub fn advance_bytes(&mut self, bytes: &[u8]) {
         if bytes.is_empty() {

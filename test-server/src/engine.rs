@@ -219,6 +219,8 @@ pub struct Transcriber {
     kind: AudioKind,
     /// Audio received while [`AudioKind::Undecided`] (the last second of it), as samples.
     undecided: VecDeque<i16>,
+    /// Connection sample position of `undecided[0]`.
+    undecided_start: u64,
     undecided_odd: Option<u8>,
     loud_seen: u32,
     code_like: u32,
@@ -257,6 +259,7 @@ impl Transcriber {
             requested_language: options.language.clone(),
             kind: AudioKind::Undecided,
             undecided: VecDeque::new(),
+            undecided_start: 0,
             undecided_odd: None,
             loud_seen: 0,
             code_like: 0,
@@ -344,6 +347,7 @@ impl Transcriber {
         self.undecided_odd = chunks.remainder().first().copied();
         while self.kind == AudioKind::Undecided && self.undecided.len() > 16000 {
             self.undecided.pop_front();
+            self.undecided_start += 1;
         }
     }
 
@@ -359,7 +363,7 @@ impl Transcriber {
             ));
             None
         };
-        let start = self.decoder.position() - self.undecided.len() as u64;
+        let start = self.undecided_start;
         let mut segmenter = Segmenter::new(self.text_timeout);
         segmenter.set_position(start);
         let samples: Vec<f32> = self
@@ -500,7 +504,10 @@ impl Transcriber {
 
     /// Samples received so far.
     pub fn position(&self) -> u64 {
-        self.decoder.position()
+        match self.kind {
+            AudioKind::Undecided => self.undecided_start + self.undecided.len() as u64,
+            _ => self.decoder.position(),
+        }
     }
 
     /// Utterances finalized since the last call.
@@ -510,10 +517,11 @@ impl Transcriber {
 
     /// Decodes audio bytes; appends the messages to send.
     ///
-    /// Until the first loud samples arrive the kind of audio is unknown; both the test-code
-    /// decoder and a one-second buffer see it (silence gives neither any words). Then test code
-    /// stays with the exact decoder and anything else goes to speech recognition, whose decodes
-    /// the caller runs ([`Self::next_final_job`], [`Self::interim_job`]).
+    /// Until the first loud samples arrive the kind of audio is unknown and the audio waits in a
+    /// buffer (its last second: silence before the first sound gives no words either way). Then
+    /// test code goes, buffer first, to the exact decoder, and anything else to speech
+    /// recognition, whose decodes the caller runs ([`Self::next_final_job`],
+    /// [`Self::interim_job`]).
     pub fn on_audio(&mut self, bytes: &[u8], out: &mut Vec<String>) {
         match self.kind {
             AudioKind::Speech => {
@@ -524,16 +532,25 @@ impl Transcriber {
             AudioKind::Undecided => {
                 self.classify(bytes);
                 match self.kind {
+                    AudioKind::Undecided => {}
                     AudioKind::Speech => {
-                        self.decoder.advance_bytes(bytes);
+                        // The decoder only counts the position from here on.
+                        let n = self.undecided_start + self.undecided.len() as u64;
+                        self.decoder.advance_samples(n);
+                        if let Some(b) = self.undecided_odd {
+                            self.decoder.advance_bytes(&[b]);
+                        }
                         self.start_speech();
                     }
-                    _ => {
-                        if self.kind == AudioKind::TestCode {
-                            self.undecided.clear();
-                            self.undecided_odd = None;
-                        }
-                        self.code_audio(bytes, out);
+                    AudioKind::TestCode => {
+                        self.decoder.advance_samples(self.undecided_start);
+                        let mut held: Vec<u8> = self
+                            .undecided
+                            .drain(..)
+                            .flat_map(|s| s.to_le_bytes())
+                            .collect();
+                        held.extend(self.undecided_odd.take());
+                        self.code_audio(&held, out);
                     }
                 }
             }
@@ -837,6 +854,34 @@ mod tests {
             t.on_audio(chunk, &mut out);
         }
         (out, t)
+    }
+
+    #[test]
+    fn test_code_and_other_sound_are_told_apart_without_leaking_messages() {
+        let audio = synthesize_utterances(&["hello"]).unwrap();
+        let (out, t) = run(
+            Behaviour::default(),
+            &SessionOptions::default(),
+            &audio.to_le_bytes(),
+        );
+        assert_eq!(t.kind(), AudioKind::TestCode);
+        assert_eq!(out.len(), 3, "{out:?}");
+
+        // A voice-like onset: a slowly rising 200 Hz wave, byte by byte.
+        let mut bytes = vec![0u8; 3201];
+        for i in 0..16000 {
+            let a = (i as f64 * 0.5).min(6000.0);
+            let s = (a * (2.0 * std::f64::consts::PI * 200.0 * i as f64 / 16000.0).sin()) as i16;
+            bytes.extend_from_slice(&s.to_le_bytes());
+        }
+        let mut t = Transcriber::new(&SessionOptions::default(), Behaviour::default());
+        let mut out = Vec::new();
+        for c in bytes.chunks(777) {
+            t.on_audio(c, &mut out);
+        }
+        assert_eq!(t.kind(), AudioKind::Speech);
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(t.position(), 16000 + 1600);
     }
 
     #[test]
