@@ -538,6 +538,10 @@ impl Supervisor {
     /// `TimedOut` is only used for a connection that was answering (a dead one is replaced):
     /// the service heard everything but did not finish in `drain-timeout`.
     fn finish_drain(&mut self, outcome: DrainOutcome) {
+        let without_final = self
+            .log
+            .end_offset()
+            .saturating_sub(self.log.replay_start());
         let events = self.transcript.end_of_stream();
         let promoted = events
             .iter()
@@ -553,8 +557,11 @@ impl Supervisor {
                 FailureKind::DrainTimeout,
                 format!(
                     "Fireworks was answering but did not confirm the end of the stream within \
-                     {} ms (drain-timeout); {what}",
-                    self.cfg.drain_timeout.as_millis()
+                     {} ms (drain-timeout) of its last final; {what}. The last {:.1} s of \
+                     audio had no final transcript (silence, or speech the service had not \
+                     finished: raise drain-timeout to wait longer)",
+                    self.cfg.drain_timeout.as_millis(),
+                    without_final as f64 / super::SAMPLE_RATE as f64
                 ),
                 "no checkpoint echo or close before the drain deadline",
             )));
@@ -1141,8 +1148,28 @@ impl Supervisor {
                         self.log.release_through(self.stream_sample(base, end));
                     }
                     self.retries = 0;
+                    self.extend_checkpoint_deadline();
                     self.emit(ClientEvent::Transcript(timed));
                 }
+            }
+        }
+    }
+
+    /// A final while a checkpoint is awaited shows the service is still working through the
+    /// audio (a service slower than the audio was sent — a file pushed faster than real time —
+    /// answers the checkpoint only after its backlog): `drain-timeout` then counts again from
+    /// this final, so it bounds the wait for progress, not the length of the backlog. The
+    /// whole drain stays bounded by [`drain_budget`].
+    fn extend_checkpoint_deadline(&mut self) {
+        let renewed = Some(Instant::now() + self.cfg.drain_timeout);
+        if let Some(switch) = &mut self.switch {
+            if switch.deadline.is_some() {
+                switch.deadline = renewed;
+            }
+        }
+        if let Some(drain) = &mut self.drain {
+            if drain.deadline.is_some() {
+                drain.deadline = renewed;
             }
         }
     }

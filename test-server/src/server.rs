@@ -598,6 +598,7 @@ async fn handle_connection(
         never_echo: faults.contains(&Fault::NeverEchoCheckpoint),
         out: Vec::new(),
         interim: None,
+        deferred: Default::default(),
         audio_bytes: 0,
     };
     let outcome = tokio::select! {
@@ -718,6 +719,9 @@ struct Session {
     out: Vec<String>,
     /// The interim decode in flight (at most one per connection).
     interim: Option<tokio::task::JoinHandle<DecodeDone>>,
+    /// Frames read while a final decode was awaited, to be handled in order after it (`None`:
+    /// the client's side ended).
+    deferred: std::collections::VecDeque<Option<WsResult<Message>>>,
     audio_bytes: u64,
 }
 
@@ -741,7 +745,10 @@ impl Session {
             }
             let in_flight = self.interim.is_some();
             let interim = self.interim.as_mut();
-            let next = tokio::select! {
+            let next = if let Some(deferred) = self.deferred.pop_front() {
+                Ok(deferred)
+            } else {
+                tokio::select! {
                 m = ws.next() => Ok(m),
                 done = async move {
                     match interim {
@@ -749,6 +756,7 @@ impl Session {
                         None => std::future::pending().await,
                     }
                 }, if in_flight => Err(done),
+                }
             };
             let msg = match next {
                 Err(done) => {
@@ -838,7 +846,8 @@ impl Session {
                     }
                 }
             }
-            if let Ok(done) = tokio::task::spawn_blocking(move || job.run()).await {
+            let decode = tokio::task::spawn_blocking(move || job.run());
+            if let Ok(done) = self.await_decode(ws, decode).await {
                 if let Err(e) = self.apply_decode(ws, done).await {
                     return Some(dropped(e));
                 }
@@ -850,6 +859,33 @@ impl Session {
             }
         }
         None
+    }
+
+    /// Waits for a final decode while still reading the connection, as the service does: pings
+    /// are answered (tungstenite queues the pong as it reads the ping; the flush sends it), so a
+    /// client's liveness check sees a live server however long the decode takes. Everything
+    /// else read meanwhile is kept for the main loop, in order.
+    async fn await_decode(
+        &mut self,
+        ws: &mut Ws,
+        mut decode: tokio::task::JoinHandle<DecodeDone>,
+    ) -> Result<DecodeDone, tokio::task::JoinError> {
+        let mut reading = !matches!(self.deferred.back(), Some(None | Some(Err(_))));
+        loop {
+            tokio::select! {
+                done = &mut decode => return done,
+                incoming = ws.next(), if reading => match incoming {
+                    Some(Ok(Message::Ping(_))) => {
+                        let _ = ws.flush().await;
+                    }
+                    Some(Ok(message)) => self.deferred.push_back(Some(Ok(message))),
+                    ended => {
+                        reading = false;
+                        self.deferred.push_back(ended);
+                    }
+                },
+            }
+        }
     }
 
     /// Applies a finished decode and sends what it produced.
