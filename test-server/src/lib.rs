@@ -1,5 +1,6 @@
 //! A local stand-in for the Fireworks AI streaming speech-to-text WebSocket service, for tests and
-//! benchmarks (no network needed). It follows `shared/fireworks-protocol.md` (§4–§6, §9, §15).
+//! benchmarks (no network needed). It follows the repository's `docs/protocol.md` (Connection, Client
+//! messages, Server messages, Lifecycle, What the test server does).
 //!
 //! It transcribes two kinds of audio, told apart per connection by the first 32 samples louder
 //! than the silence threshold ([`engine::AudioKind`]): if they alternate in sign sample by sample
@@ -78,7 +79,7 @@
 //! * **Upgrade:** path `/v1/audio/transcriptions/streaming` (else 404). Auth: the
 //!   `Authorization` header, or else the `Authorization` query parameter, raw key or
 //!   `Bearer <key>`; with [`ServerConfig::api_key`] set, a missing or wrong key gets 401. Query
-//!   options (§4.3): `model`, `language` (from the supported list, any case), `prompt`,
+//!   options (docs/protocol.md#query-parameters): `model`, `language` (from the supported list, any case), `prompt`,
 //!   `temperature`, `skip_vad` (`True`/`true`/`1`/…), `vad_kwargs` (a JSON object),
 //!   `text_timeout_seconds` (1.0–29.0, `1` or `1.0`), `response_format` (only `verbose_json`),
 //!   `timestamp_granularities` (repeated keys or comma-separated; `word` adds word `start`/`end`,
@@ -105,7 +106,7 @@
 //!   forgotten (segment ids keep rising, times keep counting) and
 //!   `{"event_id", "object": "stt.state.cleared", "reset_id"}` is sent. The `event_id` of a reply is
 //!   the request's. Anything else is ignored (and recorded).
-//! * **Scenarios** (§8, §15): [`ServerConfig::grow_finalized_segment`] (TV3: speech after a final
+//! * **Scenarios** (docs/protocol.md#test-vectors, #what-the-test-server-does): [`ServerConfig::grow_finalized_segment`] (TV3: speech after a final
 //!   continues the last final segment under the same id while it has fewer than
 //!   `max_words_per_segment` words, old words still final), [`ServerConfig::retract_trailing_segment`]
 //!   (TV5: whenever a segment receives its second word, the server first sends that word as a new

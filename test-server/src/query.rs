@@ -3,7 +3,7 @@
 /// The only path served. Clients use the base URL `ws://HOST:PORT/v1`.
 pub const STREAMING_PATH: &str = "/v1/audio/transcriptions/streaming";
 
-/// Supported language codes (protocol reference §11), matched case-insensitively.
+/// Supported language codes (docs/protocol.md#validation), matched case-insensitively.
 pub const LANGUAGES: &[&str] = &[
     "en", "zh", "de", "es", "ru", "ko", "fr", "ja", "pt", "tr", "pl", "ca", "nl", "ar", "sv", "it",
     "id", "hi", "fi", "vi", "he", "uk", "el", "ms", "cs", "ro", "da", "hu", "ta", "no", "th", "ur",

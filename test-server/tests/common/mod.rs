@@ -122,7 +122,7 @@ pub async fn recv_json(ws: &mut Ws) -> Value {
     }
 }
 
-/// Whether a transcript message is final by the reference rule (last word of the highest-id
+/// Whether a transcript message is final by the base rule of docs/protocol.md#base-rules (last word of the highest-id
 /// segment has is_final true).
 pub fn is_final(msg: &Value) -> bool {
     let Some(segs) = msg["segments"].as_array() else {
