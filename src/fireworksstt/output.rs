@@ -1,5 +1,6 @@
 //! Turns transcripts into what goes out of the src pad, in order: text with PTS and
-//! duration, the end-of-utterance marker, and how far the position may advance.
+//! duration, the end-of-utterance marker, and how far the position may advance. Text carries
+//! no line end: whether one is added is decided at the src pad (see `downstream.rs`).
 
 use crate::client::{TimedTranscript, TimedWord};
 
@@ -62,7 +63,7 @@ pub fn items_for_final(
                 .unwrap_or(fallback);
             let end = end_pts.unwrap_or(pts).max(pts);
             items.push(OutputItem::Text {
-                text: format!("{}\n", t.text),
+                text: t.text.clone(),
                 pts,
                 duration: end - pts,
             });
@@ -269,7 +270,7 @@ mod tests {
         assert_eq!(
             items[0],
             OutputItem::Text {
-                text: "hello world\n".into(),
+                text: "hello world".into(),
                 pts: 100 * MS,
                 duration: 800 * MS
             }
