@@ -75,6 +75,8 @@ pub(super) struct Output {
     pub flow: Result<gst::FlowSuccess, gst::FlowError>,
     /// The preroll GAP has been queued.
     pub prerolled: bool,
+    /// EOS has been queued: no more input comes.
+    eos_queued: bool,
     /// Downstream takes any caps (a file or an application, not a text element): each
     /// utterance then ends with a line end. Decided when caps go out; kept over flushes.
     line_ends: bool,
@@ -92,6 +94,7 @@ impl Default for Output {
             next_tick: None,
             flow: Ok(gst::FlowSuccess::Ok),
             prerolled: false,
+            eos_queued: false,
             line_ends: false,
         }
     }
@@ -303,7 +306,14 @@ impl FireworksStt {
     /// EOS goes out after everything the drain brought back. Lost when a flush or a stop
     /// cut the drain short (downstream is flushing then, and a new stream follows).
     pub(super) fn queue_end_of_stream(&self, event: gst::Event) {
-        self.queue_event(event);
+        let mut session = self.session.lock().unwrap();
+        if session.flushing {
+            return;
+        }
+        session.output.eos_queued = true;
+        session.output.queue_event(event);
+        drop(session);
+        self.changed.notify_all();
     }
 
     /// Non-live input waits here while `MAX_WAITING_TEXT` text buffers wait for downstream.
@@ -384,20 +394,14 @@ impl FireworksStt {
                     srcpad.push_event(event);
                 }
                 Push::Buffer { buffer, lag } => {
-                    let pts = buffer.pts();
-                    gst::log!(CAT, imp = self, "pushing {buffer:?}");
-                    let result = srcpad.push(buffer);
-                    if let (Some(segment), Some(pts)) = (lag, pts) {
+                    // Measured as the text is handed over: a synchronising sink's wait for
+                    // the render time is not delay.
+                    if let (Some(segment), Some(pts)) = (lag, buffer.pts()) {
                         self.observe_lag(&segment, pts);
                     }
-                    if let Err(err) = result {
-                        let mut session = self.session.lock().unwrap();
-                        if !session.flushing {
-                            gst::debug!(CAT, imp = self, "downstream returned {err:?}");
-                            session.output.flow = Err(err);
-                        }
-                        drop(session);
-                        self.changed.notify_all();
+                    gst::log!(CAT, imp = self, "pushing {buffer:?}");
+                    if let Err(err) = srcpad.push(buffer) {
+                        self.on_flow_error(err);
                         return false;
                     }
                 }
@@ -415,6 +419,30 @@ impl FireworksStt {
             self.session.lock().unwrap().output.line_ends = line_ends;
         }
         true
+    }
+
+    /// Downstream refused text. The streaming thread returns the flow upstream with its next
+    /// buffer; when no buffer will come any more (EOS is queued) the error is posted here and
+    /// EOS still goes out, as a source would do.
+    fn on_flow_error(&self, err: gst::FlowError) {
+        let mut session = self.session.lock().unwrap();
+        if session.flushing {
+            return;
+        }
+        gst::debug!(CAT, imp = self, "downstream returned {err:?}");
+        session.output.flow = Err(err);
+        let eos_queued = session.output.eos_queued;
+        drop(session);
+        self.changed.notify_all();
+        if eos_queued && !matches!(err, gst::FlowError::Flushing | gst::FlowError::Eos) {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Failed,
+                ("Internal data stream error."),
+                ["downstream refused the text: {:?}", err]
+            );
+            self.obj().src_pad().push_event(gst::event::Eos::new());
+        }
     }
 
     /// Live: early words whose deadline has come, and the heartbeat GAP, once per step.
