@@ -9,6 +9,7 @@ use crate::client::{ClientEvent, EventSink, Failure, TimedTranscript};
 
 use super::bus;
 use super::imp::{self, CAT};
+use super::timeline::audio_time;
 
 /// The client's [`EventSink`] for one network session. Holds the element weakly: a session
 /// that outlives its element just drops its events.
@@ -149,7 +150,7 @@ impl imp::FireworksStt {
             let session = &mut *guard;
             let structure = (transcript.is_final || interim_results).then(|| {
                 let to_stream_time = |audio: u64| {
-                    let pts = gst::ClockTime::from_nseconds(session.timeline.pts_for(audio)?);
+                    let pts = session.timeline.pts_for(audio_time(audio))?;
                     session.segment.to_stream_time(pts)
                 };
                 bus::transcript(&transcript, to_stream_time, arrival)
@@ -164,7 +165,7 @@ impl imp::FireworksStt {
                         .queue_final(&transcript, mode, &session.timeline, session.live);
             } else {
                 if session.open_utterance_start.is_none() {
-                    session.open_utterance_start = transcript.start;
+                    session.open_utterance_start = transcript.start.map(audio_time);
                 }
                 session.interim_serial = session.interim_serial.wrapping_add(1);
                 session.open_interim = Some(transcript.clone());

@@ -64,10 +64,10 @@ pub(super) struct Output {
     texts: usize,
     /// Text buffers dropped at the bound since the stream started.
     dropped_texts: u64,
-    /// The end of what went out (PTS, ns).
-    position: Option<u64>,
+    /// The end of what went out (PTS).
+    position: Option<gst::ClockTime>,
     /// Utterance number, and the PTS up to which its words went out early, from interims.
-    early: Option<(u64, u64)>,
+    early: Option<(u64, gst::ClockTime)>,
     interim_times: InterimWordTimes,
     /// When the live task next looks at the clock.
     next_tick: Option<Instant>,
@@ -133,7 +133,7 @@ impl Output {
     }
 
     /// Nothing more will be said before `until`: merged with a GAP at the end of the queue.
-    pub fn queue_gap_until(&mut self, until: u64) {
+    pub fn queue_gap_until(&mut self, until: gst::ClockTime) {
         if let Some(Queued::Item(OutputItem::GapUntil(last))) = self.queue.back_mut() {
             *last = (*last).max(until);
         } else {
@@ -220,9 +220,9 @@ impl From<&Settings> for OutputSettings {
 
 /// With live input, anything older than `latency` before the newest audio can no longer get
 /// words in time, unless an utterance that began earlier is still open.
-fn live_heartbeat(session: &Session, latency: gst::ClockTime) -> Option<u64> {
+fn live_heartbeat(session: &Session, latency: gst::ClockTime) -> Option<gst::ClockTime> {
     let end = session.timeline.end_pts()?;
-    let mut until = end.checked_sub(latency.nseconds())?;
+    let mut until = end.checked_sub(latency)?;
     if let Some(open) = session
         .open_utterance_start
         .and_then(|a| session.timeline.pts_for(a))
@@ -246,9 +246,9 @@ fn queue_due_early_words(session: &mut Session, settings: &OutputSettings, now: 
     let slack =
         (settings.lateness + settings.latency).saturating_sub(early_margin(settings.latency));
     let segment = &session.segment;
-    let is_due = |pts: u64| {
+    let is_due = |pts: gst::ClockTime| {
         segment
-            .to_running_time(gst::ClockTime::from_nseconds(pts))
+            .to_running_time(pts)
             .is_some_and(|rt| rt.saturating_add(slack) <= now)
     };
     let times =
@@ -274,20 +274,20 @@ enum Push {
     Event(gst::Event),
 }
 
-fn gap(from: u64, until: u64) -> Push {
+fn gap(from: gst::ClockTime, until: gst::ClockTime) -> Push {
     Push::Event(
-        gst::event::Gap::builder(gst::ClockTime::from_nseconds(from))
-            .duration(gst::ClockTime::from_nseconds(until - from))
+        gst::event::Gap::builder(from)
+            .duration(until.saturating_sub(from))
             .build(),
     )
 }
 
-fn text_buffer(text: String, pts: u64, duration: u64) -> gst::Buffer {
+fn text_buffer(text: String, pts: gst::ClockTime, duration: gst::ClockTime) -> gst::Buffer {
     let mut buffer = gst::Buffer::from_mut_slice(text.into_bytes());
     {
         let buffer = buffer.get_mut().expect("new buffer is writable");
-        buffer.set_pts(gst::ClockTime::from_nseconds(pts));
-        buffer.set_duration(gst::ClockTime::from_nseconds(duration));
+        buffer.set_pts(pts);
+        buffer.set_duration(duration);
     }
     buffer
 }
@@ -466,7 +466,7 @@ impl FireworksStt {
             session
                 .output
                 .position
-                .is_none_or(|position| *until >= position.saturating_add(HEARTBEAT_STEP.nseconds()))
+                .is_none_or(|position| *until >= position.saturating_add(HEARTBEAT_STEP))
         });
         if let Some(until) = heartbeat {
             session.output.queue_gap_until(until);
@@ -488,7 +488,7 @@ impl FireworksStt {
                 return vec![Push::Event(event)];
             }
             Queued::Preroll(pts) => {
-                let pts = pts.or(first_pts.map(gst::ClockTime::from_nseconds));
+                let pts = pts.or(first_pts);
                 return pts
                     .map(|pts| {
                         Push::Event(

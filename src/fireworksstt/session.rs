@@ -56,7 +56,7 @@ pub(super) struct Session {
     pub segment: gst::FormattedSegment<gst::ClockTime>,
     pub timeline: Timeline,
     /// Audio position where the open utterance's text starts, while one is open.
-    pub open_utterance_start: Option<u64>,
+    pub open_utterance_start: Option<gst::ClockTime>,
     /// The open utterance's latest interim: its words may have to go out before the final.
     pub open_interim: Option<TimedTranscript>,
     /// Changes with every new interim, so the output side knows when to look again.
@@ -334,13 +334,10 @@ impl FireworksStt {
         };
         let (serial, wait, refill) = {
             let mut session = self.session.lock().unwrap();
-            let segment_start = session.segment.start().map_or(0, gst::ClockTime::nseconds);
-            session.timeline.on_buffer(
-                buffer.pts().map(gst::ClockTime::nseconds),
-                map.len() as u64,
-                is_discont,
-                segment_start,
-            );
+            let segment_start = session.segment.start().unwrap_or(gst::ClockTime::ZERO);
+            session
+                .timeline
+                .on_buffer(buffer.pts(), map.len() as u64, is_discont, segment_start);
             if !session.live && !session.output.prerolled {
                 // Lets downstream preroll at once: PAUSED is reached after one buffer.
                 session.output.queue_preroll(buffer.pts());
