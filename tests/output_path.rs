@@ -326,6 +326,11 @@ fn utterances_end_with_a_line_end_only_for_raw_byte_consumers() {
         let run = collect_bus(&pipeline, Duration::from_secs(30));
         pipeline.set_state(gst::State::Null).unwrap();
         assert!(run.errors.is_empty(), "{}", run.error_text());
+        assert_eq!(run.finals(), UTTERANCES);
+        // Straight to PLAYING: a running time exists for every message.
+        for s in run.messages_named("fireworksstt/transcript") {
+            assert!(s.has_field("arrival-time"), "{s:?}");
+        }
     };
     let txt = dir.join("out.txt");
     run_to(&format!("filesink location={}", txt.display()));
@@ -353,4 +358,51 @@ fn utterances_end_with_a_line_end_only_for_raw_byte_consumers() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Stopping never waits for a downstream that does not take the text: the task is stopped at
+/// once, also while a push is blocked.
+#[test]
+fn stopping_while_downstream_is_blocked_is_immediate() {
+    init();
+    let server = TestServer::start(ServerConfig::default()).unwrap();
+    let audio = three_utterances();
+    let pipeline = gst::Pipeline::new();
+    let src = gst_app::AppSrc::builder()
+        .caps(&audio_caps())
+        .format(gst::Format::Time)
+        .max_bytes(0)
+        .build();
+    let stt = gst::ElementFactory::make("fireworksstt").build().unwrap();
+    point_at(&stt, &server);
+    let sink = gst::ElementFactory::make("fakesink")
+        .property("sync", false)
+        .property("async", false)
+        .build()
+        .unwrap();
+    pipeline.add_many([src.upcast_ref(), &stt, &sink]).unwrap();
+    gst::Element::link_many([src.upcast_ref(), &stt, &sink]).unwrap();
+    let srcpad = stt.static_pad("src").unwrap();
+    let (blocked_tx, blocked_rx) = std::sync::mpsc::channel();
+    srcpad.add_probe(
+        gst::PadProbeType::BLOCK | gst::PadProbeType::BUFFER,
+        move |_, _| {
+            let _ = blocked_tx.send(());
+            gst::PadProbeReturn::Ok
+        },
+    );
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut pts = 0;
+    for chunk in audio.samples.chunks(1600) {
+        src.push_buffer(audio_buffer(chunk, pts)).unwrap();
+        pts += chunk.len() as u64 * 62_500;
+    }
+    blocked_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a word reached the blocked pad");
+    let t = Instant::now();
+    pipeline.set_state(gst::State::Null).unwrap();
+    let took = t.elapsed();
+    println!("set_state(NULL) with a blocked push took {took:?}");
+    assert!(took < Duration::from_secs(2), "stop waited {took:?}");
 }

@@ -327,6 +327,8 @@ impl FireworksStt {
             let session = self.wait_for_output_room(session)?;
             drop(session);
         }
+        // Read before the session is locked: `settings` is never locked under `session`.
+        let non_live_wait = self.settings.lock().unwrap().non_live_queue_wait();
         let running = self.session.lock().unwrap().client.take();
         let mut client = match running {
             Some(client) => client,
@@ -354,10 +356,7 @@ impl FireworksStt {
             } else {
                 // Waiting is how a slow service slows a file down; the bound only has to
                 // outlast the slowest reconnect.
-                (
-                    self.settings.lock().unwrap().non_live_queue_wait(),
-                    Refill::Batch,
-                )
+                (non_live_wait, Refill::Batch)
             };
             (session.serial, wait, refill)
         };
