@@ -172,7 +172,10 @@ impl imp::FireworksStt {
             }
             (structure, session.live, dropped)
         };
-        self.changed.notify_all();
+        if transcript.is_final {
+            // Text to push: wakes the src pad task (interims wait for its next heartbeat step).
+            self.changed.notify_all();
+        }
         // Non-live: the service's delay for the words of a final (live streams measure the lag
         // of each buffer as it is pushed instead, which covers early words too).
         if let Some(delay) = transcript.delay.filter(|_| transcript.is_final && !live) {

@@ -381,11 +381,14 @@ impl FireworksStt {
                 session = self.changed.wait_timeout(session, wait).unwrap().0;
             };
             let is_caps = matches!(&queued, Queued::Event(e) if e.type_() == gst::EventType::Caps);
+            let was_full = session.output.texts >= MAX_WAITING_TEXT;
             let pushes = self.to_pushes(&mut session, queued);
+            if was_full && session.output.texts < MAX_WAITING_TEXT {
+                // Room for a streaming thread waiting in `wait_for_output_room`.
+                self.changed.notify_all();
+            }
             (pushes, is_caps)
         };
-        // Room for a waiting streaming thread.
-        self.changed.notify_all();
         let srcpad = self.obj().src_pad().clone();
         for push in pushes {
             match push {
@@ -552,5 +555,143 @@ impl FireworksStt {
                 self.observe_delay(lag);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::TimedWord;
+
+    fn final_of(utterance: u64, start_ms: u64) -> TimedTranscript {
+        let ms = |m: u64| (m * gst::ClockTime::MSECOND).nseconds();
+        TimedTranscript {
+            utterance,
+            text: format!("w{utterance}"),
+            is_final: true,
+            promoted: false,
+            language: None,
+            words: vec![TimedWord {
+                text: format!("w{utterance}"),
+                start: Some(ms(start_ms)),
+                end: Some(ms(start_ms + 100)),
+                probability: None,
+                is_final: true,
+            }],
+            start: Some(ms(start_ms)),
+            end: Some(ms(start_ms + 100)),
+            delay: None,
+        }
+    }
+
+    fn timeline() -> Timeline {
+        gst::init().unwrap();
+        let mut t = Timeline::default();
+        t.on_buffer(
+            Some(gst::ClockTime::ZERO),
+            1 << 30,
+            false,
+            gst::ClockTime::ZERO,
+        );
+        t
+    }
+
+    fn texts(output: &Output) -> Vec<String> {
+        output
+            .queue
+            .iter()
+            .filter_map(|q| match q {
+                Queued::Item(OutputItem::Text { text, .. })
+                | Queued::Utterance(OutputItem::Text { text, .. }) => Some(text.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn live_output_at_the_bound_drops_the_oldest_text_and_counts_it() {
+        let timeline = timeline();
+        let mut output = Output::default();
+        output.queue_event(gst::event::StreamStart::new("s"));
+        let n = MAX_WAITING_TEXT as u64;
+        for u in 0..n {
+            assert_eq!(
+                output.queue_final(&final_of(u, u * 200), OutputMode::Words, &timeline, true),
+                None
+            );
+        }
+        assert_eq!(
+            output.queue_final(&final_of(n, n * 200), OutputMode::Words, &timeline, true),
+            Some(1)
+        );
+        assert_eq!(
+            output.queue_final(
+                &final_of(n + 1, (n + 1) * 200),
+                OutputMode::Words,
+                &timeline,
+                true
+            ),
+            Some(2)
+        );
+        let texts = texts(&output);
+        assert_eq!(texts.len(), MAX_WAITING_TEXT);
+        assert_eq!(texts.first().map(String::as_str), Some("w2"));
+        assert_eq!(texts.last(), Some(&format!("w{}", n + 1)));
+        // Events are never dropped: the stream-start and every end-of-utterance event stay.
+        assert!(matches!(output.queue.front(), Some(Queued::Event(_))));
+        let ends = output
+            .queue
+            .iter()
+            .filter(|q| matches!(q, Queued::Item(OutputItem::FinalTranscript)))
+            .count();
+        assert_eq!(ends as u64, n + 2);
+    }
+
+    #[test]
+    fn non_live_output_is_never_dropped_and_gaps_in_a_row_merge() {
+        let timeline = timeline();
+        let mut output = Output::default();
+        for u in 0..(MAX_WAITING_TEXT as u64 + 10) {
+            assert_eq!(
+                output.queue_final(&final_of(u, u * 200), OutputMode::Words, &timeline, false),
+                None
+            );
+        }
+        assert_eq!(texts(&output).len(), MAX_WAITING_TEXT + 10);
+        let mut output = Output::default();
+        output.queue_gap_until(gst::ClockTime::from_mseconds(40));
+        output.queue_gap_until(gst::ClockTime::from_mseconds(80));
+        assert_eq!(output.queue.len(), 1);
+        assert!(matches!(
+            output.queue.front(),
+            Some(Queued::Item(OutputItem::GapUntil(t))) if *t == gst::ClockTime::from_mseconds(80)
+        ));
+    }
+
+    #[test]
+    fn a_flush_keeps_the_sticky_events_upstream_will_not_send_again() {
+        gst::init().unwrap();
+        let mut output = Output::default();
+        output.queue_event(gst::event::StreamStart::new("s"));
+        output.queue_event(gst::event::Caps::new(&gst::Caps::new_empty_simple(
+            "text/x-raw",
+        )));
+        output.queue_event(gst::event::Segment::new(&gst::FormattedSegment::<
+            gst::ClockTime,
+        >::new()));
+        output.queue_gap_until(gst::ClockTime::SECOND);
+        output.line_ends = true;
+        let after = output.after_flush();
+        let kinds: Vec<gst::EventType> = after
+            .queue
+            .iter()
+            .filter_map(|q| match q {
+                Queued::Event(e) => Some(e.type_()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(kinds, [gst::EventType::StreamStart, gst::EventType::Caps]);
+        assert_eq!(after.queue.len(), 2);
+        assert!(after.line_ends);
     }
 }

@@ -144,7 +144,7 @@ fn not_yet_pushed(item: &OutputItem, pushed_until: Option<ClockTime>) -> bool {
 }
 
 /// The word times of an open utterance's latest interim, worked out once per interim: the
-/// streaming thread checks them against the clock for every input buffer.
+/// src pad task checks them against the clock at every heartbeat step.
 #[derive(Debug, Default)]
 pub struct InterimWordTimes {
     /// Which interim these are for (see `SessionShared::interim_serial`).
