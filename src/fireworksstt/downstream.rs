@@ -6,7 +6,7 @@
 //! it; the src pad task alone pushes, without holding any lock, so a slow, synchronising or
 //! blocked downstream holds up nothing but that task: audio keeps flowing to the service and
 //! bus messages keep being posted. With live input the task also wakes on its own every
-//! `HEARTBEAT_STEP` to push the early words whose deadline has come and a GAP up to where
+//! heartbeat step (see [`heartbeat_step`]) to push the early words whose deadline has come and a GAP up to where
 //! nothing more can be said, so both move with time rather than with the next input buffer.
 //!
 //! The queue is bounded by `MAX_WAITING_TEXT` text buffers. At the bound, live input drops the
@@ -31,9 +31,15 @@ use super::settings::{OutputMode, Settings};
 use super::timeline::Timeline;
 
 const FINAL_TRANSCRIPT_EVENT: &str = "rstranscribe/final-transcript";
-/// How often the task wakes with live input, and the smallest step of the heartbeat GAP: small
-/// enough to stay far inside any latency, large enough to stay cheap.
-const HEARTBEAT_STEP: gst::ClockTime = gst::ClockTime::from_mseconds(40);
+/// How often the task wakes with live input, and the smallest step of the heartbeat GAP: an
+/// eighth of `latency` (so early words and GAPs stay well inside it), between 20 and 100 ms
+/// (each wake-up is a context switch; at 1,000 streams they are the task's main cost).
+fn heartbeat_step(latency: gst::ClockTime) -> gst::ClockTime {
+    (latency / 8).clamp(
+        gst::ClockTime::from_mseconds(20),
+        gst::ClockTime::from_mseconds(100),
+    )
+}
 /// With nothing to do and no live input the task still looks again this often.
 const IDLE_WAIT: Duration = Duration::from_millis(200);
 /// Text buffers that may wait for downstream (see the module documentation).
@@ -458,7 +464,8 @@ impl FireworksStt {
         {
             return;
         }
-        session.output.next_tick = Some(now_instant + Duration::from(HEARTBEAT_STEP));
+        let step = heartbeat_step(settings.latency);
+        session.output.next_tick = Some(now_instant + Duration::from(step));
         let early = settings.early_words && settings.output_mode == OutputMode::Words;
         if early && session.open_interim.is_some() {
             if let Some(now) = self.obj().current_running_time() {
@@ -469,7 +476,7 @@ impl FireworksStt {
             session
                 .output
                 .position
-                .is_none_or(|position| *until >= position.saturating_add(HEARTBEAT_STEP))
+                .is_none_or(|position| *until >= position.saturating_add(step))
         });
         if let Some(until) = heartbeat {
             session.output.queue_gap_until(until);
