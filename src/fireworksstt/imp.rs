@@ -153,7 +153,7 @@ impl ElementImpl for FireworksStt {
         }
         let result = self.parent_change_state(transition);
         match transition {
-            gst::StateChange::ReadyToPaused => {
+            gst::StateChange::ReadyToPaused if result.is_ok() => {
                 if let Err(err) = self.start_output_task() {
                     gst::element_imp_error!(
                         self,
