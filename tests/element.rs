@@ -18,7 +18,21 @@ fn metadata_and_pads_follow_the_transcriber_conventions() {
     init();
     let factory = gst::ElementFactory::find("fireworksstt").unwrap();
     assert_eq!(factory.metadata("klass"), Some("Audio/Text/Filter"));
-    assert_eq!(factory.metadata("long-name"), Some("Transcriber"));
+    // The transcriber convention's "Transcriber", with the service named.
+    assert_eq!(
+        factory.metadata("long-name"),
+        Some("Fireworks AI Transcriber")
+    );
+    let author = factory.metadata("author").unwrap();
+    assert!(author.contains("gst-plugin-fireworks") && author.contains("README"));
+    // What gst-inspect-1.0 shows as the plugin's origin is a real page, not a placeholder.
+    let plugin = factory.plugin().unwrap();
+    let origin = plugin.origin();
+    assert!(origin.starts_with("https://"), "{origin}");
+    assert!(
+        !origin.contains("example") && !origin.contains(".invalid"),
+        "{origin}"
+    );
     assert!(factory
         .metadata("description")
         .unwrap()

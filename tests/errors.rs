@@ -101,7 +101,7 @@ fn refused_connection_names_the_host_and_gives_up_after_the_retries() {
     assert_eq!(
         run.warnings
             .iter()
-            .filter(|w| w.0.contains("Reconnecting"))
+            .filter(|w| w.0.contains("Connecting to Fireworks failed, trying again"))
             .count(),
         2
     );

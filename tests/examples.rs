@@ -601,3 +601,415 @@ fn live_captions_cea708_renders_transcriberbin_captions() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every example, and whether it talks to the service (then its help explains
+/// FIREWORKS_API_KEY). The last two belong to the test server and share only the exit codes.
+const EXAMPLES: [(&str, bool); 7] = [
+    ("transcribe-file", true),
+    ("live-captions", true),
+    ("read-bus-messages", true),
+    ("measure-latency", true),
+    ("fuzz-protocol", false),
+    ("fireworks-test-server", false),
+    ("make-test-audio", false),
+];
+/// The examples that follow examples/common's convention to the letter.
+const CONVENTION: [&str; 5] = [
+    "transcribe-file",
+    "live-captions",
+    "read-bus-messages",
+    "measure-latency",
+    "fuzz-protocol",
+];
+
+#[test]
+fn every_example_help_exits_0_and_describes_its_options() {
+    for (name, uses_service) in EXAMPLES {
+        let run = run(name, &["--help"], &[], Duration::from_secs(10));
+        assert!(run.status.success(), "{name} --help\n{}", run.report());
+        assert!(
+            run.stdout.starts_with(&format!("usage: {name}")),
+            "{name} --help starts with its usage line\n{}",
+            run.report()
+        );
+        assert!(
+            run.stdout.contains("options:") && run.stdout.contains("--help"),
+            "{name} --help lists the options\n{}",
+            run.report()
+        );
+        assert!(
+            run.stdout.lines().count() >= 8,
+            "{name} --help describes the options, not just the usage\n{}",
+            run.report()
+        );
+        if uses_service {
+            assert!(
+                run.stdout.contains("FIREWORKS_API_KEY"),
+                "{name} --help explains the key\n{}",
+                run.report()
+            );
+        }
+        assert!(run.stderr.is_empty(), "{name} --help\n{}", run.report());
+    }
+}
+
+#[test]
+fn examples_report_bad_arguments_the_same_way() {
+    for (name, _) in EXAMPLES {
+        let run = run(name, &["--no-such-option"], &[], Duration::from_secs(10));
+        assert_eq!(run.status.code(), Some(2), "{name}\n{}", run.report());
+        assert!(run.stdout.is_empty(), "{name}\n{}", run.report());
+        assert!(
+            run.stderr.contains("--no-such-option") && run.stderr.contains("usage: "),
+            "{name} names the argument and shows the usage\n{}",
+            run.report()
+        );
+        if CONVENTION.contains(&name) {
+            assert!(
+                run.stderr
+                    .starts_with("error: unknown option --no-such-option\nusage: ")
+                    && run
+                        .stderr
+                        .contains(&format!("({name} --help lists the options)")),
+                "{name}\n{}",
+                run.report()
+            );
+        }
+        assert!(
+            !run.stderr.contains("Error: \""),
+            "no Rust debug quoting\n{}",
+            run.report()
+        );
+    }
+}
+
+#[test]
+fn examples_without_a_key_say_how_to_get_one() {
+    let dir = scratch("nokey");
+    let wav = dir.join("speech.wav");
+    synthesize_utterances(&["hello"])
+        .unwrap()
+        .write_wav(&wav)
+        .unwrap();
+    let wav = wav.to_str().unwrap();
+    let out = dir.join("out.avi");
+    for (name, args) in [
+        ("transcribe-file", vec![wav]),
+        ("read-bus-messages", vec![wav]),
+        ("measure-latency", vec![wav]),
+        (
+            "live-captions",
+            vec!["--audio-file", wav, "--output", out.to_str().unwrap()],
+        ),
+    ] {
+        let run = run(name, &args, &[], Duration::from_secs(10));
+        assert_eq!(run.status.code(), Some(1), "{name}\n{}", run.report());
+        assert!(
+            run.stderr
+                .starts_with("error: FIREWORKS_API_KEY is not set: export FIREWORKS_API_KEY="),
+            "{name}\n{}",
+            run.report()
+        );
+    }
+    assert!(!out.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn read_bus_messages_writes_plain_lines_into_a_pipe() {
+    let dir = scratch("plain");
+    let audio = synthesize_utterances(&["hello world", "how are you"]).unwrap();
+    let wav = dir.join("speech.wav");
+    audio.write_wav(&wav).unwrap();
+    let server = TestServer::start(ServerConfig::default()).unwrap();
+    let run = run(
+        "read-bus-messages",
+        &[wav.to_str().unwrap(), "--base-url", &server.base_url()],
+        &[],
+        Duration::from_secs(25),
+    );
+    assert!(run.status.success(), "{}", run.report());
+    assert!(
+        !run.stdout.contains('\x1b') && !run.stdout.contains('\r'),
+        "no terminal codes off a terminal\n{:?}",
+        run.stdout
+    );
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "one line per final\n{}", run.report());
+    assert!(lines[0].ends_with("] hello world") && lines[1].ends_with("] how are you"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// No file of `dir` is a partial output file or has one of `names`.
+fn assert_no_output(dir: &Path, names: &[&str], run: &Finished) {
+    let left: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".partial") || names.contains(&n.as_str()))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "a failed run leaves no output file: {left:?}\n{}",
+        run.report()
+    );
+}
+
+#[test]
+fn failed_runs_leave_no_output_files() {
+    let dir = scratch("nopartial");
+    let audio = synthesize_utterances(&["hello world", "how are you"]).unwrap();
+    let wav = dir.join("speech.wav");
+    audio.write_wav(&wav).unwrap();
+    let server = TestServer::start(ServerConfig::default().with_api_key(TEST_KEY)).unwrap();
+    let bad_key = [("FIREWORKS_API_KEY", "wrong-key-4242")];
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+
+    let run1 = run(
+        "transcribe-file",
+        &[
+            wav.to_str().unwrap(),
+            "--srt",
+            &path("out.srt"),
+            "--vtt",
+            &path("out.vtt"),
+            "--base-url",
+            &server.base_url(),
+        ],
+        &bad_key,
+        Duration::from_secs(25),
+    );
+    assert_eq!(run1.status.code(), Some(1), "{}", run1.report());
+    assert_no_output(&dir, &["out.srt", "out.vtt"], &run1);
+
+    let run2 = run(
+        "live-captions",
+        &live_captions_args(
+            "--overlay",
+            wav.to_str().unwrap(),
+            &path("out.avi"),
+            "5",
+            &server.base_url(),
+        ),
+        &bad_key,
+        Duration::from_secs(25),
+    );
+    assert_eq!(run2.status.code(), Some(1), "{}", run2.report());
+    assert!(
+        run2.stderr.contains("rejected the API key"),
+        "{}",
+        run2.report()
+    );
+    assert_no_output(&dir, &["out.avi"], &run2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn transcribe_file_local_server_needs_no_key_and_no_server() {
+    let dir = scratch("local");
+    let audio = synthesize_utterances(&["hello world", "how are you"]).unwrap();
+    let wav = dir.join("speech.wav");
+    audio.write_wav(&wav).unwrap();
+    let srt = dir.join("speech.srt");
+    let run = run(
+        "transcribe-file",
+        &[
+            "--local-server",
+            wav.to_str().unwrap(),
+            "--srt",
+            srt.to_str().unwrap(),
+            "--language",
+            "en",
+            "--model",
+            "fireworks-asr-large",
+            "--prompt",
+            "greetings",
+        ],
+        &[],
+        Duration::from_secs(25),
+    );
+    assert!(run.status.success(), "{}", run.report());
+    let expected = spoken(&audio);
+    assert_finals_printed(&run, &expected);
+    let cues = parse_cues(&std::fs::read_to_string(&srt).unwrap(), false);
+    let texts: Vec<&str> = cues.iter().map(|(_, _, t)| t.as_str()).collect();
+    assert_eq!(texts, ["hello world", "how are you"], "{}", run.report());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A GStreamer plugin directory holding every plugin of this machine except those providing
+/// `without` (symbolic links), for running an example with those elements missing.
+fn plugins_without(dir: &Path, without: &[&str]) -> PathBuf {
+    init();
+    let excluded: Vec<PathBuf> = without
+        .iter()
+        .map(|name| {
+            let factory = gst::ElementFactory::find(name)
+                .unwrap_or_else(|| panic!("{name} is installed on this machine"));
+            factory.plugin().unwrap().filename().unwrap()
+        })
+        .collect();
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    for plugin in gst::Registry::get().plugins() {
+        let Some(file) = plugin.filename() else {
+            continue; // static, like fireworks itself
+        };
+        if excluded.contains(&file) || !file.is_file() {
+            continue;
+        }
+        let link = plugins.join(file.file_name().unwrap());
+        if !link.exists() {
+            std::os::unix::fs::symlink(&file, link).unwrap();
+        }
+    }
+    plugins
+}
+
+#[test]
+fn examples_name_the_debian_package_of_a_missing_element() {
+    let dir = scratch("missing");
+    let audio = synthesize_utterances(&["hello"]).unwrap();
+    let wav = dir.join("speech.wav");
+    audio.write_wav(&wav).unwrap();
+    let plugins = plugins_without(&dir, &["srtenc", "textoverlay"]);
+    let registry = dir.join("registry.bin");
+    let env = [
+        ("GST_PLUGIN_SYSTEM_PATH_1_0", plugins.to_str().unwrap()),
+        ("GST_PLUGIN_SYSTEM_PATH", plugins.to_str().unwrap()),
+        ("GST_PLUGIN_PATH_1_0", ""),
+        ("GST_PLUGIN_PATH", ""),
+        ("GST_REGISTRY_1_0", registry.to_str().unwrap()),
+        ("GST_REGISTRY", registry.to_str().unwrap()),
+    ];
+    let server = TestServer::start(ServerConfig::default()).unwrap();
+    let srt = dir.join("out.srt");
+    let run1 = run(
+        "transcribe-file",
+        &[
+            wav.to_str().unwrap(),
+            "--srt",
+            srt.to_str().unwrap(),
+            "--base-url",
+            &server.base_url(),
+        ],
+        &env,
+        Duration::from_secs(60),
+    );
+    assert_eq!(run1.status.code(), Some(1), "{}", run1.report());
+    assert!(
+        run1.stderr
+            .contains("srtenc (Debian package gstreamer1.0-plugins-bad)")
+            && run1
+                .stderr
+                .contains("sudo apt-get install gstreamer1.0-plugins-bad"),
+        "{}",
+        run1.report()
+    );
+    let avi = dir.join("out.avi");
+    let run2 = run(
+        "live-captions",
+        &live_captions_args(
+            "--overlay",
+            wav.to_str().unwrap(),
+            avi.to_str().unwrap(),
+            "3",
+            &server.base_url(),
+        ),
+        &env,
+        Duration::from_secs(60),
+    );
+    assert_eq!(run2.status.code(), Some(1), "{}", run2.report());
+    assert!(
+        run2.stderr
+            .contains("textoverlay (Debian package gstreamer1.0-x)")
+            && run2.stderr.contains("sudo apt-get install gstreamer1.0-x"),
+        "{}",
+        run2.report()
+    );
+    assert_no_output(&dir, &["out.srt", "out.avi"], &run2);
+    assert!(
+        server.connections().is_empty(),
+        "nothing is sent before the elements are checked"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The README's subtitle pipelines, `fireworksstt output-mode=utterances ! srtenc ! filesink`
+/// (and webvttenc), with nothing in between: the files must parse back, one cue per utterance
+/// and no blank lines inside or between cues.
+#[test]
+#[ignore = "needs the utterance newline fix"]
+fn readme_subtitle_pipelines_write_well_formed_files() {
+    init();
+    let dir = scratch("readme-subtitles");
+    let audio = synthesize_utterances(&["hello world", "how are you", "this is a test"]).unwrap();
+    let wav = dir.join("speech.wav");
+    audio.write_wav(&wav).unwrap();
+    let server = TestServer::start(ServerConfig::default()).unwrap();
+    let expected = spoken(&audio);
+    for (encoder, vtt) in [("srtenc", false), ("webvttenc", true)] {
+        let out = dir.join(format!("out-{encoder}"));
+        let pipeline = gst::parse::launch(&format!(
+            "filesrc location={} ! wavparse ! audioconvert ! audioresample ! \
+             fireworksstt output-mode=utterances base-url={} api-key=any ! {encoder} ! \
+             filesink location={}",
+            wav.display(),
+            server.base_url(),
+            out.display()
+        ))
+        .unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let msg = pipeline
+            .bus()
+            .unwrap()
+            .timed_pop_filtered(
+                gst::ClockTime::from_seconds(20),
+                &[gst::MessageType::Eos, gst::MessageType::Error],
+            )
+            .expect("EOS or ERROR within 20 s");
+        pipeline.set_state(gst::State::Null).unwrap();
+        assert!(matches!(msg.view(), gst::MessageView::Eos(_)), "{msg:?}");
+        let file = std::fs::read_to_string(&out).unwrap();
+        let cues = parse_cues(&file, vtt);
+        let texts: Vec<&str> = cues.iter().map(|(_, _, t)| t.as_str()).collect();
+        let want: Vec<&str> = expected.iter().map(|(t, _, _)| t.as_str()).collect();
+        assert_eq!(texts, want, "{encoder}:\n{file:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `! filesink` keeps one line per utterance.
+#[test]
+fn utterances_into_filesink_are_one_line_each() {
+    init();
+    let dir = scratch("readme-lines");
+    let audio = synthesize_utterances(&["hello world", "how are you"]).unwrap();
+    let wav = dir.join("speech.wav");
+    audio.write_wav(&wav).unwrap();
+    let server = TestServer::start(ServerConfig::default()).unwrap();
+    let out = dir.join("out.txt");
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! wavparse ! audioconvert ! audioresample ! \
+         fireworksstt output-mode=utterances base-url={} api-key=any ! filesink location={}",
+        wav.display(),
+        server.base_url(),
+        out.display()
+    ))
+    .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let msg = pipeline
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(20),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("EOS or ERROR within 20 s");
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(matches!(msg.view(), gst::MessageView::Eos(_)), "{msg:?}");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "hello world\nhow are you\n"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,5 +1,5 @@
-//! Untrusted server input ("Never lose a word", item 6): property tests over everything that
-//! parses server data and over the transcript rules.
+//! Untrusted server input: property tests over everything that parses server data and over the
+//! transcript rules (docs/protocol.md#transcript-rules; TVn are its test vectors).
 //!
 //! Whatever the server sends, nothing panics, the parser's classification follows its documented
 //! precedence ([`checker::check_parse`]), the transcript events form well-formed utterances

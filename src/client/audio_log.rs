@@ -122,21 +122,33 @@ impl AudioLog {
         self.end
     }
 
-    /// The kept audio from `sample` on, as (offset, bytes); the first frame is cut to start
-    /// exactly at `sample`.
-    pub fn frames_from(&self, sample: u64) -> Vec<(u64, Bytes)> {
+    /// The kept audio from `start` up to (not including) `end`, as (offset, bytes); the first
+    /// and last frames are cut to those bounds.
+    pub fn frames_between(&self, start: u64, end: u64) -> Vec<(u64, Bytes)> {
+        let byte = |samples: u64| (samples * BYTES_PER_SAMPLE) as usize;
+        if start >= end {
+            return Vec::new();
+        }
         self.frames
             .iter()
-            .filter(|f| f.end() > sample)
+            .filter(|f| f.end() > start && f.offset < end)
             .map(|f| {
-                if f.offset >= sample {
-                    (f.offset, f.data.clone())
-                } else {
-                    let skip = ((sample - f.offset) * BYTES_PER_SAMPLE) as usize;
-                    (sample, f.data.slice(skip.min(f.data.len())..))
-                }
+                let from = start.max(f.offset);
+                let to = end.min(f.end());
+                let data = f.data.slice(byte(from - f.offset)..byte(to - f.offset));
+                (from, data)
             })
             .collect()
+    }
+
+    /// Samples from the end of the last final to the newest audio: what no final confirmed.
+    pub fn unconfirmed_samples(&self) -> u64 {
+        self.end.saturating_sub(self.released_through)
+    }
+
+    /// Offset where the audio no final confirmed begins.
+    pub fn confirmed_through(&self) -> u64 {
+        self.released_through
     }
 
     /// When the frame holding `sample` was last sent.
@@ -167,7 +179,7 @@ mod tests {
         assert_eq!(log.replay_start(), 0);
         log.release_through(1000);
         assert_eq!(log.replay_start(), 1000);
-        let frames = log.frames_from(1000);
+        let frames = log.frames_between(1000, u64::MAX);
         assert_eq!(frames.len(), 2);
         assert_eq!(frames[0].0, 1000);
         assert_eq!(frames[0].1.len(), 600 * 2);
@@ -208,11 +220,27 @@ mod tests {
     }
 
     #[test]
+    fn frames_between_cuts_both_ends() {
+        let mut log = AudioLog::new(1 << 20);
+        log.append(frame(800, 1));
+        log.append(frame(800, 2));
+        log.append(frame(800, 3));
+        let frames = log.frames_between(400, 1700);
+        let spans: Vec<(u64, usize)> = frames.iter().map(|(o, d)| (*o, d.len() / 2)).collect();
+        assert_eq!(spans, [(400, 400), (800, 800), (1600, 100)]);
+        assert!(log.frames_between(1000, 1000).is_empty());
+        assert_eq!(log.unconfirmed_samples(), 2400);
+        log.release_through(900);
+        assert_eq!(log.unconfirmed_samples(), 1500);
+        assert_eq!(log.confirmed_through(), 900);
+    }
+
+    #[test]
     fn release_never_goes_past_the_end() {
         let mut log = AudioLog::new(1 << 20);
         log.append(frame(100, 1));
         log.release_through(10_000);
         assert_eq!(log.replay_start(), 100);
-        assert!(log.frames_from(log.replay_start()).is_empty());
+        assert!(log.frames_between(log.replay_start(), u64::MAX).is_empty());
     }
 }

@@ -17,6 +17,9 @@ use super::ClientConfig;
 
 pub type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// A base-url of the right shape, for messages.
+const EXAMPLE_BASE_URL: &str = "wss://audio-streaming.us-virginia-1.direct.fireworks.ai/v1";
+
 const USER_AGENT_VALUE: &str = concat!("gst-plugin-fireworks/", env!("CARGO_PKG_VERSION"));
 
 #[derive(Debug, Clone, PartialEq)]
@@ -44,7 +47,8 @@ impl ConnectError {
         }
     }
 
-    pub fn to_failure(&self, host: &str) -> Failure {
+    /// `path` is the request path (never the query): a 404 names it.
+    pub fn to_failure(&self, host: &str, path: &str) -> Failure {
         match self {
             ConnectError::Rejected { status, body } => {
                 let (kind, message) = if *status == 401 || *status == 403 {
@@ -61,6 +65,21 @@ impl ConnectError {
                         format!(
                             "Fireworks at {host} refused the connection: too many requests or \
                              concurrent streams (HTTP 429)"
+                        ),
+                    )
+                } else if *status == 404 {
+                    // The usual cause is a base-url without the API version.
+                    let version_hint = if path.starts_with("/v1/") {
+                        ""
+                    } else {
+                        " — it has no /v1"
+                    };
+                    (
+                        FailureKind::HandshakeRejected,
+                        format!(
+                            "Fireworks at {host} has no streaming endpoint at {path} (HTTP 404): \
+                             check base-url{version_hint}; it must name the API version, as in \
+                             {EXAMPLE_BASE_URL}"
                         ),
                     )
                 } else {
@@ -100,22 +119,6 @@ impl ConnectError {
     }
 }
 
-/// A certificate problem in words, with the setting that can fix it (and no such hint where
-/// `tls-ca-file` cannot help, as with a certificate for another host).
-fn explain_tls(err: &rustls::Error) -> String {
-    use rustls::CertificateError;
-    match err {
-        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => format!(
-            "{err}: the server's certificate is not signed by a trusted certificate authority \
-             (for a private CA, set tls-ca-file to a PEM file with its certificate)"
-        ),
-        rustls::Error::InvalidCertificate(
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-        ) => format!("{err} (the certificate does not match the host of base-url)"),
-        _ => format!("{err} (for a private CA set tls-ca-file)"),
-    }
-}
-
 fn classify(err: WsError) -> ConnectError {
     match err {
         WsError::Http(response) => {
@@ -130,7 +133,7 @@ fn classify(err: WsError) -> ConnectError {
                 .unwrap_or_default();
             ConnectError::Rejected { status, body }
         }
-        WsError::Tls(TlsError::Rustls(err)) => ConnectError::Tls(explain_tls(&err)),
+        WsError::Tls(TlsError::Rustls(err)) => ConnectError::Tls(super::tls::explain(&err)),
         WsError::Tls(err) => ConnectError::Tls(err.to_string()),
         WsError::Io(err) => {
             // rustls reports certificate problems as io errors wrapping a rustls error.
@@ -138,8 +141,10 @@ fn classify(err: WsError) -> ConnectError {
                 .get_ref()
                 .and_then(|inner| inner.downcast_ref::<rustls::Error>())
             {
-                Some(tls) => ConnectError::Tls(explain_tls(tls)),
-                None => ConnectError::Network(err.to_string()),
+                Some(tls) => ConnectError::Tls(super::tls::explain(tls)),
+                None => ConnectError::Network(
+                    super::tls::explain_io(&err).unwrap_or_else(|| err.to_string()),
+                ),
             }
         }
         WsError::Url(err) => ConnectError::Invalid(format!("invalid base-url: {err}")),
@@ -252,10 +257,31 @@ mod tests {
             status: 401,
             body: "nope".into(),
         }
-        .to_failure("example.com");
+        .to_failure("example.com", "/v1/audio/transcriptions/streaming");
         assert_eq!(failure.kind, FailureKind::AuthRejected);
         assert!(failure.message.contains("FIREWORKS_API_KEY"));
         assert!(failure.message.contains("api-key"));
         assert_eq!(failure.http_status, Some(401));
+    }
+
+    #[test]
+    fn not_found_names_the_path_and_the_missing_version() {
+        let not_found = ConnectError::Rejected {
+            status: 404,
+            body: String::new(),
+        };
+        let failure = not_found.to_failure("example.com", "/audio/transcriptions/streaming");
+        assert!(
+            failure.message.contains("/audio/transcriptions/streaming")
+                && failure.message.contains("base-url")
+                && failure.message.contains("no /v1"),
+            "{}",
+            failure.message
+        );
+        assert!(!not_found.is_retryable());
+        let with_version =
+            not_found.to_failure("example.com", "/v1/audio/transcriptions/streaming");
+        assert!(!with_version.message.contains("no /v1"));
+        assert!(with_version.message.contains("check base-url"));
     }
 }

@@ -63,6 +63,9 @@ pub struct Failure {
     pub close_code: Option<u16>,
     pub server_error: Option<String>,
     pub attempt: Option<u32>,
+    /// On an error: how much of the audio received was never covered by a final transcript
+    /// (from the end of the last final word to the end of the audio handed to the client).
+    pub untranscribed: Option<Duration>,
 }
 
 impl Failure {
@@ -75,6 +78,7 @@ impl Failure {
             close_code: None,
             server_error: None,
             attempt: None,
+            untranscribed: None,
         }
     }
 
@@ -106,6 +110,100 @@ pub enum ClientEvent {
     Warning(Failure),
     /// The session cannot continue. No further events follow except possibly usage.
     Error(Failure),
+    /// A step in the session's network life, for the debug log only: nothing to act on.
+    Step(Step),
+}
+
+/// The steps of a session's network life (connect, retry, ping, stall, checkpoint, switch,
+/// drain). Cheap to build; the text is only formatted when a log wants it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// `attempt` counts every connection attempt of the stream from 0, failed ones included.
+    Connecting {
+        attempt: u32,
+        host: String,
+    },
+    /// Connected; `replay` of audio not yet covered by a final goes out again first.
+    Connected {
+        attempt: u32,
+        replay: Duration,
+    },
+    ConnectFailed {
+        attempt: u32,
+        reason: String,
+    },
+    /// The next attempt starts after `delay`.
+    RetryIn {
+        delay: Duration,
+    },
+    PingSent,
+    /// The end-of-stream checkpoint went out; `quiet` without any frame counts as dead.
+    DrainCheckpointSent {
+        quiet: Duration,
+    },
+    /// The service echoed the end-of-stream checkpoint.
+    DrainConfirmed,
+    /// The service closed normally during the drain; the unconfirmed audio is replayed once.
+    DrainClosedUnconfirmed,
+    /// New options: a checkpoint finishes the current connection's audio at `at`.
+    SwitchCheckpointSent {
+        at: Duration,
+    },
+    SwitchDone,
+    /// Nothing from the service (not even a pong) for `after`.
+    Silent {
+        after: Duration,
+    },
+    Closed,
+}
+
+impl Step {
+    /// Pings are routine and frequent: worth a log line only at the most detailed level.
+    pub fn is_routine(&self) -> bool {
+        matches!(self, Step::PingSent)
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = |d: &Duration| d.as_millis();
+        match self {
+            Step::Connecting { attempt, host } => {
+                write!(f, "connecting to {host} (attempt {attempt})")
+            }
+            Step::Connected { attempt, replay } => write!(
+                f,
+                "connected (attempt {attempt}); sending first the {} ms of audio no final covers yet",
+                ms(replay)
+            ),
+            Step::ConnectFailed { attempt, reason } => {
+                write!(f, "attempt {attempt} failed: {reason}")
+            }
+            Step::RetryIn { delay } => write!(f, "next attempt in {} ms", ms(delay)),
+            Step::PingSent => write!(f, "ping sent"),
+            Step::DrainCheckpointSent { quiet } => write!(
+                f,
+                "end-of-stream checkpoint sent; silent for {} ms counts as dead",
+                ms(quiet)
+            ),
+            Step::DrainConfirmed => write!(f, "end-of-stream checkpoint echoed: drain complete"),
+            Step::DrainClosedUnconfirmed => write!(
+                f,
+                "closed during the drain without the echo: replaying on a new connection"
+            ),
+            Step::SwitchCheckpointSent { at } => write!(
+                f,
+                "options changed: checkpoint sent, audio from {} ms on waits for the next \
+                 connection",
+                ms(at)
+            ),
+            Step::SwitchDone => write!(f, "old connection finished: switching options"),
+            Step::Silent { after } => {
+                write!(f, "nothing received for {} ms: connection dead", ms(after))
+            }
+            Step::Closed => write!(f, "connection closed"),
+        }
+    }
 }
 
 /// Where the client delivers its events. Called from the network task the moment a server

@@ -8,8 +8,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::task::JoinHandle;
 
-use super::events::{EventSink, Failure, FailureKind};
-use super::supervisor::{Command, Supervisor};
+use super::events::{ClientEvent, EventSink, Failure, FailureKind};
+use super::supervisor::{drain_budget, Command, Supervisor};
 use super::{runtime, ClientConfig};
 
 /// How end of stream went.
@@ -17,9 +17,10 @@ use super::{runtime, ClientConfig};
 pub enum DrainOutcome {
     /// The service echoed the end-of-stream checkpoint or closed the connection.
     Completed,
-    /// `drain-timeout` passed first; pending text was delivered as final anyway.
+    /// `drain-timeout` passed on a connection that was answering (a silent one is replaced
+    /// and the audio replayed instead); unfinished text, if any, was delivered as final.
     TimedOut,
-    /// The session had already failed (its error was reported) or never connected.
+    /// The session failed: its error, with the audio never transcribed, was reported.
     Failed,
 }
 
@@ -66,11 +67,14 @@ pub struct StreamClient {
     task: JoinHandle<()>,
     pending: BytesMut,
     chunk_bytes: usize,
-    drain_timeout: Duration,
+    /// Bound on the network task's whole drain, reconnects included.
+    drain_budget: Duration,
+    sink: Arc<dyn EventSink>,
 }
 
-/// Margin on top of `drain-timeout` for the network task to answer.
-const DRAIN_REPLY_MARGIN: Duration = Duration::from_secs(2);
+/// Margin on top of the drain budget for the network task to answer (its polite close and
+/// the final events).
+const DRAIN_REPLY_MARGIN: Duration = Duration::from_secs(3);
 
 impl StreamClient {
     /// Starts the session task. The connection is opened right away, in the background.
@@ -81,15 +85,16 @@ impl StreamClient {
             .map_err(|err| Failure::new(FailureKind::Config, err.clone(), err))?;
         let (tx, rx) = mpsc::channel(cfg.queue_frames.max(1));
         let chunk_bytes = cfg.chunk_bytes.max(2) & !1;
-        let drain_timeout = cfg.drain_timeout;
-        let supervisor = Supervisor::new(Arc::new(cfg), tls, sink);
+        let drain_budget = drain_budget(&cfg);
+        let supervisor = Supervisor::new(Arc::new(cfg), tls, sink.clone());
         let task = runtime().spawn(supervisor.run(rx));
         Ok(StreamClient {
             tx,
             task,
             pending: BytesMut::with_capacity(chunk_bytes * 2),
             chunk_bytes,
-            drain_timeout,
+            drain_budget,
+            sink,
         })
     }
 
@@ -180,10 +185,13 @@ impl StreamClient {
     }
 
     /// End of stream: sends the last partial frame and the end-of-stream checkpoint, then
-    /// waits (bounded by `drain-timeout` plus a small margin) until the final transcript is in.
+    /// waits until the final transcript is in. A connection that is dead or dies meanwhile is
+    /// replaced and the unconfirmed audio replayed; the network task bounds the whole drain
+    /// by its budget ((`max-retries` + 1) × (`retry-interval` + `connect-timeout` +
+    /// `stall-timeout` + `drain-timeout`)), and this wait by that plus a small margin.
     pub fn drain(mut self) -> DrainOutcome {
         // One deadline for the whole exchange, however the time is spent.
-        let deadline = Instant::now() + self.drain_timeout + DRAIN_REPLY_MARGIN;
+        let deadline = Instant::now() + self.drain_budget + DRAIN_REPLY_MARGIN;
         let left = || deadline.saturating_duration_since(Instant::now());
         if !self.pending.is_empty() {
             let rest = self.pending.split().freeze();
@@ -199,7 +207,21 @@ impl StreamClient {
             Ok(outcome) => outcome,
             // The session was stopped (flush, state change) while draining.
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => DrainOutcome::Failed,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => DrainOutcome::TimedOut,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                // The network task bounds its drain itself; this is the last resort if it
+                // could not (the session is stopped when `self` drops).
+                let failure = Failure::new(
+                    FailureKind::DrainTimeout,
+                    format!(
+                        "The end of the stream did not complete within {} s; the audio not \
+                         yet confirmed by a final transcript was never transcribed",
+                        (self.drain_budget + DRAIN_REPLY_MARGIN).as_secs()
+                    ),
+                    "the network task did not answer the drain request",
+                );
+                self.sink.on_event(ClientEvent::Error(failure));
+                DrainOutcome::Failed
+            }
         }
     }
 }

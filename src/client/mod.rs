@@ -15,7 +15,7 @@ mod supervisor;
 mod tls;
 
 pub use config::ClientConfig;
-pub use events::{ClientEvent, EventSink, Failure, FailureKind, TimedTranscript, TimedWord};
+pub use events::{ClientEvent, EventSink, Failure, FailureKind, Step, TimedTranscript, TimedWord};
 pub use handle::{DrainOutcome, PushError, Refill, SessionAbort, StreamClient};
 pub use runtime::runtime;
 pub use secret::ApiKey;

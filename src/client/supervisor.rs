@@ -16,7 +16,9 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::audio_log::AudioLog;
 use super::connect::{self, WsStream};
-use super::events::{ClientEvent, EventSink, Failure, FailureKind, TimedTranscript, TimedWord};
+use super::events::{
+    ClientEvent, EventSink, Failure, FailureKind, Step, TimedTranscript, TimedWord,
+};
 use super::handle::DrainOutcome;
 use super::{samples_to_ns, seconds_to_samples, ClientConfig, BYTES_PER_SAMPLE};
 use crate::protocol::{
@@ -39,21 +41,146 @@ pub enum Command {
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Malformed messages reported individually before they are only counted.
 const MAX_PROTOCOL_WARNINGS: u32 = 5;
+/// How long what already arrived on a connection whose write failed is still read.
+const READ_AFTER_WRITE_FAILURE: Duration = Duration::from_millis(200);
+
 /// Most audio frames written with one flush.
 const MAX_FRAMES_PER_WRITE: usize = 64;
+/// After a checkpoint (end of stream, or a change of options) the service has to show that it
+/// is alive: a ping goes out with the checkpoint and every `CHECKPOINT_PING_INTERVAL` after it,
+/// and a connection from which nothing at all arrives (no transcript, no pong) for
+/// `CHECKPOINT_QUIET` (or `stall-timeout`, if shorter) counts as dead and is replaced. A live
+/// service answers a ping within a round trip plus the time to read the few frames still in
+/// flight; waiting for the full `stall-timeout` here would let the drain run out first.
+const CHECKPOINT_QUIET: Duration = Duration::from_secs(3);
+const CHECKPOINT_PING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a connection may stay silent after a checkpoint before it counts as dead.
+pub fn checkpoint_quiet(cfg: &ClientConfig) -> Duration {
+    cfg.stall_timeout.min(CHECKPOINT_QUIET)
+}
+
+/// Bound on a whole end-of-stream drain, reconnects and replays included: per attempt the
+/// pause before it, the connect, the replay write and the wait for the echo. The retries
+/// (`max-retries`) end a failing drain long before this in practice; the bound is what makes
+/// a drain finite even when every reconnect makes some progress and resets the count.
+pub fn drain_budget(cfg: &ClientConfig) -> Duration {
+    let attempt = cfg.retry_interval
+        + cfg.connect_timeout
+        + cfg.stall_timeout
+        + cfg.drain_timeout.max(checkpoint_quiet(cfg));
+    attempt.saturating_mul(cfg.max_retries.saturating_add(1))
+}
 
 struct PendingDrain {
     reply: std::sync::mpsc::SyncSender<DrainOutcome>,
-    deadline: Instant,
+    /// Bound on the whole drain, reconnects included ([`drain_budget`]).
+    give_up_at: Instant,
+    /// When the current connection must have confirmed the end of the stream: set when its
+    /// checkpoint goes out, cleared when the connection ends.
+    deadline: Option<Instant>,
 }
 
 /// A change of options waiting for the old connection to finish its utterance.
 struct PendingSwitch {
     cfg: Arc<ClientConfig>,
     checkpoint_id: String,
-    /// Audio before this offset belongs to the old connection, the rest to the new one.
+    /// Audio before this offset belongs to the old options, the rest to the new ones.
     at_sample: u64,
-    deadline: Instant,
+    /// When the connection with the old options must have finished (set when its checkpoint
+    /// goes out, cleared when the connection ends).
+    deadline: Option<Instant>,
+}
+
+/// What the keepalive timer found.
+enum Due {
+    Wait(Instant),
+    Ping,
+    /// Nothing received for this long: the connection is dead.
+    Dead(Duration),
+}
+
+/// Whether one connection is alive: when it was last heard from and what was asked of it.
+struct Liveness {
+    last_heard: Instant,
+    last_ping: Instant,
+    ping_outstanding: bool,
+    /// When a checkpoint (end of stream or switch) went out on this connection.
+    checkpoint_at: Option<Instant>,
+}
+
+impl Liveness {
+    fn new(now: Instant) -> Self {
+        Liveness {
+            last_heard: now,
+            last_ping: now,
+            ping_outstanding: false,
+            checkpoint_at: None,
+        }
+    }
+
+    fn heard(&mut self, now: Instant) {
+        self.last_heard = now;
+        self.ping_outstanding = false;
+    }
+
+    /// Silent since: the later of the last frame and the checkpoint.
+    fn silent_since(&self) -> Instant {
+        self.checkpoint_at
+            .map_or(self.last_heard, |at| at.max(self.last_heard))
+    }
+
+    fn check(&self, now: Instant, cfg: &ClientConfig) -> Due {
+        if self.checkpoint_at.is_some() {
+            let quiet = checkpoint_quiet(cfg);
+            let dead_at = self.silent_since() + quiet;
+            if now >= dead_at {
+                return Due::Dead(quiet);
+            }
+            let ping_at = self.last_ping + CHECKPOINT_PING_INTERVAL;
+            if now >= ping_at {
+                return Due::Ping;
+            }
+            return Due::Wait(dead_at.min(ping_at));
+        }
+        // Quiet for keepalive_interval: ping. Still nothing by stall_timeout: stalled.
+        let bound = if self.ping_outstanding {
+            cfg.stall_timeout
+        } else {
+            cfg.keepalive_interval
+        };
+        let due = self.last_heard + bound;
+        if now < due {
+            Due::Wait(due)
+        } else if self.ping_outstanding {
+            Due::Dead(cfg.stall_timeout)
+        } else {
+            Due::Ping
+        }
+    }
+
+    fn pinged(&mut self, now: Instant) {
+        self.last_ping = now;
+        self.ping_outstanding = true;
+    }
+
+    /// When the timer must look again after a ping or a checkpoint at `now`.
+    fn next_wake(&self, now: Instant, cfg: &ClientConfig) -> Instant {
+        match self.check(now, cfg) {
+            Due::Wait(at) => at,
+            // Due already: look again at once.
+            Due::Ping | Due::Dead(_) => now,
+        }
+    }
+
+    fn checkpoint_deadline(&self, wait: Duration) -> Option<Instant> {
+        self.checkpoint_at.map(|at| at + wait)
+    }
+
+    /// Something arrived after the checkpoint went out: the connection is answering.
+    fn heard_since_checkpoint(&self) -> bool {
+        self.checkpoint_at.is_some_and(|at| self.last_heard > at)
+    }
 }
 
 /// How one connection ended.
@@ -81,7 +208,10 @@ pub struct Supervisor {
     transcript: TranscriptState,
     usage: Usage,
     connections: u32,
-    /// Retries since the last final transcript (the reference resets its counter there too).
+    /// Connection attempts made, successful or not (for the log).
+    attempts: u32,
+    /// Retries since the last final transcript (LiveKit's plugin resets its counter there too;
+    /// docs/protocol.md#retries).
     retries: u32,
     drain: Option<PendingDrain>,
     switch: Option<PendingSwitch>,
@@ -112,6 +242,7 @@ impl Supervisor {
                 total: 0,
             },
             connections: 0,
+            attempts: 0,
             retries: 0,
             drain: None,
             switch: None,
@@ -123,21 +254,28 @@ impl Supervisor {
 
     pub async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         loop {
+            self.settle_switch_offline();
             let Some(ws) = self.establish(&mut rx).await else {
                 break;
             };
-            match self.stream(ws, &mut rx).await {
+            let end = self.stream(ws, &mut rx).await;
+            // Deadlines belong to the connection that ended: the next one sets its own.
+            if let Some(drain) = &mut self.drain {
+                drain.deadline = None;
+            }
+            if let Some(switch) = &mut self.switch {
+                switch.deadline = None;
+            }
+            match end {
                 ConnectionEnd::Finished => break,
                 ConnectionEnd::Switched => self.retries = 0,
                 ConnectionEnd::Fatal(failure) => {
                     self.fail(failure);
                     break;
                 }
+                // A switch cut short by the drop stays pending: the next connection replays
+                // the audio before the switch point with the old options and finishes it.
                 ConnectionEnd::Lost(failure) => {
-                    // A switch cut short by the drop: the replay goes out with the new options.
-                    if let Some(switch) = self.switch.take() {
-                        self.cfg = switch.cfg;
-                    }
                     if !self.note_retry(failure) {
                         break;
                     }
@@ -154,18 +292,46 @@ impl Supervisor {
         self.sink.on_event(event);
     }
 
-    fn fail(&mut self, failure: Failure) {
+    fn step(&self, step: Step) {
+        self.emit(ClientEvent::Step(step));
+    }
+
+    /// Reports the end of the session, saying how much of the audio received no final
+    /// transcript covers: that audio was never transcribed.
+    fn fail(&mut self, mut failure: Failure) {
+        let lost = self.log.unconfirmed_samples();
+        if lost > 0 {
+            let seconds = |samples: u64| samples as f64 / super::SAMPLE_RATE as f64;
+            let from = self.log.confirmed_through();
+            failure.untranscribed = Some(Duration::from_nanos(samples_to_ns(lost)));
+            failure.message = format!(
+                "{}. {:.1} s of audio were never transcribed (from {:.1} s to {:.1} s of the \
+                 audio received)",
+                failure.message,
+                seconds(lost),
+                seconds(from),
+                seconds(from + lost)
+            );
+        }
         self.emit(ClientEvent::Error(failure));
     }
 
-    /// Counts a retry for `cause`. Posts the reconnect warning, or the final error when the
+    /// Counts a retry for `cause`. Posts the retry warning, or the final error when the
     /// retries are used up (returns false then).
     fn note_retry(&mut self, cause: Failure) -> bool {
+        // Only a stream that had a connection is re-connecting.
+        let ever_connected = self.connections > 0;
         if self.retries >= self.cfg.max_retries {
             let mut failure = cause.clone();
             failure.message = format!(
-                "Giving up after {} retries (max-retries): {}",
-                self.retries, cause.message
+                "Giving up after {} retries (max-retries){}: {}",
+                self.retries,
+                if ever_connected {
+                    ""
+                } else {
+                    ", no connection ever succeeded"
+                },
+                cause.message
             );
             failure.attempt = Some(self.retries);
             self.fail(failure);
@@ -174,11 +340,21 @@ impl Supervisor {
         self.retries += 1;
         let mut warning = cause.clone();
         warning.message = format!(
-            "Reconnecting to Fireworks (retry {} of {}): {}",
-            self.retries, self.cfg.max_retries, cause.message
+            "{} (retry {} of {}): {}",
+            if ever_connected {
+                "Reconnecting to Fireworks"
+            } else {
+                "Connecting to Fireworks failed, trying again"
+            },
+            self.retries,
+            self.cfg.max_retries,
+            cause.message
         );
         warning.attempt = Some(self.retries);
         self.emit(ClientEvent::Warning(warning));
+        self.step(Step::RetryIn {
+            delay: self.retry_delay(),
+        });
         true
     }
 
@@ -203,30 +379,112 @@ impl Supervisor {
                 true
             }
             Some(Command::Reconfigure(cfg)) => {
-                self.cfg = Arc::new(*cfg);
+                self.reconfigure_offline(*cfg);
                 true
             }
             None => false,
         }
     }
 
+    /// New options while there is no connection. Audio no final covers yet was meant for the
+    /// old options: it still goes to a connection with them (which then finishes with a
+    /// checkpoint), and only the audio from here on goes to the new ones. Returns true when
+    /// the options apply at once (nothing was waiting for the old ones).
+    fn reconfigure_offline(&mut self, cfg: ClientConfig) -> bool {
+        match &mut self.switch {
+            Some(switch) => {
+                switch.cfg = Arc::new(cfg);
+                false
+            }
+            None if self.log.unconfirmed_samples() > 0 => {
+                self.switch = Some(PendingSwitch {
+                    cfg: Arc::new(cfg),
+                    checkpoint_id: END_OF_STREAM_CHECKPOINT.to_string(),
+                    at_sample: self.log.end_offset(),
+                    deadline: None,
+                });
+                false
+            }
+            None => {
+                self.cfg = Arc::new(cfg);
+                true
+            }
+        }
+    }
+
+    /// A pending switch whose old-options audio is all confirmed needs no connection with the
+    /// old options: the new ones apply at once.
+    fn settle_switch_offline(&mut self) {
+        if self
+            .switch
+            .as_ref()
+            .is_some_and(|s| self.log.replay_start() >= s.at_sample)
+        {
+            self.finish_switch();
+        }
+    }
+
     /// Asks the current connection to finish what it heard; audio from here on waits for
     /// the next connection.
-    async fn start_switch(
-        &mut self,
-        out: &mut WsStream,
-        cfg: ClientConfig,
-    ) -> Result<(), ConnectionEnd> {
+    fn start_switch(&mut self, cfg: ClientConfig) {
         // The id the service is known to finalize on; only one checkpoint is ever in flight.
-        let checkpoint_id = END_OF_STREAM_CHECKPOINT.to_string();
         self.switch = Some(PendingSwitch {
             cfg: Arc::new(cfg),
-            checkpoint_id: checkpoint_id.clone(),
+            checkpoint_id: END_OF_STREAM_CHECKPOINT.to_string(),
             at_sample: self.log.end_offset(),
-            deadline: Instant::now() + self.cfg.drain_timeout,
+            deadline: None,
         });
-        self.send(out, Message::text(checkpoint_message(&checkpoint_id)))
-            .await
+    }
+
+    /// Sends a checkpoint followed by a ping (one flush): the ping's answer shows the service
+    /// read everything before it, even when it has nothing to say.
+    async fn send_checkpoint(
+        &mut self,
+        out: &mut WsStream,
+        checkpoint_id: &str,
+        liveness: &mut Liveness,
+    ) -> Result<(), ConnectionEnd> {
+        let text = checkpoint_message(checkpoint_id);
+        let write = async {
+            out.feed(Message::text(text)).await?;
+            out.feed(Message::Ping(Bytes::new())).await?;
+            out.flush().await
+        };
+        self.bounded(write).await?;
+        let now = Instant::now();
+        liveness.checkpoint_at = Some(now);
+        liveness.pinged(now);
+        Ok(())
+    }
+
+    /// Sends the checkpoint the pending switch or drain waits for, and starts its deadline.
+    /// A switch goes first: the drain's checkpoint goes to the connection with the new options.
+    async fn send_pending_checkpoint(
+        &mut self,
+        out: &mut WsStream,
+        liveness: &mut Liveness,
+    ) -> Result<(), ConnectionEnd> {
+        if let Some(switch) = &self.switch {
+            let id = switch.checkpoint_id.clone();
+            let at = Duration::from_nanos(samples_to_ns(switch.at_sample));
+            self.send_checkpoint(out, &id, liveness).await?;
+            let deadline = liveness.checkpoint_deadline(self.cfg.drain_timeout);
+            if let Some(switch) = &mut self.switch {
+                switch.deadline = deadline;
+            }
+            self.step(Step::SwitchCheckpointSent { at });
+        } else if self.drain.is_some() {
+            self.send_checkpoint(out, END_OF_STREAM_CHECKPOINT, liveness)
+                .await?;
+            let deadline = liveness.checkpoint_deadline(self.cfg.drain_timeout);
+            if let Some(drain) = &mut self.drain {
+                drain.deadline = deadline;
+            }
+            self.step(Step::DrainCheckpointSent {
+                quiet: checkpoint_quiet(&self.cfg),
+            });
+        }
+        Ok(())
     }
 
     /// The old connection is done (echo, close or time-out): its pending text is final, its
@@ -240,34 +498,68 @@ impl Supervisor {
         self.log.release_through(switch.at_sample);
         self.cfg = switch.cfg;
         self.report_usage();
+        self.step(Step::SwitchDone);
         ConnectionEnd::Switched
     }
 
     fn start_drain(&mut self, reply: std::sync::mpsc::SyncSender<DrainOutcome>) {
         self.drain = Some(PendingDrain {
             reply,
-            deadline: Instant::now() + self.cfg.drain_timeout,
+            give_up_at: Instant::now() + drain_budget(&self.cfg),
+            deadline: None,
         });
     }
 
     fn drain_deadline(&self) -> Option<tokio::time::Instant> {
-        self.drain.as_ref().map(|d| d.deadline.into())
+        self.drain.as_ref().and_then(|d| d.deadline).map(Into::into)
+    }
+
+    fn drain_give_up(&self) -> Option<tokio::time::Instant> {
+        self.drain.as_ref().map(|d| d.give_up_at.into())
+    }
+
+    /// The whole drain took longer than its budget: reconnects kept failing or kept being
+    /// needed.
+    fn drain_exhausted(&self) -> Failure {
+        Failure::new(
+            FailureKind::DrainTimeout,
+            format!(
+                "Fireworks at {} did not finish the end of the stream within {} s, reconnects \
+                 included",
+                self.cfg.host_for_messages(),
+                drain_budget(&self.cfg).as_secs()
+            ),
+            "drain budget: (max-retries + 1) x (retry-interval + connect-timeout + \
+             stall-timeout + drain-timeout)",
+        )
     }
 
     /// Ends the stream: promotes pending text, reports usage and answers the drain request.
+    /// `TimedOut` is only used for a connection that was answering (a dead one is replaced):
+    /// the service heard everything but did not finish in `drain-timeout`.
     fn finish_drain(&mut self, outcome: DrainOutcome) {
         let events = self.transcript.end_of_stream();
+        let promoted = events
+            .iter()
+            .any(|e| matches!(e, TranscriptEvent::Final(t) if t.promoted));
         self.emit_transcript_events(events, self.interim_base);
         if outcome == DrainOutcome::TimedOut {
+            let what = if promoted {
+                "its unfinished last utterance was delivered as final (promoted=true)"
+            } else {
+                "no unfinished text was pending"
+            };
             self.emit(ClientEvent::Warning(Failure::new(
                 FailureKind::DrainTimeout,
                 format!(
-                    "Fireworks did not confirm the end of the stream within {} ms \
-                     (drain-timeout); pending text was delivered as final",
+                    "Fireworks was answering but did not confirm the end of the stream within \
+                     {} ms (drain-timeout); {what}",
                     self.cfg.drain_timeout.as_millis()
                 ),
                 "no checkpoint echo or close before the drain deadline",
             )));
+        } else if outcome == DrainOutcome::Completed {
+            self.step(Step::DrainConfirmed);
         }
         self.report_usage();
         if let Some(drain) = self.drain.take() {
@@ -281,13 +573,22 @@ impl Supervisor {
             let wake = tokio::time::Instant::now() + self.retry_delay();
             let cfg = self.cfg.clone();
             let tls = self.tls.clone();
+            let sink = self.sink.clone();
+            let number = self.attempts;
+            self.attempts += 1;
             let attempt = async move {
                 sleep_until(wake).await;
+                sink.on_event(ClientEvent::Step(Step::Connecting {
+                    attempt: number,
+                    host: cfg.host_for_messages(),
+                }));
                 connect::connect(&cfg, &tls).await
             };
             tokio::pin!(attempt);
             let result = loop {
-                let drain_deadline = self.drain_deadline();
+                // Only the drain's overall bound applies here: each attempt is bounded by
+                // connect-timeout and the retries are counted.
+                let give_up = self.drain_give_up();
                 // A full replay buffer stops intake instead of forgetting audio never sent:
                 // the queue then fills and the streaming thread waits (or, live, drops and
                 // says so).
@@ -296,9 +597,11 @@ impl Supervisor {
                     result = &mut attempt => break Some(result),
                     cmd = rx.recv(), if room => match cmd {
                         Some(Command::Reconfigure(cfg)) => {
-                            // The attempt under way carries the old options: start again.
-                            self.cfg = Arc::new(*cfg);
-                            break None;
+                            // The attempt under way carries the old options: when nothing
+                            // waits for them, start again with the new ones.
+                            if self.reconfigure_offline(*cfg) {
+                                break None;
+                            }
                         }
                         other => {
                             if !self.take_offline_command(other) {
@@ -306,8 +609,9 @@ impl Supervisor {
                             }
                         }
                     },
-                    _ = sleep_until_opt(drain_deadline) => {
-                        self.finish_drain(DrainOutcome::TimedOut);
+                    _ = sleep_until_opt(give_up) => {
+                        let failure = self.drain_exhausted();
+                        self.fail(failure);
                         return None;
                     }
                 }
@@ -316,7 +620,12 @@ impl Supervisor {
                 None => continue,
                 Some(Ok(ws)) => return Some(ws),
                 Some(Err(err)) => {
-                    let failure = err.to_failure(&self.cfg.host_for_messages());
+                    let failure =
+                        err.to_failure(&self.cfg.host_for_messages(), self.cfg.url.path());
+                    self.step(Step::ConnectFailed {
+                        attempt: self.attempts - 1,
+                        reason: failure.message.clone(),
+                    });
                     if !err.is_retryable() {
                         self.fail(failure);
                         return None;
@@ -345,42 +654,68 @@ impl Supervisor {
                 "replay buffer limit exceeded",
             )));
         }
+        // While a switch is pending, this connection carries the old options: it gets the
+        // audio before the switch point only.
+        let replay_end = self.switch.as_ref().map_or(u64::MAX, |s| s.at_sample);
+        let replay = self.log.frames_between(base, replay_end);
+        let replay_samples: u64 = replay
+            .iter()
+            .map(|(_, data)| data.len() as u64 / BYTES_PER_SAMPLE)
+            .sum();
         self.emit(ClientEvent::Connected {
             attempt: self.connections,
+        });
+        self.step(Step::Connected {
+            attempt: self.attempts.saturating_sub(1),
+            replay: Duration::from_nanos(samples_to_ns(replay_samples)),
         });
         self.connections += 1;
 
         // Not split into halves: select! drops the read future before any branch writes, so
         // one owner does, without the lock a split stream takes on every poll.
         let mut out = ws;
-        let replay = self.log.frames_from(base);
         if !replay.is_empty() {
             if let Err(end) = self.send_frames(&mut out, replay).await {
-                return end;
+                return self.read_what_arrived(&mut out, base, end).await;
             }
         }
-        if self.drain.is_some() {
-            if let Err(end) = self.send_checkpoint(&mut out).await {
-                return end;
-            }
+        let mut liveness = Liveness::new(Instant::now());
+        if let Err(end) = self.send_pending_checkpoint(&mut out, &mut liveness).await {
+            return self.read_what_arrived(&mut out, base, end).await;
         }
 
-        let mut last_heard = Instant::now();
-        let mut ping_outstanding = false;
-        // One timer for keepalive and stall, moved only when it fires: re-arming it for every
-        // message would touch the timer wheel thousands of times a second at scale.
-        let keepalive = sleep_until((last_heard + self.cfg.keepalive_interval).into());
+        // One timer for keepalive, stall and the checkpoint watch, moved only when it fires:
+        // re-arming it for every message would touch the timer wheel thousands of times a
+        // second at scale.
+        let keepalive = sleep_until(liveness.next_wake(Instant::now(), &self.cfg).into());
         tokio::pin!(keepalive);
         let mut usage_tick = tokio::time::interval(self.cfg.usage_interval);
         usage_tick.tick().await;
+        // The checkpoint's deadline passed before the connection answered anything.
+        let mut overdue = false;
         loop {
             let drain_deadline = self.drain_deadline();
-            let switch_deadline = self.switch.as_ref().map(|s| s.deadline.into());
+            let give_up = self.drain_give_up();
+            let switch_deadline = self
+                .switch
+                .as_ref()
+                .and_then(|s| s.deadline)
+                .map(Into::into);
             tokio::select! {
                 incoming = out.next() => {
-                    last_heard = Instant::now();
-                    ping_outstanding = false;
+                    liveness.heard(Instant::now());
                     if let Some(end) = self.on_incoming(incoming, base) {
+                        return self.close(out, end).await;
+                    }
+                    if overdue {
+                        // The checkpoint's time is up and the connection has now shown it is
+                        // alive: the service heard everything but did not finish in time.
+                        let end = if self.switch.is_some() {
+                            self.finish_switch()
+                        } else {
+                            self.finish_drain(DrainOutcome::TimedOut);
+                            ConnectionEnd::Finished
+                        };
                         return self.close(out, end).await;
                     }
                 }
@@ -391,23 +726,19 @@ impl Supervisor {
                     if let Some(Command::Audio(data)) = next {
                         next = match self.send_queued_audio(&mut out, rx, data).await {
                             Ok(command) => command,
-                            Err(end) => return end,
+                            Err(end) => return self.read_what_arrived(&mut out, base, end).await,
                         };
                         if next.is_none() {
                             continue;
                         }
                     }
-                    match next {
+                    let sent_checkpoint = match next {
                         Some(Command::Audio(_)) => unreachable!("audio is sent above"),
                         Some(Command::Drain(reply)) => {
                             self.start_drain(reply);
                             // While switching, the next connection sends the end-of-stream
                             // checkpoint.
-                            if self.switch.is_none() {
-                                if let Err(end) = self.send_checkpoint(&mut out).await {
-                                    return end;
-                                }
-                            }
+                            self.switch.is_none()
                         }
                         Some(Command::Reconfigure(cfg)) => {
                             if self.switch.is_some() || self.drain.is_some() {
@@ -416,47 +747,119 @@ impl Supervisor {
                                     Some(switch) => switch.cfg = Arc::new(*cfg),
                                     None => self.cfg = Arc::new(*cfg),
                                 }
-                            } else if let Err(end) = self.start_switch(&mut out, *cfg).await {
-                                return end;
+                                false
+                            } else {
+                                self.start_switch(*cfg);
+                                true
                             }
                         }
                         None => return self.close(out, ConnectionEnd::Finished).await,
+                    };
+                    if sent_checkpoint {
+                        if let Err(end) = self.send_pending_checkpoint(&mut out, &mut liveness).await {
+                            return self.read_what_arrived(&mut out, base, end).await;
+                        }
+                        keepalive
+                            .as_mut()
+                            .reset(liveness.next_wake(Instant::now(), &self.cfg).into());
                     }
                 }
                 () = &mut keepalive => {
-                    // Quiet for keepalive_interval: ping. Still nothing by stall_timeout: stalled.
-                    let quiet_bound = if ping_outstanding {
-                        self.cfg.stall_timeout
-                    } else {
-                        self.cfg.keepalive_interval
-                    };
-                    let due = last_heard + quiet_bound;
-                    if Instant::now() < due {
-                        keepalive.as_mut().reset(due.into());
-                        continue;
+                    let now = Instant::now();
+                    match liveness.check(now, &self.cfg) {
+                        Due::Wait(at) => keepalive.as_mut().reset(at.into()),
+                        Due::Ping => {
+                            if let Err(end) = self.send(&mut out, Message::Ping(Bytes::new())).await {
+                                return self.read_what_arrived(&mut out, base, end).await;
+                            }
+                            self.step(Step::PingSent);
+                            liveness.pinged(now);
+                            keepalive
+                                .as_mut()
+                                .reset(liveness.next_wake(now, &self.cfg).into());
+                        }
+                        Due::Dead(after) => {
+                            self.step(Step::Silent { after });
+                            let failure = self.silent(after, liveness.checkpoint_at.is_some());
+                            return ConnectionEnd::Lost(failure);
+                        }
                     }
-                    if ping_outstanding {
-                        return ConnectionEnd::Lost(self.stalled());
-                    }
-                    if let Err(end) = self.send(&mut out, Message::Ping(Bytes::new())).await {
-                        return end;
-                    }
-                    ping_outstanding = true;
-                    keepalive
-                        .as_mut()
-                        .reset((last_heard + self.cfg.stall_timeout).into());
                 }
                 _ = sleep_until_opt(switch_deadline) => {
+                    if !liveness.heard_since_checkpoint() {
+                        // Silent so far: not "answering but slow" (yet). The watch replaces
+                        // it when the quiet bound passes; a first frame before that ends it.
+                        overdue = true;
+                        if let Some(switch) = &mut self.switch {
+                            switch.deadline = None;
+                        }
+                        continue;
+                    }
+                    // The old connection had its time; its unfinished text is final.
                     let end = self.finish_switch();
                     return self.close(out, end).await;
                 }
                 _ = sleep_until_opt(drain_deadline) => {
+                    if !liveness.heard_since_checkpoint() {
+                        overdue = true;
+                        if let Some(drain) = &mut self.drain {
+                            drain.deadline = None;
+                        }
+                        continue;
+                    }
                     self.finish_drain(DrainOutcome::TimedOut);
                     return self.close(out, ConnectionEnd::Finished).await;
+                }
+                _ = sleep_until_opt(give_up) => {
+                    let end = ConnectionEnd::Fatal(self.drain_exhausted());
+                    return self.close(out, end).await;
                 }
                 _ = usage_tick.tick() => self.report_usage(),
             }
         }
+    }
+
+    /// A write failed, but the service may have sent transcripts before it went away (a
+    /// server that closes abruptly resets the connection while our audio is still in flight,
+    /// and the write notices first). What has already arrived is still read and processed —
+    /// for at most [`READ_AFTER_WRITE_FAILURE`] — so a final that arrived is delivered and
+    /// replay starts after it instead of asking the service for it again. The write's failure
+    /// stays the reason, unless the connection ended in a way that says more (a close frame).
+    async fn read_what_arrived(
+        &mut self,
+        out: &mut WsStream,
+        base: u64,
+        end: ConnectionEnd,
+    ) -> ConnectionEnd {
+        let until = tokio::time::Instant::now() + READ_AFTER_WRITE_FAILURE;
+        while let Ok(incoming) = tokio::time::timeout_at(until, out.next()).await {
+            if incoming.as_ref().is_none_or(|r| r.is_err()) {
+                // The read side has met the same failure: keep the write's description.
+                break;
+            }
+            if let Some(read_end) = self.on_incoming(incoming, base) {
+                return read_end;
+            }
+        }
+        end
+    }
+
+    /// The connection sent nothing for `after`: `at_checkpoint` while it owed an answer to a
+    /// checkpoint (the short bound), otherwise mid-stream (`stall-timeout`).
+    fn silent(&self, after: Duration, at_checkpoint: bool) -> Failure {
+        if !at_checkpoint {
+            return self.stalled();
+        }
+        Failure::new(
+            FailureKind::Stalled,
+            format!(
+                "Fireworks at {} stopped answering: nothing for {} ms after a checkpoint (not \
+                 even a pong)",
+                self.cfg.host_for_messages(),
+                after.as_millis()
+            ),
+            "no frame received within the checkpoint bound (3 s, or stall-timeout if shorter)",
+        )
     }
 
     fn stalled(&self) -> Failure {
@@ -574,11 +977,6 @@ impl Supervisor {
         Ok(())
     }
 
-    async fn send_checkpoint(&mut self, out: &mut WsStream) -> Result<(), ConnectionEnd> {
-        let text = checkpoint_message(END_OF_STREAM_CHECKPOINT);
-        self.send(out, Message::text(text)).await
-    }
-
     /// Handles one frame from the server. Returns how the connection ends, if it does.
     fn on_incoming(
         &mut self,
@@ -652,6 +1050,9 @@ impl Supervisor {
             return ConnectionEnd::Finished;
         }
         if self.drain.is_some() {
+            if normal_close && !self.drain_replayed {
+                self.step(Step::DrainClosedUnconfirmed);
+            }
             self.drain_replayed = true;
         }
         ConnectionEnd::Lost(failure)
@@ -801,6 +1202,7 @@ impl Supervisor {
             reason: "".into(),
         };
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, out.send(Message::Close(Some(frame)))).await;
+        self.step(Step::Closed);
         end
     }
 }
@@ -814,4 +1216,80 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
 
 fn excerpt(text: &str) -> String {
     text.chars().take(200).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> ClientConfig {
+        let url = url::Url::parse("wss://example.com/v1/audio/transcriptions/streaming").unwrap();
+        ClientConfig::new(url, super::super::ApiKey::new("k"))
+    }
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn mid_stream_a_connection_is_pinged_then_stalled() {
+        let cfg = cfg();
+        let t0 = Instant::now();
+        let mut live = Liveness::new(t0);
+        assert!(
+            matches!(live.check(t0 + secs(1.0), &cfg), Due::Wait(at) if at == t0 + cfg.keepalive_interval)
+        );
+        assert!(matches!(
+            live.check(t0 + cfg.keepalive_interval, &cfg),
+            Due::Ping
+        ));
+        live.pinged(t0 + cfg.keepalive_interval);
+        assert!(matches!(live.check(t0 + secs(14.9), &cfg), Due::Wait(_)));
+        assert!(
+            matches!(live.check(t0 + cfg.stall_timeout, &cfg), Due::Dead(d) if d == cfg.stall_timeout)
+        );
+    }
+
+    #[test]
+    fn after_a_checkpoint_three_silent_seconds_mean_dead() {
+        let cfg = cfg();
+        let t0 = Instant::now();
+        let mut live = Liveness::new(t0);
+        let cp = t0 + secs(10.0);
+        live.checkpoint_at = Some(cp);
+        live.pinged(cp);
+        assert!(!live.heard_since_checkpoint());
+        assert!(matches!(live.check(cp + secs(0.5), &cfg), Due::Wait(at) if at == cp + secs(1.0)));
+        assert!(matches!(live.check(cp + secs(1.0), &cfg), Due::Ping));
+        live.pinged(cp + secs(1.0));
+        assert!(matches!(live.check(cp + secs(2.9), &cfg), Due::Ping));
+        assert!(matches!(live.check(cp + secs(3.0), &cfg), Due::Dead(d) if d == CHECKPOINT_QUIET));
+        // A pong moves the bound: quiet counts from the last frame.
+        live.heard(cp + secs(2.0));
+        assert!(live.heard_since_checkpoint());
+        assert!(matches!(live.check(cp + secs(4.9), &cfg), Due::Ping));
+        assert!(matches!(live.check(cp + secs(5.0), &cfg), Due::Dead(_)));
+    }
+
+    #[test]
+    fn a_short_stall_timeout_shortens_the_checkpoint_bound() {
+        let mut cfg = cfg();
+        cfg.stall_timeout = secs(0.9);
+        assert_eq!(checkpoint_quiet(&cfg), secs(0.9));
+        let t0 = Instant::now();
+        let mut live = Liveness::new(t0);
+        live.checkpoint_at = Some(t0);
+        live.pinged(t0);
+        assert!(matches!(live.check(t0 + secs(0.9), &cfg), Due::Dead(_)));
+    }
+
+    #[test]
+    fn the_drain_budget_covers_every_attempt() {
+        // (3 + 1) x (2 + 10 + 15 + 5) s with the defaults.
+        assert_eq!(drain_budget(&cfg()), secs(128.0));
+        let mut short = cfg();
+        short.drain_timeout = secs(0.5);
+        short.max_retries = 0;
+        assert_eq!(drain_budget(&short), secs(2.0 + 10.0 + 15.0 + 3.0));
+    }
 }

@@ -105,6 +105,8 @@ impl imp::FireworksStt {
             ClientEvent::Usage { since_last, total } => {
                 self.post_structure(bus::usage(since_last, total));
             }
+            ClientEvent::Step(step) if step.is_routine() => gst::log!(CAT, imp = self, "{step}"),
+            ClientEvent::Step(step) => gst::debug!(CAT, imp = self, "{step}"),
             ClientEvent::Warning(failure) => self.post_failure(&failure, false),
             ClientEvent::Error(failure) => {
                 // Post before flagging the failure: the streaming thread then returns a flow

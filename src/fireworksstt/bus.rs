@@ -111,6 +111,12 @@ pub fn failure_details(failure: &Failure) -> gst::Structure {
     if let Some(attempt) = failure.attempt {
         s = s.field("attempt", attempt);
     }
+    if let Some(lost) = failure.untranscribed {
+        s = s.field(
+            "untranscribed-audio",
+            gst::ClockTime::from_nseconds(lost.as_nanos() as u64),
+        );
+    }
     s.build()
 }
 

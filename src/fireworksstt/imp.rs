@@ -97,12 +97,12 @@ impl ElementImpl for FireworksStt {
     fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
         static METADATA: Lazy<gst::subclass::ElementMetadata> = Lazy::new(|| {
             gst::subclass::ElementMetadata::new(
-                "Transcriber",
+                "Fireworks AI Transcriber",
                 "Audio/Text/Filter",
                 "Speech to Text filter, using the Fireworks AI streaming speech-to-text service. \
                  Outputs timed words (or utterances) and posts fireworksstt/* bus messages; \
                  usable as transcriberbin's transcriber",
-                "fireworksstt developers",
+                "The gst-plugin-fireworks maintainers (see the crate's README.md)",
             )
         });
         Some(&*METADATA)

@@ -171,7 +171,11 @@ pub fn specs() -> Vec<glib::ParamSpec> {
             .build(),
         glib::ParamSpecUInt::builder("max-observed-delay")
             .nick("Maximum observed delay")
-            .blurb("Largest delay seen between sending audio and receiving its words, in milliseconds")
+            .blurb(
+                "Largest delay of the words, in milliseconds. Live input: how far a word buffer \
+                 lagged behind its running time when pushed. Non-live input: from sending a \
+                 final's first word to receiving the final. Reset when the element starts",
+            )
             .read_only()
             .build(),
         glib::ParamSpecEnum::builder_with_default("output-mode", OutputMode::Words)
@@ -189,8 +193,9 @@ pub fn specs() -> Vec<glib::ParamSpec> {
             .nick("Early words")
             .blurb(
                 "With live input in words mode, push a word from the interim results \
-                 when its deadline (PTS + latency) is near instead of waiting for the \
-                 final; later revisions of such a word are not reflected",
+                 when its deadline comes (running time + latency + lateness, less half the \
+                 latency up to 1 s) instead of waiting for the final; later revisions of such \
+                 a word are not reflected",
             )
             .default_value(true)
             .mutable_playing()
@@ -205,7 +210,10 @@ pub fn specs() -> Vec<glib::ParamSpec> {
             .build(),
         glib::ParamSpecString::builder("tls-ca-file")
             .nick("TLS CA file")
-            .blurb("PEM file with extra CA certificates to trust for wss:// (private deployments)")
+            .blurb(
+                "PEM file with extra certificates to trust for wss:// (private deployments): CA \
+                 certificates, or the server's own self-signed certificate",
+            )
             .mutable_ready()
             .build(),
         glib::ParamSpecBoolean::builder("allow-insecure-ws")

@@ -1,5 +1,5 @@
 //! Maps the `language-code` property (BCP-47 or POSIX forms, as `transcriberbin` sets them) to
-//! a language code the Fireworks service accepts (`fireworks-protocol.md` §11).
+//! a language code the Fireworks service accepts (docs/protocol.md#validation).
 
 use std::fmt;
 

@@ -1,5 +1,6 @@
-//! Server → client JSON messages (`fireworks-protocol.md` §6) and the one client → server JSON
-//! message we send, the end-of-stream checkpoint (§5.2).
+//! Server → client JSON messages (docs/protocol.md#server-messages) and the one client → server
+//! JSON message we send, the end-of-stream checkpoint
+//! (docs/protocol.md#json-messages-from-the-client).
 //!
 //! Parsing deserializes each frame straight into the typed messages, in one pass, without first
 //! building a `serde_json::Value` tree: a transcription frame (about 1.4 KB) costs a few
@@ -634,7 +635,8 @@ impl<'de> Field<'de> for SegmentField {
 }
 
 /// A segment id. Ids are JSON integers; an integral float such as `2.0` is accepted too (Python
-/// compares it equal to `2`), but strings and fractions are not (TV12). `Err` describes the value.
+/// compares it equal to `2`), but strings and fractions are not (docs/protocol.md#tv12). `Err`
+/// describes the value.
 struct IdField;
 
 impl Field<'_> for IdField {

@@ -1,5 +1,5 @@
 //! The Fireworks streaming speech-to-text protocol as pure code: session options → URL,
-//! server message parsing, and the transcript state machine (`fireworks-protocol.md` §4–§8).
+//! server message parsing, and the transcript state machine, as docs/protocol.md describes them.
 //!
 //! Nothing in here does I/O or knows about GStreamer or tokio, so all of it is unit tested with
 //! the protocol document's test vectors.

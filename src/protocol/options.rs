@@ -1,6 +1,8 @@
-//! Session options and the streaming URL built from them (`fireworks-protocol.md` §4.1, §4.3, §11).
+//! Session options and the streaming URL built from them (docs/protocol.md#url,
+//! docs/protocol.md#query-parameters, docs/protocol.md#validation).
 //!
-//! The query string is byte-for-byte what the reference client's `urlencode(..., doseq=True)`
+//! The query string is byte-for-byte what LiveKit's plugin (`livekit-plugins-fireworksai`) builds
+//! with Python's `urlencode(..., doseq=True)`
 //! produces, except for our deliberate fixes: `vad_kwargs` is JSON and the timestamp
 //! granularities are requested by default.
 
@@ -47,7 +49,7 @@ impl Default for SessionOptions {
             vad_kwargs: None,
             text_timeout_seconds: 1.0,
             response_format: SUPPORTED_RESPONSE_FORMAT.to_owned(),
-            // Unlike the reference client: our output buffers need word times.
+            // Unlike LiveKit's plugin: our output buffers need word times.
             word_timestamps: true,
             segment_timestamps: true,
         }
@@ -72,7 +74,7 @@ impl SessionOptions {
         Ok(())
     }
 
-    /// The query pairs in the reference client's order, unset options left out.
+    /// The query pairs in LiveKit's plugin's order, unset options left out.
     pub fn query_pairs(&self) -> Vec<(&'static str, String)> {
         let mut pairs = Vec::new();
         let mut push_text = |key, value: &Option<String>| {
@@ -90,7 +92,7 @@ impl SessionOptions {
         if let Some(skip_vad) = self.skip_vad {
             pairs.push(("skip_vad", python_bool(skip_vad).to_owned()));
         }
-        // An empty dict sends nothing in the reference client either.
+        // An empty dict sends nothing in LiveKit's plugin either.
         if let Some(kwargs) = self.vad_kwargs.as_ref().filter(|k| !k.is_empty()) {
             let json = serde_json::Value::Object(kwargs.clone()).to_string();
             pairs.push(("vad_kwargs", json));
@@ -100,7 +102,8 @@ impl SessionOptions {
             python_float(self.text_timeout_seconds),
         ));
         pairs.push(("response_format", self.response_format.clone()));
-        // A list goes out as repeated keys, never joined with commas (§4.3).
+        // A list goes out as repeated keys, never joined with commas
+        // (docs/protocol.md#query-parameters).
         if self.word_timestamps {
             pairs.push(("timestamp_granularities", "word".to_owned()));
         }

@@ -1,5 +1,6 @@
-//! Renders query values exactly as the reference client's Python does (`str()` and
-//! `urllib.parse.quote_plus`), so our URLs match its URLs byte for byte (§4.3).
+//! Renders query values exactly as LiveKit's plugin's Python does (`str()` and
+//! `urllib.parse.quote_plus`), so our URLs match its URLs byte for byte
+//! (docs/protocol.md#query-parameters).
 
 use std::fmt::Write;
 

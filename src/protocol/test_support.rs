@@ -1,4 +1,4 @@
-//! Test helpers: messages in the notation of the protocol document's test vectors (§8), and
+//! Test helpers: messages in the notation of the test vectors (docs/protocol.md#test-vectors), and
 //! events as short strings.
 
 use serde_json::{json, Value};

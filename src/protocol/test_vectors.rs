@@ -1,4 +1,4 @@
-//! Test vectors TV1–TV15 of `fireworks-protocol.md` §8, with the events OUR element emits:
+//! Test vectors TV1–TV15 of docs/protocol.md#test-vectors, with the events OUR element emits:
 //! END after every FINAL, START before the first event after END, the TV10/TV11 tables, TV4's
 //! promotion at end of stream and TV14's atomic rejection.
 
@@ -307,7 +307,7 @@ fn tv14_bad_segment_rejects_the_whole_message() {
     let mut s = TranscriptState::new();
     step(&mut s, vec![seg(0, "ok", "ok")], &["START", "INTERIM ok"]);
 
-    // Unlike the reference, segment 0 is NOT updated to "ok fine" before the failure.
+    // Unlike LiveKit's plugin, segment 0 is NOT updated to "ok fine" before the failure.
     let before = format!("{s:?}");
     let bad = message(vec![
         seg(0, "ok fine", "ok fine"),

@@ -1,10 +1,12 @@
 //! The transcript state machine: turns transcription messages into interim and final
 //! transcripts and per-utterance speech boundaries.
 //!
-//! It follows the reference client's rules (`fireworks-protocol.md` §7.1) with our changes
-//! (§7.2, §1): state is reset per connection, texts are trimmed and empty ones skipped, START/END
-//! bracket each utterance, pending interim text is promoted at end of stream, and a bad message
-//! leaves the state untouched (the reference keeps a partial update, TV14).
+//! It follows the rules of LiveKit's plugin (docs/protocol.md#base-rules, R1–R14) with our
+//! changes (docs/protocol.md#changes-in-fireworksstt, D1–D8): state is reset per connection,
+//! texts are trimmed and empty ones skipped, START/END bracket each utterance, pending interim
+//! text is promoted at end of stream, and a bad message leaves the state untouched (LiveKit's
+//! plugin keeps a partial update, TV14). TVn are the test vectors of
+//! docs/protocol.md#test-vectors.
 //!
 //! The server is not trusted to finalize: the text held for the open utterance is bounded by
 //! [`MAX_PENDING_SEGMENTS`] and [`MAX_PENDING_BYTES`], whatever it sends.
@@ -71,16 +73,16 @@ impl fmt::Display for TranscriptError {
 
 impl std::error::Error for TranscriptError {}
 
-/// The reference client's "no segment finalized yet" id.
+/// The "no segment finalized yet" id of the base rules.
 const NO_FINAL_SEGMENT: i64 = -1;
 
 /// Most segments held for the open utterance on one connection.
 ///
 /// Real speech has a handful pending at a time: the server finalizes after
 /// `text_timeout_seconds` of silence, every final empties the map, and its window holds about
-/// 20 s of audio (§6.2). 1024 is far above that; only a server that keeps sending new ids without
-/// ever finalizing reaches it. Beyond it the lowest ids (the oldest text) are dropped, so the
-/// newest text is always shown.
+/// 20 s of audio (docs/protocol.md#how-segments-change). 1024 is far above that; only a server
+/// that keeps sending new ids without ever finalizing reaches it. Beyond it the lowest ids (the
+/// oldest text) are dropped, so the newest text is always shown.
 pub const MAX_PENDING_SEGMENTS: usize = 1024;
 
 /// Most bytes held for the open utterance on one connection, as counted by
@@ -139,10 +141,10 @@ impl SegmentEntry {
 
 #[derive(Debug)]
 pub struct TranscriptState {
-    /// Segment id → current text; the reference client's `transcript_state`.
+    /// Segment id → current text; `texts` in the base rules.
     segments: BTreeMap<i64, SegmentEntry>,
     last_final_id: i64,
-    /// Words of segment `last_final_id` already emitted in a final. The reference keeps a map
+    /// Words of segment `last_final_id` already emitted in a final. The base rules keep a map
     /// from id to count, but only reads the entry of the last final id, which every final sets.
     finalized_word_count: usize,
     speaking: bool,
@@ -169,7 +171,7 @@ impl TranscriptState {
         Self::default()
     }
 
-    /// Per-connection reset (§7.2): segment texts, last-final id and finalized word count.
+    /// Per-connection reset (D1): segment texts, last-final id and finalized word count.
     ///
     /// Keeps the utterance counter, the speaking flag and the pending interim: a reconnect
     /// continues the same utterance, and the replayed audio will be transcribed again.
@@ -186,7 +188,7 @@ impl TranscriptState {
         &mut self,
         msg: &TranscriptionMessage,
     ) -> Result<Vec<TranscriptEvent>, TranscriptError> {
-        // Rule 2: a message without segments changes nothing.
+        // R2: a message without segments changes nothing.
         let Some(latest) = highest_segment(&msg.segments) else {
             return Ok(Vec::new());
         };
@@ -195,7 +197,7 @@ impl TranscriptState {
         for segment in &msg.segments {
             self.apply(segment);
         }
-        // Rule 5: a lower highest id than before means trailing segments were retracted.
+        // R5: a lower highest id than before means trailing segments were retracted.
         self.segments.retain(|id, _| *id <= latest.id);
         self.enforce_bounds();
 
@@ -276,7 +278,7 @@ impl TranscriptState {
         self.segments.values().map(|entry| entry.bytes).sum()
     }
 
-    /// The only way rule 4 can fail: a new segment without text (TV14).
+    /// The only way R4 can fail: a new segment without text (TV14).
     fn validate(&self, segments: &[Segment]) -> Result<(), TranscriptError> {
         match segments
             .iter()
@@ -287,7 +289,7 @@ impl TranscriptState {
         }
     }
 
-    /// Rule 4 for one segment.
+    /// R4 for one segment.
     fn apply(&mut self, segment: &Segment) {
         if segment.id < self.last_final_id {
             return;
@@ -329,7 +331,7 @@ impl TranscriptState {
         }
     }
 
-    /// Rules 6 and 7 with our trimming: `None` when there is no text to show.
+    /// R6 and R7 with our trimming (D5): `None` when there is no text to show.
     fn current_transcript(&self, language: Option<String>) -> Option<Transcript> {
         let shown: Vec<(&str, &SegmentEntry)> = self
             .segments
@@ -384,14 +386,14 @@ impl TranscriptState {
     }
 }
 
-/// Rule 3: the segment with the largest id; the first of equals, as Python's `max` picks.
+/// R3: the segment with the largest id; the first of equals, as Python's `max` picks.
 fn highest_segment(segments: &[Segment]) -> Option<&Segment> {
     segments
         .iter()
         .reduce(|best, s| if s.id > best.id { s } else { best })
 }
 
-/// Rule 9: final iff the highest-id segment's last word is final.
+/// R9: final iff the highest-id segment's last word is final.
 fn ends_in_final_word(segment: &Segment) -> bool {
     segment
         .words
@@ -594,7 +596,7 @@ mod tests {
         );
         state.begin_connection();
         assert!(state.is_speaking());
-        // The new connection's ids restart at 0 and are not swallowed (TV11 fix).
+        // The new connection's ids restart at 0 and are not swallowed (TV11, D1).
         assert_eq!(
             events(&mut state, vec![seg(0, "hello", "hello")]),
             ["INTERIM hello"]
@@ -720,7 +722,7 @@ mod tests {
             events(&mut state, vec![seg(i64::MIN, "small", "small")]),
             Vec::<String>::new()
         );
-        // Like the reference, ids below -1 are skipped and -1 counts as the last final id.
+        // As in the base rules, ids below -1 are skipped and -1 counts as the last final id.
         let mut state = TranscriptState::new();
         let negative = vec![seg(i64::MIN, "neg", "neg"), seg_without_words(-1, "m")];
         assert!(events(&mut state, negative).is_empty());
@@ -889,7 +891,7 @@ mod tests {
         let word = std::mem::size_of::<TranscriptWord>();
         assert_eq!(state.pending_segments(), 2);
         assert_eq!(state.pending_bytes(), 2 + (word + 2) + 3);
-        // Retraction (rule 5) frees segment 1.
+        // Retraction (R5) frees segment 1.
         state.handle(&message(vec![seg(0, "ab", "ab")])).unwrap();
         assert_eq!(state.pending_bytes(), 2 + word + 2);
         state.begin_connection();

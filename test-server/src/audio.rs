@@ -736,6 +736,26 @@ impl StreamDecoder {
         }
     }
 
+    /// Counts `n` samples as received without decoding them: for silence before the decoder's
+    /// first sample (its state is only the position then).
+    pub fn advance_samples(&mut self, n: u64) {
+        self.pos += n;
+    }
+
+    /// Counts S16LE bytes as received without decoding them (the position keeps counting).
+    pub fn advance_bytes(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let n = bytes.len() + usize::from(self.dangling.is_some());
+        self.pos += (n / 2) as u64;
+        self.dangling = if n % 2 == 1 {
+            bytes.last().copied()
+        } else {
+            None
+        };
+    }
+
     /// Feeds samples.
     pub fn push_samples(&mut self, samples: &[i16], out: &mut Vec<DecodeEvent>) {
         for &s in samples {

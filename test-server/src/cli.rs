@@ -20,9 +20,12 @@ use crate::server::TestServer;
 pub const SERVER_USAGE: &str = "\
 usage: fireworks-test-server [options]
 
-Serves the Fireworks streaming speech-to-text protocol for test audio (see the crate docs)
-on ws://HOST:PORT/v1 (with --tls-cert: wss://localhost:PORT/v1) and prints one line
-'fireworks test server listening on URL'.
+Serves the Fireworks streaming speech-to-text protocol on ws://HOST:PORT/v1 (with --tls-cert:
+wss://localhost:PORT/v1) and prints one line 'fireworks test server listening on URL'.
+It recognises English speech offline with Whisper tiny.en (the model that ./scripts/setup.sh
+puts in ~/.cache/fireworksstt/models/whisper-tiny.en; FIREWORKSSTT_MODEL_DIR overrides), and
+transcribes tone-coded test audio (make-test-audio) exactly. One line per connection on stderr
+tells what happened.
 Runs until killed (Ctrl-C), or until standard input closes with --exit-on-stdin-eof.
 
 options:
@@ -206,6 +209,9 @@ pub fn run_server(args: impl IntoIterator<Item = String>) -> ExitCode {
             }
         }
     }
+    // Load the speech model now (once per process), so a missing model is reported at start
+    // and the first connection does not wait for the load.
+    let _ = crate::recognizer::Recognizer::shared();
     let server = match TestServer::start_on(addr, config) {
         Ok(s) => s,
         Err(e) if e.kind() == io::ErrorKind::InvalidInput => {

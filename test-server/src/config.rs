@@ -146,6 +146,9 @@ pub struct ServerConfig {
     /// Serve `wss://` with this identity (TLS before the WebSocket upgrade); `None` (the
     /// default) serves plain `ws://`.
     pub tls: Option<TlsIdentity>,
+    /// Print one line per connection on stderr when it ends: options, seconds of audio
+    /// received, recogniser, finals and interims sent, how it ended (default on).
+    pub log_connections: bool,
 }
 
 impl Default for ServerConfig {
@@ -165,6 +168,7 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(2),
             tls: None,
+            log_connections: true,
         }
     }
 }
@@ -177,6 +181,10 @@ impl ServerConfig {
     /// Injects `fault` into connection `connection` (0 = the first TCP connection accepted).
     pub fn with_fault(mut self, connection: usize, fault: Fault) -> Self {
         self.faults.push((connection, fault));
+        self
+    }
+    pub fn with_log_connections(mut self, on: bool) -> Self {
+        self.log_connections = on;
         self
     }
     pub fn with_close_after_echo(mut self, on: bool) -> Self {

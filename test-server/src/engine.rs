@@ -3,9 +3,14 @@
 
 use serde::Serialize;
 
-use crate::audio::{samples_to_seconds, DecodeEvent, StreamDecoder};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::audio::{samples_to_seconds, DecodeEvent, StreamDecoder, SILENCE_THRESHOLD};
 use crate::config::ServerConfig;
 use crate::query::SessionOptions;
+use crate::recognizer::{Pass, Recognition, Recognizer, RECOGNIZER_NAME};
+use crate::speech::{Segmenter, UtteranceAudio};
 
 /// The behaviour switches of the engine (taken from [`ServerConfig`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +67,90 @@ struct Word {
     start: u64,
     end: u64,
     is_final: bool,
+    probability: f64,
+}
+
+/// What the connection's audio turned out to be (see [`Transcriber`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioKind {
+    /// Nothing but silence so far.
+    Undecided,
+    /// The tone-coded test audio of [`crate::audio`]: exact transcripts.
+    TestCode,
+    /// Anything else: recognised as English speech by Whisper.
+    Speech,
+}
+
+/// Loud samples examined before deciding between test code and speech.
+const CLASSIFY_SAMPLES: u32 = 32;
+/// Largest distance of a test-code sample's magnitude from its code's (the code steps are 500).
+const CODE_TOLERANCE: i32 = 100;
+
+/// Whether a decode is for an interim or a final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeKind {
+    Interim,
+    Final,
+}
+
+/// A decode of one utterance's audio, to be run off the async reactor ([`DecodeJob::run`] blocks
+/// for up to about a second).
+pub struct DecodeJob {
+    pub kind: DecodeKind,
+    audio: UtteranceAudio,
+    recognizer: Arc<Recognizer>,
+}
+
+/// A finished [`DecodeJob`], for [`Transcriber::on_decoded`].
+#[derive(Debug)]
+pub struct DecodeDone {
+    pub kind: DecodeKind,
+    generation: u64,
+    start: u64,
+    result: Result<Recognition, String>,
+}
+
+impl DecodeJob {
+    /// Seconds of audio to decode.
+    pub fn seconds(&self) -> f64 {
+        self.audio.samples.len() as f64 / 16000.0
+    }
+
+    pub fn run(self) -> DecodeDone {
+        let pass = match self.kind {
+            DecodeKind::Interim => Pass::Quick,
+            DecodeKind::Final => Pass::Full,
+        };
+        DecodeDone {
+            kind: self.kind,
+            generation: self.audio.generation,
+            start: self.audio.start,
+            result: self.recognizer.recognize(&self.audio.samples, pass),
+        }
+    }
+}
+
+/// The speech side of a connection.
+struct SpeechState {
+    segmenter: Segmenter,
+    recognizer: Option<Arc<Recognizer>>,
+    /// Closed utterances waiting for their final decode, in order.
+    finals_due: VecDeque<UtteranceAudio>,
+    /// Utterances at or below this generation are finalized or forgotten: late interims for
+    /// them are dropped.
+    done_below: u64,
+    /// A byte left over from an odd-length frame.
+    odd_byte: Option<u8>,
+}
+
+/// Counters for the connection's log line.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EngineStats {
+    pub finals: u64,
+    pub interims: u64,
+    pub decodes: u64,
+    pub decode_seconds: f64,
+    pub decode_errors: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +214,32 @@ pub struct Transcriber {
     last_final: Option<Segment>,
     open: Vec<Segment>,
     finals: Vec<FinalUtterance>,
+    text_timeout: u64,
+    requested_language: Option<String>,
+    kind: AudioKind,
+    /// Audio received while [`AudioKind::Undecided`] (the last second of it), as samples.
+    undecided: VecDeque<i16>,
+    /// Connection sample position of `undecided[0]`.
+    undecided_start: u64,
+    undecided_odd: Option<u8>,
+    loud_seen: u32,
+    code_like: u32,
+    last_loud: i32,
+    language_ok: bool,
+    speech: Option<Box<SpeechState>>,
+    /// A protocol error to send, after which the server closes the connection.
+    fatal: Option<String>,
+    stats: EngineStats,
+}
+
+impl std::fmt::Debug for SpeechState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpeechState")
+            .field("segmenter", &self.segmenter)
+            .field("recognizer", &self.recognizer.is_some())
+            .field("finals_due", &self.finals_due.len())
+            .finish()
+    }
 }
 
 impl Transcriber {
@@ -140,12 +255,259 @@ impl Transcriber {
             last_final: None,
             open: Vec::new(),
             finals: Vec::new(),
+            text_timeout: options.text_timeout_samples(),
+            requested_language: options.language.clone(),
+            kind: AudioKind::Undecided,
+            undecided: VecDeque::new(),
+            undecided_start: 0,
+            undecided_odd: None,
+            loud_seen: 0,
+            code_like: 0,
+            last_loud: 0,
+            language_ok: options
+                .language
+                .as_deref()
+                .is_none_or(|l| l.eq_ignore_ascii_case("en")),
+            speech: None,
+            fatal: None,
+            stats: EngineStats::default(),
         }
+    }
+
+    /// What the audio turned out to be.
+    pub fn kind(&self) -> AudioKind {
+        self.kind
+    }
+
+    /// The recogniser in use, for logs: "test code", Whisper's name, or why there is none.
+    pub fn recognizer_label(&self) -> &'static str {
+        match self.kind {
+            AudioKind::Undecided => "none (no sound received)",
+            AudioKind::TestCode => "test-code decoder",
+            AudioKind::Speech => match &self.speech {
+                Some(s) if s.recognizer.is_some() => RECOGNIZER_NAME,
+                _ if !self.language_ok => "none (language not supported)",
+                _ => "none (speech model not installed)",
+            },
+        }
+    }
+
+    /// Utterances finalized so far.
+    pub fn finals_sent(&self) -> u64 {
+        self.stats.finals
+    }
+
+    /// Interim messages sent so far from speech decodes (test code: counted as finals only).
+    pub fn interims_sent(&self) -> u64 {
+        self.stats.interims
+    }
+
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// A protocol error that ends the connection (sent as `{"error": …}`, then closed).
+    pub fn take_fatal(&mut self) -> Option<String> {
+        self.fatal.take()
+    }
+
+    /// Decides, from the first loud samples, whether this is tone-coded test audio: every test-code
+    /// letter alternates `+M, −M` sample by sample with `M` on the code grid; speech never does.
+    fn classify(&mut self, bytes: &[u8]) {
+        let mut odd = self.undecided_odd.take();
+        let mut data = Vec::with_capacity(bytes.len() + 1);
+        data.extend(odd.take());
+        data.extend_from_slice(bytes);
+        let mut chunks = data.chunks_exact(2);
+        for c in &mut chunks {
+            let s = i16::from_le_bytes([c[0], c[1]]);
+            self.undecided.push_back(s);
+            if self.kind != AudioKind::Undecided {
+                continue;
+            }
+            let v = s as i32;
+            if v.abs() >= SILENCE_THRESHOLD {
+                let m = v.abs();
+                let on_grid = m >= 2250 && ((m - 2000 + 250) % 500 - 250).abs() <= CODE_TOLERANCE;
+                let alternates = self.loud_seen == 0 || (v > 0) != (self.last_loud > 0);
+                if on_grid && alternates {
+                    self.code_like += 1;
+                }
+                self.last_loud = v;
+                self.loud_seen += 1;
+                if self.loud_seen >= CLASSIFY_SAMPLES {
+                    self.kind = if self.code_like + 2 >= self.loud_seen {
+                        AudioKind::TestCode
+                    } else {
+                        AudioKind::Speech
+                    };
+                }
+            }
+        }
+        self.undecided_odd = chunks.remainder().first().copied();
+        while self.kind == AudioKind::Undecided && self.undecided.len() > 16000 {
+            self.undecided.pop_front();
+            self.undecided_start += 1;
+        }
+    }
+
+    /// Switches the connection to speech: the audio kept so far goes to the segmenter.
+    fn start_speech(&mut self) {
+        let recognizer = if self.language_ok {
+            Recognizer::shared()
+        } else {
+            self.fatal = Some(format!(
+                "language {:?} is not supported by the local speech recogniser ({RECOGNIZER_NAME}, \
+                 English only): supported languages: en",
+                self.requested_language.as_deref().unwrap_or_default()
+            ));
+            None
+        };
+        let start = self.undecided_start;
+        let mut segmenter = Segmenter::new(self.text_timeout);
+        segmenter.set_position(start);
+        let samples: Vec<f32> = self
+            .undecided
+            .drain(..)
+            .map(|s| s as f32 / 32768.0)
+            .collect();
+        let mut closed = Vec::new();
+        segmenter.push(&samples, &mut closed);
+        self.speech = Some(Box::new(SpeechState {
+            segmenter,
+            recognizer,
+            finals_due: closed.into(),
+            done_below: 0,
+            odd_byte: self.undecided_odd.take(),
+        }));
+    }
+
+    fn speech_audio(&mut self, bytes: &[u8]) {
+        let Some(sp) = self.speech.as_mut() else {
+            return;
+        };
+        let mut data = Vec::with_capacity(bytes.len() + 1);
+        data.extend(sp.odd_byte.take());
+        data.extend_from_slice(bytes);
+        let mut chunks = data.chunks_exact(2);
+        let samples: Vec<f32> = (&mut chunks)
+            .map(|c| i16::from_le_bytes([c[0], c[1]]) as f32 / 32768.0)
+            .collect();
+        sp.odd_byte = chunks.remainder().first().copied();
+        let mut closed = Vec::new();
+        sp.segmenter.push(&samples, &mut closed);
+        sp.finals_due.extend(closed);
+    }
+
+    /// The next final decode that must run (and be applied with [`Self::on_decoded`]) before
+    /// anything else is sent: utterances closed by silence, a checkpoint or the 30 s limit, in
+    /// order. Without a recogniser they are dropped here.
+    pub fn next_final_job(&mut self) -> Option<DecodeJob> {
+        let sp = self.speech.as_mut()?;
+        let audio = sp.finals_due.pop_front()?;
+        let Some(recognizer) = sp.recognizer.clone() else {
+            sp.finals_due.clear();
+            return None;
+        };
+        Some(DecodeJob {
+            kind: DecodeKind::Final,
+            audio,
+            recognizer,
+        })
+    }
+
+    /// An interim decode of the open utterance, when one is due (after each further second of
+    /// its audio). The caller runs at most one at a time and skips none of the finals for it.
+    pub fn interim_job(&mut self) -> Option<DecodeJob> {
+        let sp = self.speech.as_mut()?;
+        let recognizer = sp.recognizer.clone()?;
+        if !sp.finals_due.is_empty() {
+            return None;
+        }
+        let audio = sp.segmenter.interim_due()?;
+        Some(DecodeJob {
+            kind: DecodeKind::Interim,
+            audio,
+            recognizer,
+        })
+    }
+
+    /// Applies a finished decode: an interim replaces the open utterance's words (if that
+    /// utterance is still open), a final replaces and finalizes them.
+    pub fn on_decoded(&mut self, done: DecodeDone, out: &mut Vec<String>) {
+        let Some(sp) = self.speech.as_mut() else {
+            return;
+        };
+        if done.generation < sp.done_below {
+            return;
+        }
+        self.stats.decodes += 1;
+        let words: Vec<Word> = match &done.result {
+            Ok(r) => {
+                self.stats.decode_seconds += r.decode_time.as_secs_f64();
+                r.words
+                    .iter()
+                    .map(|w| Word {
+                        text: w.text.clone(),
+                        start: done.start + w.start_sample,
+                        end: done.start + w.end_sample,
+                        is_final: false,
+                        probability: w.probability as f64,
+                    })
+                    .collect()
+            }
+            Err(_) => {
+                self.stats.decode_errors += 1;
+                Vec::new()
+            }
+        };
+        match done.kind {
+            DecodeKind::Interim => {
+                if words.is_empty() && self.open.iter().all(|s| s.words.is_empty()) {
+                    return;
+                }
+                self.set_open_words(words);
+                self.stats.interims += 1;
+                out.push(self.render(&self.window()));
+            }
+            DecodeKind::Final => {
+                sp.done_below = done.generation + 1;
+                let had_interim = self.open.iter().any(|s| !s.words.is_empty());
+                self.set_open_words(words);
+                if self.open.iter().all(|s| s.words.is_empty()) {
+                    if had_interim {
+                        // The interim words are withdrawn: the window without them.
+                        out.push(self.render(&self.window()));
+                    }
+                    self.open.clear();
+                    return;
+                }
+                self.finalize(out);
+            }
+        }
+    }
+
+    /// Replaces the open utterance's words, keeping its segment ids (ids not needed any more are
+    /// given back, so they stay consecutive).
+    fn set_open_words(&mut self, words: Vec<Word>) {
+        let max = self.behaviour.max_words_per_segment.max(1);
+        let first_id = self.open.first().map(|s| s.id).unwrap_or(self.next_id);
+        self.open.clear();
+        for (i, chunk) in words.chunks(max).enumerate() {
+            self.open.push(Segment {
+                id: first_id + i as u64,
+                words: chunk.to_vec(),
+            });
+        }
+        self.next_id = first_id + self.open.len() as u64;
     }
 
     /// Samples received so far.
     pub fn position(&self) -> u64 {
-        self.decoder.position()
+        match self.kind {
+            AudioKind::Undecided => self.undecided_start + self.undecided.len() as u64,
+            _ => self.decoder.position(),
+        }
     }
 
     /// Utterances finalized since the last call.
@@ -154,7 +516,48 @@ impl Transcriber {
     }
 
     /// Decodes audio bytes; appends the messages to send.
+    ///
+    /// Until the first loud samples arrive the kind of audio is unknown and the audio waits in a
+    /// buffer (its last second: silence before the first sound gives no words either way). Then
+    /// test code goes, buffer first, to the exact decoder, and anything else to speech
+    /// recognition, whose decodes the caller runs ([`Self::next_final_job`],
+    /// [`Self::interim_job`]).
     pub fn on_audio(&mut self, bytes: &[u8], out: &mut Vec<String>) {
+        match self.kind {
+            AudioKind::Speech => {
+                self.decoder.advance_bytes(bytes);
+                self.speech_audio(bytes);
+            }
+            AudioKind::TestCode => self.code_audio(bytes, out),
+            AudioKind::Undecided => {
+                self.classify(bytes);
+                match self.kind {
+                    AudioKind::Undecided => {}
+                    AudioKind::Speech => {
+                        // The decoder only counts the position from here on.
+                        let n = self.undecided_start + self.undecided.len() as u64;
+                        self.decoder.advance_samples(n);
+                        if let Some(b) = self.undecided_odd {
+                            self.decoder.advance_bytes(&[b]);
+                        }
+                        self.start_speech();
+                    }
+                    AudioKind::TestCode => {
+                        self.decoder.advance_samples(self.undecided_start);
+                        let mut held: Vec<u8> = self
+                            .undecided
+                            .drain(..)
+                            .flat_map(|s| s.to_le_bytes())
+                            .collect();
+                        held.extend(self.undecided_odd.take());
+                        self.code_audio(&held, out);
+                    }
+                }
+            }
+        }
+    }
+
+    fn code_audio(&mut self, bytes: &[u8], out: &mut Vec<String>) {
         let mut events = std::mem::take(&mut self.events);
         self.decoder.push_bytes(bytes, &mut events);
         self.handle_events(&mut events, out);
@@ -164,6 +567,15 @@ impl Transcriber {
     /// A checkpoint: with `finalize_on_checkpoint`, the word in progress is ended and the open
     /// utterance finalized. The caller sends the echo after `out`.
     pub fn on_checkpoint(&mut self, out: &mut Vec<String>) {
+        if let Some(sp) = self.speech.as_mut() {
+            // Speech: the open utterance becomes a final decode (see `next_final_job`).
+            if self.behaviour.finalize_on_checkpoint {
+                if let Some(u) = sp.segmenter.close_now() {
+                    sp.finals_due.push_back(u);
+                }
+            }
+            return;
+        }
         if self.behaviour.finalize_on_checkpoint {
             let mut events = std::mem::take(&mut self.events);
             self.decoder.flush(&mut events);
@@ -176,6 +588,11 @@ impl Transcriber {
     /// `stt.state.clear`: forgets the word in progress, the open utterance and the last final
     /// segment. Segment ids keep rising; sample positions keep counting.
     pub fn on_clear(&mut self) {
+        if let Some(sp) = self.speech.as_mut() {
+            sp.segmenter.clear();
+            sp.finals_due.clear();
+            sp.done_below = sp.segmenter.next_generation();
+        }
         self.decoder.reset();
         self.open.clear();
         self.last_final = None;
@@ -199,6 +616,7 @@ impl Transcriber {
                                 start: word_start_sample,
                                 end: end_sample,
                                 is_final: false,
+                                probability: WORD_PROBABILITY,
                             });
                         }
                         out.push(self.render(&window));
@@ -215,6 +633,7 @@ impl Transcriber {
                         start: w.start_sample,
                         end: w.end_sample,
                         is_final: false,
+                        probability: WORD_PROBABILITY,
                     });
                     let speculate = self.behaviour.retract_trailing_segment
                         && seg.words.len() == 2
@@ -283,10 +702,14 @@ impl Transcriber {
         if self.open.is_empty() {
             return;
         }
+        let at_sample = match &self.speech {
+            Some(sp) => sp.segmenter.position(),
+            None => self.decoder.position(),
+        };
         let mut fin = FinalUtterance {
             text: String::new(),
             words: Vec::new(),
-            at_sample: self.decoder.position(),
+            at_sample,
         };
         for seg in &mut self.open {
             for w in &mut seg.words {
@@ -311,6 +734,7 @@ impl Transcriber {
         self.last_final = self.open.pop();
         self.open.clear();
         if !fin.words.is_empty() {
+            self.stats.finals += 1;
             self.finals.push(fin);
         }
     }
@@ -345,7 +769,7 @@ impl Transcriber {
                         .map(|w| WireWord {
                             word: &w.text,
                             language: lang,
-                            probability: WORD_PROBABILITY,
+                            probability: w.probability,
                             hallucination_score: 0.0,
                             is_final: w.is_final,
                             start: self.word_times.then(|| samples_to_seconds(w.start)),
@@ -430,6 +854,34 @@ mod tests {
             t.on_audio(chunk, &mut out);
         }
         (out, t)
+    }
+
+    #[test]
+    fn test_code_and_other_sound_are_told_apart_without_leaking_messages() {
+        let audio = synthesize_utterances(&["hello"]).unwrap();
+        let (out, t) = run(
+            Behaviour::default(),
+            &SessionOptions::default(),
+            &audio.to_le_bytes(),
+        );
+        assert_eq!(t.kind(), AudioKind::TestCode);
+        assert_eq!(out.len(), 3, "{out:?}");
+
+        // A voice-like onset: a slowly rising 200 Hz wave, byte by byte.
+        let mut bytes = vec![0u8; 3201];
+        for i in 0..16000 {
+            let a = (i as f64 * 0.5).min(6000.0);
+            let s = (a * (2.0 * std::f64::consts::PI * 200.0 * i as f64 / 16000.0).sin()) as i16;
+            bytes.extend_from_slice(&s.to_le_bytes());
+        }
+        let mut t = Transcriber::new(&SessionOptions::default(), Behaviour::default());
+        let mut out = Vec::new();
+        for c in bytes.chunks(777) {
+            t.on_audio(c, &mut out);
+        }
+        assert_eq!(t.kind(), AudioKind::Speech);
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(t.position(), 16000 + 1600);
     }
 
     #[test]

@@ -1,9 +1,35 @@
 //! A local stand-in for the Fireworks AI streaming speech-to-text WebSocket service, for tests and
 //! benchmarks (no network needed). It follows `shared/fireworks-protocol.md` (§4–§6, §9, §15).
 //!
-//! Its transcripts are a deterministic function of the audio it actually received, with word
-//! times taken from sample positions. Lost, duplicated or reordered audio therefore shows up in the
-//! text, and timestamps can be checked exactly. Nothing in it knows about any particular client.
+//! It transcribes two kinds of audio, told apart per connection by the first 32 samples louder
+//! than the silence threshold ([`engine::AudioKind`]): if they alternate in sign sample by sample
+//! on the test code's amplitude grid (speech never does), the connection carries **tone-coded
+//! test audio** ([`audio`]), whose transcripts are a deterministic function of the audio actually
+//! received, with word times taken from sample positions — lost, duplicated or reordered audio
+//! shows up in the text, and timestamps can be checked exactly. Anything else is **speech**,
+//! recognised offline by Whisper tiny.en ([`recognizer`], [`speech`], [`mel`]). Audio before the
+//! first loud samples is held (its last second) until the kind is known. Nothing in the server
+//! knows about any particular client.
+//!
+//! # Speech
+//!
+//! * The model is loaded once per process, on first use (see [`recognizer`] for where it is
+//!   looked for); without it speech gets no text and one line on stderr names the set-up command.
+//! * Utterances are found by voice activity in sample time ([`speech::Segmenter`]), so fast
+//!   input gives the same finals as live input; each is cut before Whisper's 30 s window.
+//! * While an utterance grows, it is re-decoded after each further second of its audio and sent
+//!   as an interim (words not final, text may change); when `text_timeout_seconds` of audio
+//!   without voice follow it, or a checkpoint arrives, it is decoded over the full window and
+//!   sent final. Decodes run on tokio's blocking pool, one at a time per connection: finals in
+//!   order and before anything later is sent (a checkpoint's echo comes after its final),
+//!   interims only when no decode is running.
+//! * Segment ids, the working window, trace, state-clear and every fault work as for test audio;
+//!   `max_words_per_segment` and `send_string_ids` apply, the other scenario switches
+//!   (`revise_partial_words`, `grow_finalized_segment`, `retract_trailing_segment`) are about the
+//!   test code's letter-by-letter decoding and apply to test audio only.
+//! * `language` other than `en` gets `{"error": "… supported languages: en"}` and a close (1003)
+//!   once speech arrives (test audio accepts any language code).
+//! * Non-speech (silence, tones, noise) gives no text.
 //!
 //! # The test-audio codec ([`audio`])
 //!
@@ -128,9 +154,13 @@ pub mod audio;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod evaluate;
+pub mod mel;
 pub mod query;
+pub mod recognizer;
 pub mod record;
 pub mod server;
+pub mod speech;
 
 pub use audio::{
     synthesize, synthesize_speech_like, synthesize_utterances, write_wav, ExpectedWord, Script,

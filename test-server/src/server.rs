@@ -27,7 +27,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::config::{Fault, ServerConfig, TlsIdentity};
-use crate::engine::{Behaviour, Transcriber};
+use crate::engine::{Behaviour, DecodeDone, Transcriber};
 use crate::query::{check_auth, parse_options, parse_query, SessionOptions, STREAMING_PATH};
 use crate::record::{CheckpointRecord, ConnectionEnd, ConnectionRecord, Recorder};
 
@@ -597,6 +597,8 @@ async fn handle_connection(
             .collect(),
         never_echo: faults.contains(&Fault::NeverEchoCheckpoint),
         out: Vec::new(),
+        interim: None,
+        audio_bytes: 0,
     };
     let outcome = tokio::select! {
         o = session.run(&mut ws) => o,
@@ -620,7 +622,59 @@ async fn handle_connection(
             ConnectionEnd::ServerDropped
         }
     };
+    if config.log_connections {
+        eprintln!("{}", connection_log_line(index, &options, &session, &end));
+    }
     recorder.finish(index, end);
+}
+
+/// The one line logged per connection: options, audio received, recogniser, finals, end.
+fn connection_log_line(
+    index: usize,
+    options: &SessionOptions,
+    session: &Session,
+    end: &ConnectionEnd,
+) -> String {
+    let t = &session.transcriber;
+    let stats = t.stats();
+    let decoding = if stats.decodes > 0 {
+        format!(
+            " ({} decodes, {:.1} s decoding{})",
+            stats.decodes,
+            stats.decode_seconds,
+            if stats.decode_errors > 0 {
+                format!(", {} failed", stats.decode_errors)
+            } else {
+                String::new()
+            }
+        )
+    } else {
+        String::new()
+    };
+    let ended = match end {
+        ConnectionEnd::ClientClosed { code, .. } => match code {
+            Some(c) => format!("client closed ({c})"),
+            None => "client closed".into(),
+        },
+        ConnectionEnd::ServerClosed { code, reason } => format!("server closed ({code} {reason})"),
+        ConnectionEnd::ClientDropped { .. } => "client dropped the connection".into(),
+        ConnectionEnd::ServerDropped => "server dropped the connection (fault)".into(),
+        ConnectionEnd::Shutdown => "server shut down".into(),
+        ConnectionEnd::Rejected { status, .. } => format!("rejected ({status})"),
+        ConnectionEnd::HandshakeFailed { reason } => format!("handshake failed ({reason})"),
+    };
+    format!(
+        "fireworks test server: connection {index}: model={} language={} text_timeout_seconds={} \
+         word_times={}; {:.2} s of audio; recogniser: {}{decoding}; {} finals, {} interims; {ended}",
+        options.model.as_deref().unwrap_or("-"),
+        options.language.as_deref().unwrap_or("-"),
+        options.text_timeout_seconds,
+        options.word_timestamps,
+        session.audio_bytes as f64 / 32000.0,
+        t.recognizer_label(),
+        t.finals_sent(),
+        t.interims_sent(),
+    )
 }
 
 enum Outcome {
@@ -662,6 +716,9 @@ struct Session {
     pending_faults: Vec<Fault>,
     never_echo: bool,
     out: Vec<String>,
+    /// The interim decode in flight (at most one per connection).
+    interim: Option<tokio::task::JoinHandle<DecodeDone>>,
+    audio_bytes: u64,
 }
 
 type WsResult<T> = Result<T, tungstenite::Error>;
@@ -679,14 +736,38 @@ impl Session {
         }
         let mut audio_bytes = 0u64;
         loop {
-            let msg = match ws.next().await {
-                None => return Outcome::Ended(ConnectionEnd::ClientDropped { error: None }),
-                Some(Err(e)) => return dropped(e),
-                Some(Ok(m)) => m,
+            if let Some(o) = self.run_decodes(ws).await {
+                return o;
+            }
+            let in_flight = self.interim.is_some();
+            let interim = self.interim.as_mut();
+            let next = tokio::select! {
+                m = ws.next() => Ok(m),
+                done = async move {
+                    match interim {
+                        Some(h) => h.await,
+                        None => std::future::pending().await,
+                    }
+                }, if in_flight => Err(done),
+            };
+            let msg = match next {
+                Err(done) => {
+                    self.interim = None;
+                    if let Ok(done) = done {
+                        if let Err(e) = self.apply_decode(ws, done).await {
+                            return dropped(e);
+                        }
+                    }
+                    continue;
+                }
+                Ok(None) => return Outcome::Ended(ConnectionEnd::ClientDropped { error: None }),
+                Ok(Some(Err(e))) => return dropped(e),
+                Ok(Some(Ok(m))) => m,
             };
             match msg {
                 Message::Binary(data) => {
                     audio_bytes += data.len() as u64;
+                    self.audio_bytes = audio_bytes;
                     let mut out = std::mem::take(&mut self.out);
                     self.transcriber.on_audio(&data, &mut out);
                     let record_audio = self.config.record_audio;
@@ -731,6 +812,58 @@ impl Session {
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
             }
         }
+    }
+
+    /// Runs the speech decodes that are due: every final decode, in order and awaited (a final
+    /// waits for the interim in flight, so one decode runs per connection at a time), then starts
+    /// an interim decode if one is due and none is running. Decodes run on tokio's blocking pool,
+    /// off the reactor. A protocol error from the engine (unsupported language) is sent and the
+    /// connection closed.
+    async fn run_decodes(&mut self, ws: &mut Ws) -> Option<Outcome> {
+        if let Some(message) = self.transcriber.take_fatal() {
+            if let Err(e) = self.send_control(ws, json_error(&message)).await {
+                return Some(dropped(e));
+            }
+            close_ws(ws, 1003, "unsupported language", self.config.close_timeout).await;
+            return Some(Outcome::Ended(ConnectionEnd::ServerClosed {
+                code: 1003,
+                reason: "unsupported language".into(),
+            }));
+        }
+        while let Some(job) = self.transcriber.next_final_job() {
+            if let Some(h) = self.interim.take() {
+                if let Ok(done) = h.await {
+                    if let Err(e) = self.apply_decode(ws, done).await {
+                        return Some(dropped(e));
+                    }
+                }
+            }
+            if let Ok(done) = tokio::task::spawn_blocking(move || job.run()).await {
+                if let Err(e) = self.apply_decode(ws, done).await {
+                    return Some(dropped(e));
+                }
+            }
+        }
+        if self.interim.is_none() {
+            if let Some(job) = self.transcriber.interim_job() {
+                self.interim = Some(tokio::task::spawn_blocking(move || job.run()));
+            }
+        }
+        None
+    }
+
+    /// Applies a finished decode and sends what it produced.
+    async fn apply_decode(&mut self, ws: &mut Ws, done: DecodeDone) -> WsResult<()> {
+        let mut out = std::mem::take(&mut self.out);
+        self.transcriber.on_decoded(done, &mut out);
+        let finals = self.transcriber.take_finals();
+        if !finals.is_empty() {
+            self.recorder
+                .update(self.index, |r| r.finals.extend(finals));
+        }
+        let sent = self.send_transcripts(ws, &mut out).await;
+        self.out = out;
+        sent
     }
 
     /// Sends transcript messages (recording them first, so a test that received one finds it).
@@ -794,6 +927,10 @@ impl Session {
             self.out = out;
             if let Err(e) = sent {
                 return Some(dropped(e));
+            }
+            // Speech: the utterance the checkpoint closed is decoded and sent before the echo.
+            if let Some(o) = self.run_decodes(ws).await {
+                return Some(o);
             }
             if echo {
                 let reply = json!({ "checkpoint_id": id }).to_string();

@@ -57,7 +57,8 @@ enum Call {
     EndOfStream,
 }
 
-/// Checks a [`TranscriptState`]'s events against the §7.2 rules as a stream: speech boundaries
+/// Checks a [`TranscriptState`]'s events against docs/protocol.md#changes-in-fireworksstt as a
+/// stream: speech boundaries
 /// bracket each utterance, utterance numbers rise by one, transcripts are never blank.
 #[derive(Debug, Default)]
 pub struct EventChecker {

