@@ -197,7 +197,11 @@ fn segment_is_forwarded_with_lateness_added_to_the_base() {
     assert!(h.push_event(gst::event::Segment::new(&segment)));
     assert!(h.push_event(gst::event::Eos::new()));
     let mut seen = None;
-    while let Some(event) = h.try_pull_event() {
+    // Output goes out from the element's own task: wait for it, up to EOS.
+    while let Ok(event) = h.pull_event() {
+        if event.type_() == gst::EventType::Eos {
+            break;
+        }
         if let gst::EventView::Segment(s) = event.view() {
             seen = Some(
                 s.segment()
@@ -238,10 +242,7 @@ fn flush_drops_the_session_and_the_next_buffer_reconnects() {
         pts += chunk.len() as u64 * 62_500;
     }
     assert!(h.push_event(gst::event::Eos::new()));
-    let mut words = Vec::new();
-    while let Some(buffer) = h.try_pull() {
-        words.push(String::from_utf8(buffer.map_readable().unwrap().to_vec()).unwrap());
-    }
+    let words = pull_words_until_eos(&mut h);
     assert_eq!(words, ["after", "flush"]);
     assert!(server.wait_for_connections(2, Duration::from_secs(5)));
     let records = server.connections();
@@ -250,4 +251,22 @@ fn flush_drops_the_session_and_the_next_buffer_reconnects() {
         2,
         "flush aborts the first session, the next buffer opens another"
     );
+}
+
+/// The words pushed until EOS. Output goes out from the element's own task, so this waits
+/// (each pull is bounded by the harness's 60 s).
+fn pull_words_until_eos(h: &mut gst_check::Harness) -> Vec<String> {
+    let mut words = Vec::new();
+    loop {
+        while let Some(buffer) = h.try_pull() {
+            words.push(String::from_utf8(buffer.map_readable().unwrap().to_vec()).unwrap());
+        }
+        let event = h.pull_event().expect("EOS reaches downstream");
+        if event.type_() == gst::EventType::Eos {
+            while let Some(buffer) = h.try_pull() {
+                words.push(String::from_utf8(buffer.map_readable().unwrap().to_vec()).unwrap());
+            }
+            return words;
+        }
+    }
 }

@@ -42,11 +42,7 @@ fn language_change_in_playing_starts_a_new_session_without_losing_audio() {
     }
     assert!(h.push_event(gst::event::Eos::new()));
 
-    let mut words = Vec::new();
-    while let Some(buffer) = h.try_pull() {
-        let text = String::from_utf8(buffer.map_readable().unwrap().to_vec()).unwrap();
-        words.push((text, buffer.pts().unwrap().nseconds()));
-    }
+    let words = pull_until_eos(&mut h);
     let expected: Vec<&str> = utterances.iter().flat_map(|u| u.split(' ')).collect();
     assert_eq!(
         words.iter().map(|w| w.0.as_str()).collect::<Vec<_>>(),
@@ -121,10 +117,7 @@ fn an_unusable_new_value_warns_and_keeps_the_session() {
         pts += chunk.len() as u64 * 62_500;
     }
     assert!(h.push_event(gst::event::Eos::new()));
-    let mut words = Vec::new();
-    while let Some(buffer) = h.try_pull() {
-        words.push(String::from_utf8(buffer.map_readable().unwrap().to_vec()).unwrap());
-    }
+    let words: Vec<String> = pull_until_eos(&mut h).into_iter().map(|w| w.0).collect();
     assert_eq!(words, ["one", "two"]);
     assert_eq!(server.connections().len(), 1);
     let warning = std::iter::from_fn(|| bus.pop())
@@ -137,4 +130,24 @@ fn an_unusable_new_value_warns_and_keeps_the_session() {
         warning.contains("klingon") && warning.contains("previous"),
         "{warning}"
     );
+}
+
+/// The words (and PTS) pushed until EOS. Output goes out from the element's own task, so this
+/// waits for EOS (each pull is bounded by the harness's 60 s).
+fn pull_until_eos(h: &mut gst_check::Harness) -> Vec<(String, u64)> {
+    let mut words = Vec::new();
+    let mut take = |h: &mut gst_check::Harness| {
+        while let Some(buffer) = h.try_pull() {
+            let text = String::from_utf8(buffer.map_readable().unwrap().to_vec()).unwrap();
+            words.push((text, buffer.pts().unwrap().nseconds()));
+        }
+    };
+    loop {
+        take(h);
+        let event = h.pull_event().expect("EOS reaches downstream");
+        if event.type_() == gst::EventType::Eos {
+            take(h);
+            return words;
+        }
+    }
 }

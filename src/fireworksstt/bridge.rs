@@ -1,9 +1,5 @@
 //! Where client events enter GStreamer: bus messages go out at once (on the network thread),
-//! final transcripts wait in the session's queue for the streaming thread.
-
-use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+//! transcripts are handed to the session's output queue for the src pad task.
 
 use gst::glib;
 use gst::prelude::*;
@@ -13,51 +9,22 @@ use crate::client::{ClientEvent, EventSink, Failure, TimedTranscript};
 
 use super::bus;
 use super::imp::{self, CAT};
-use super::timeline::Timeline;
+use super::timeline::audio_time;
 
-/// What one session shares between the network thread and the streaming thread.
-#[derive(Debug)]
-pub struct SessionShared {
-    pub timeline: Timeline,
-    pub segment: gst::FormattedSegment<gst::ClockTime>,
-    /// Final transcripts not yet pushed downstream.
-    pub finals: VecDeque<TimedTranscript>,
-    /// Audio position where the open utterance's text starts, while one is open.
-    pub open_utterance_start: Option<u64>,
-    /// The open utterance's latest interim: its words may have to go out before the final.
-    pub open_interim: Option<TimedTranscript>,
-    /// Changes with every new interim, so the streaming thread knows when to look again.
-    pub interim_serial: u64,
-    /// The session failed; its error was posted.
-    pub failed: bool,
-}
-
-pub type Shared = Arc<Mutex<SessionShared>>;
-
-pub fn new_shared(segment: gst::FormattedSegment<gst::ClockTime>) -> Shared {
-    Arc::new(Mutex::new(SessionShared {
-        timeline: Timeline::default(),
-        segment,
-        finals: VecDeque::new(),
-        open_utterance_start: None,
-        open_interim: None,
-        interim_serial: 0,
-        failed: false,
-    }))
-}
-
-/// The client's [`EventSink`] for one session. Holds the element weakly: a session that
-/// outlives its element just drops its events.
+/// The client's [`EventSink`] for one network session. Holds the element weakly: a session
+/// that outlives its element just drops its events.
 pub struct Bridge {
     element: glib::WeakRef<super::FireworksStt>,
-    shared: Shared,
+    /// Which network session this is (`Session::serial`): events of a session the element has
+    /// moved on from are dropped.
+    serial: u64,
 }
 
 impl Bridge {
-    pub fn new(element: &super::FireworksStt, shared: Shared) -> Self {
+    pub fn new(element: &super::FireworksStt, serial: u64) -> Self {
         Bridge {
             element: element.downgrade(),
-            shared,
+            serial,
         }
     }
 }
@@ -65,7 +32,7 @@ impl Bridge {
 impl EventSink for Bridge {
     fn on_event(&self, event: ClientEvent) {
         if let Some(element) = self.element.upgrade() {
-            element.imp().on_client_event(&self.shared, event);
+            element.imp().on_client_event(self.serial, event);
         }
     }
 }
@@ -102,7 +69,15 @@ impl imp::FireworksStt {
         let _ = element.post_message(message);
     }
 
-    pub(super) fn on_client_event(&self, shared: &Shared, event: ClientEvent) {
+    pub(super) fn on_client_event(&self, serial: u64, event: ClientEvent) {
+        if self.session.lock().unwrap().serial != serial {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "dropping an event of a finished session: {event:?}"
+            );
+            return;
+        }
         let arrival = self.obj().current_running_time();
         match event {
             ClientEvent::Connected { attempt } => {
@@ -120,14 +95,13 @@ impl imp::FireworksStt {
                 ));
             }
             ClientEvent::SpeechEnded { utterance } => {
-                let mut inner = shared.lock().unwrap();
-                inner.open_utterance_start = None;
-                inner.open_interim = None;
-                self.interim_open.store(false, Ordering::Relaxed);
-                drop(inner);
+                let mut session = self.session.lock().unwrap();
+                session.open_utterance_start = None;
+                session.open_interim = None;
+                drop(session);
                 self.post_structure(bus::speech_boundary(bus::SPEECH_ENDED, utterance, arrival));
             }
-            ClientEvent::Transcript(transcript) => self.on_transcript(shared, transcript, arrival),
+            ClientEvent::Transcript(transcript) => self.on_transcript(serial, transcript, arrival),
             ClientEvent::Usage { since_last, total } => {
                 self.post_structure(bus::usage(since_last, total));
             }
@@ -138,14 +112,19 @@ impl imp::FireworksStt {
                 // Post before flagging the failure: the streaming thread then returns a flow
                 // error, and upstream's generic "Internal data stream error" must come second.
                 self.post_failure(&failure, true);
-                shared.lock().unwrap().failed = true;
+                let mut session = self.session.lock().unwrap();
+                if session.serial == serial {
+                    session.failed = true;
+                }
+                drop(session);
+                self.changed.notify_all();
             }
         }
     }
 
     fn on_transcript(
         &self,
-        shared: &Shared,
+        serial: u64,
         transcript: TimedTranscript,
         arrival: Option<gst::ClockTime>,
     ) {
@@ -161,63 +140,94 @@ impl imp::FireworksStt {
             transcript.utterance,
             transcript.text
         );
-        // Non-live: the service's delay for the words of a final (live streams measure the lag
-        // of each buffer as it is pushed instead, which covers early words too).
-        let live = self.upstream_live.load(Ordering::Relaxed);
-        if let Some(delay) = transcript.delay.filter(|_| transcript.is_final && !live) {
-            self.observe_delay(delay);
-        }
-        let interim_results = self.settings.lock().unwrap().interim_results;
-        let structure = {
-            let mut inner = shared.lock().unwrap();
+        let (interim_results, mode) = {
+            let settings = self.settings.lock().unwrap();
+            (settings.interim_results, settings.output_mode)
+        };
+        let (structure, live, dropped) = {
+            let mut guard = self.session.lock().unwrap();
+            if guard.serial != serial {
+                return;
+            }
+            let session = &mut *guard;
             let structure = (transcript.is_final || interim_results).then(|| {
                 let to_stream_time = |audio: u64| {
-                    let pts = gst::ClockTime::from_nseconds(inner.timeline.pts_for(audio)?);
-                    inner.segment.to_stream_time(pts)
+                    let pts = session.timeline.pts_for(audio_time(audio))?;
+                    session.segment.to_stream_time(pts)
                 };
                 bus::transcript(&transcript, to_stream_time, arrival)
             });
+            let mut dropped = None;
             if transcript.is_final {
-                inner.open_utterance_start = None;
-                inner.open_interim = None;
-                self.interim_open.store(false, Ordering::Relaxed);
-                inner.finals.push_back(transcript);
+                session.open_utterance_start = None;
+                session.open_interim = None;
+                dropped =
+                    session
+                        .output
+                        .queue_final(&transcript, mode, &session.timeline, session.live);
             } else {
-                if inner.open_utterance_start.is_none() {
-                    inner.open_utterance_start = transcript.start;
+                if session.open_utterance_start.is_none() {
+                    session.open_utterance_start = transcript.start.map(audio_time);
                 }
-                inner.open_interim = Some(transcript);
-                self.interim_open.store(true, Ordering::Relaxed);
-                inner.interim_serial = inner.interim_serial.wrapping_add(1);
+                session.interim_serial = session.interim_serial.wrapping_add(1);
+                session.open_interim = Some(transcript.clone());
             }
-            structure
+            (structure, session.live, dropped)
         };
+        if transcript.is_final {
+            // Text to push: wakes the src pad task (interims wait for its next heartbeat step).
+            self.changed.notify_all();
+        }
+        // Non-live: the service's delay for the words of a final (live streams measure the lag
+        // of each buffer as it is pushed instead, which covers early words too).
+        if let Some(delay) = transcript.delay.filter(|_| transcript.is_final && !live) {
+            self.observe_delay(gst::ClockTime::from_nseconds(delay.as_nanos() as u64));
+        }
         if let Some(structure) = structure {
             self.post_structure(structure);
         }
+        if let Some(total) = dropped {
+            self.report_dropped_text(total);
+        }
+    }
+
+    /// The output queue was full (live input, downstream not taking text): the oldest waiting
+    /// text went, and the user is told how much so far.
+    fn report_dropped_text(&self, total: u64) {
+        gst::element_imp_warning!(
+            self,
+            gst::StreamError::Failed,
+            (
+                "Downstream is not taking the text: {} text buffers dropped so far (at most {} wait)",
+                total,
+                super::downstream::MAX_WAITING_TEXT
+            )
+        );
     }
 
     /// Keeps `max-observed-delay` and warns when words come later than the pipeline allows.
-    pub(super) fn observe_delay(&self, delay: std::time::Duration) {
-        let delay_ms = u32::try_from(delay.as_millis()).unwrap_or(u32::MAX);
-        let previous = self
-            .max_observed_delay_ms
-            .fetch_max(delay_ms, Ordering::Relaxed);
-        if delay_ms <= previous {
-            return;
-        }
-        self.obj().notify("max-observed-delay");
-        let budget_ms = {
-            let settings = self.settings.lock().unwrap();
-            settings.latency_ms.saturating_add(settings.lateness_ms)
+    pub(super) fn observe_delay(&self, delay: gst::ClockTime) {
+        let live = {
+            let mut session = self.session.lock().unwrap();
+            if delay <= session.stats.max_observed_delay {
+                return;
+            }
+            session.stats.max_observed_delay = delay;
+            session.live
         };
-        if self.upstream_live.load(Ordering::Relaxed) && delay_ms > budget_ms {
+        self.obj().notify("max-observed-delay");
+        let budget = {
+            let settings = self.settings.lock().unwrap();
+            gst::ClockTime::from_mseconds(
+                u64::from(settings.latency_ms) + u64::from(settings.lateness_ms),
+            )
+        };
+        let delay_ms = delay.mseconds();
+        let budget_ms = budget.mseconds();
+        if live && delay > budget {
             let element = self.obj();
             let details = gst::Structure::builder(bus::EXCESSIVE_DELAY)
-                .field(
-                    "new-observed-max-delay",
-                    gst::ClockTime::from_mseconds(delay_ms.into()),
-                )
+                .field("new-observed-max-delay", delay)
                 .build();
             let text = format!(
                 "Transcripts arrive {delay_ms} ms after the audio, more than latency + lateness \

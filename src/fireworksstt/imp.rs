@@ -1,13 +1,14 @@
-//! The `fireworksstt` element: its state, and the GObject/GStreamer entry points. The work
-//! behind them lives in `session.rs` (audio in, the network session, events) and
-//! `downstream.rs` (what goes out of the src pad).
+//! The `fireworksstt` element: the GObject/GStreamer entry points. The work behind them lives
+//! in `session.rs` (the stream's state and audio in), `bridge.rs` (events from the network) and
+//! `downstream.rs` (the src pad task: everything that goes out of the src pad).
 //!
-//! Lock order: `output` → `state` → `settings` → a session's shared data. `output` is only
-//! taken by the streaming thread (and on stop/flush, when streaming has stopped); the network
-//! thread takes only `settings` and the shared data, never both at once.
+//! Threads: the streaming thread (audio and serialized events in), the network task (client
+//! events), the src pad task (pushes downstream) and application threads (properties, state
+//! changes). They share one [`Session`] behind one mutex, held only for short bookkeeping:
+//! never across a push, a network wait or a bus post. `settings` holds the property values and
+//! is never locked while `session` is held.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 use gst::glib;
 use gst::prelude::*;
@@ -17,11 +18,8 @@ use gst_base::subclass::base_transform::GenerateOutputSuccess;
 use gst_base::subclass::prelude::*;
 use once_cell::sync::Lazy;
 
-use crate::client::{SessionAbort, StreamClient};
-
-use super::bridge::{new_shared, Shared};
-use super::output::InterimWordTimes;
 use super::properties;
+use super::session::Session;
 use super::settings::Settings;
 
 pub static CAT: Lazy<gst::DebugCategory> = Lazy::new(|| {
@@ -32,56 +30,13 @@ pub static CAT: Lazy<gst::DebugCategory> = Lazy::new(|| {
     )
 });
 
-pub(super) struct State {
-    pub client: Option<StreamClient>,
-    pub shared: Shared,
-    /// The input segment, as received.
-    pub segment: gst::FormattedSegment<gst::ClockTime>,
-    /// A fatal error was posted: refuse further data until flushed or restarted.
-    pub failed: bool,
-    /// `options_generation` the running session was configured with.
-    pub options_generation: u64,
-}
-
-impl Default for State {
-    fn default() -> Self {
-        let segment = gst::FormattedSegment::<gst::ClockTime>::new();
-        State {
-            client: None,
-            shared: new_shared(segment.clone()),
-            segment,
-            failed: false,
-            options_generation: 0,
-        }
-    }
-}
-
-/// Where the src pad's stream has got to.
-#[derive(Default)]
-pub(super) struct OutputState {
-    pub position: Option<u64>,
-    /// Utterance number, and the PTS up to which its words went out early, from interims.
-    pub early: Option<(u64, u64)>,
-    pub interim_times: InterimWordTimes,
-}
-
 pub struct FireworksStt {
     pub(super) settings: Mutex<Settings>,
-    pub(super) state: Mutex<State>,
-    pub(super) output: Mutex<OutputState>,
-    /// Stops the running session from any thread, even while the streaming thread waits on it.
-    pub(super) abort: Mutex<Option<SessionAbort>>,
-    pub(super) max_observed_delay_ms: AtomicU32,
-    pub(super) dropped_audio_ms: AtomicU32,
-    pub(super) upstream_live: AtomicBool,
-    /// An interim of an open utterance is waiting (a hint, read without locks, so that the
-    /// streaming thread only reads the clock for early words when there may be some).
-    pub(super) interim_open: AtomicBool,
-    /// Set between FLUSH_START (or the way down to READY) and FLUSH_STOP (or the next start):
-    /// a session ended on purpose is not an error.
-    pub(super) flushing: AtomicBool,
-    /// Bumped whenever a session property is set; a running session compares.
-    pub(super) options_generation: AtomicU64,
+    /// The one owner of the stream's state (see [`Session`]).
+    pub(super) session: Mutex<Session>,
+    /// Signalled whenever `session` changes in a way a waiter may care about: output queued
+    /// or taken, a state change, a flush, a failure.
+    pub(super) changed: Condvar,
 }
 
 #[glib::object_subclass]
@@ -93,15 +48,8 @@ impl ObjectSubclass for FireworksStt {
     fn new() -> Self {
         FireworksStt {
             settings: Mutex::new(Settings::default()),
-            state: Mutex::new(State::default()),
-            output: Mutex::new(OutputState::default()),
-            abort: Mutex::new(None),
-            max_observed_delay_ms: AtomicU32::new(0),
-            dropped_audio_ms: AtomicU32::new(0),
-            upstream_live: AtomicBool::new(false),
-            interim_open: AtomicBool::new(false),
-            flushing: AtomicBool::new(false),
-            options_generation: AtomicU64::new(0),
+            session: Mutex::new(Session::default()),
+            changed: Condvar::new(),
         }
     }
 }
@@ -124,7 +72,7 @@ impl ObjectImpl for FireworksStt {
         properties::set(&mut self.settings.lock().unwrap(), name, value);
         if properties::SESSION_OPTIONS.contains(&name) {
             // After the value is stored: a running session picks it up at its next buffer.
-            self.options_generation.fetch_add(1, Ordering::SeqCst);
+            self.session.lock().unwrap().settings_generation += 1;
         }
         if name == "latency" {
             let element = self.obj();
@@ -134,11 +82,10 @@ impl ObjectImpl for FireworksStt {
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         match pspec.name() {
-            "max-observed-delay" => self
-                .max_observed_delay_ms
-                .load(Ordering::Relaxed)
-                .to_value(),
-            "dropped-audio" => self.dropped_audio_ms.load(Ordering::Relaxed).to_value(),
+            "max-observed-delay" => {
+                ms_u32(self.session.lock().unwrap().stats.max_observed_delay).to_value()
+            }
+            "dropped-audio" => ms_u32(self.session.lock().unwrap().stats.dropped_audio).to_value(),
             name => properties::get(&self.settings.lock().unwrap(), name),
         }
     }
@@ -195,17 +142,41 @@ impl ElementImpl for FireworksStt {
         &self,
         transition: gst::StateChange,
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
-        if transition == gst::StateChange::PausedToReady {
-            // Before the base class takes the stream lock: a streaming thread waiting for the
-            // network (a full queue, a drain) is released at once.
-            self.flushing.store(true, Ordering::SeqCst);
-            self.abort_session();
+        match transition {
+            gst::StateChange::PausedToReady => {
+                // Before the base class takes the stream lock: a streaming thread waiting for
+                // the network (a full queue, a drain) or for PLAYING is released at once.
+                self.set_flushing(true);
+            }
+            gst::StateChange::PausedToPlaying => self.set_playing(true),
+            _ => {}
         }
-        self.parent_change_state(transition)
+        let result = self.parent_change_state(transition);
+        match transition {
+            gst::StateChange::ReadyToPaused if result.is_ok() => {
+                if let Err(err) = self.start_output_task() {
+                    gst::element_imp_error!(
+                        self,
+                        gst::CoreError::Thread,
+                        ("Could not start the output task: {}", err)
+                    );
+                    return Err(gst::StateChangeError);
+                }
+            }
+            gst::StateChange::PausedToReady => self.stop_output_task(),
+            gst::StateChange::PlayingToPaused => self.set_playing(false),
+            _ => {}
+        }
+        result
     }
 }
 
-fn template_caps(direction: gst::PadDirection) -> gst::Caps {
+/// A statistic in whole milliseconds, as the `u32` properties report it.
+fn ms_u32(time: gst::ClockTime) -> u32 {
+    u32::try_from(time.mseconds()).unwrap_or(u32::MAX)
+}
+
+pub(super) fn template_caps(direction: gst::PadDirection) -> gst::Caps {
     FireworksStt::pad_templates()
         .iter()
         .find(|t| t.direction() == direction)
@@ -221,10 +192,10 @@ impl BaseTransformImpl for FireworksStt {
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         self.reset(true);
-        self.flushing.store(false, Ordering::SeqCst);
+        let mut session = self.session.lock().unwrap();
+        session.flushing = false;
         // Statistics describe one run; they stay readable after it stops.
-        self.dropped_audio_ms.store(0, Ordering::Relaxed);
-        self.max_observed_delay_ms.store(0, Ordering::Relaxed);
+        session.stats = Default::default();
         Ok(())
     }
 
@@ -259,31 +230,57 @@ impl BaseTransformImpl for FireworksStt {
         BaseTransformImplExt::parent_query(self, direction, query)
     }
 
+    /// Serialized events go downstream through the output queue, in order with the text
+    /// (the src pad task pushes them); only flushes and out-of-band events pass at once.
     fn sink_event(&self, event: gst::Event) -> bool {
         match event.view() {
             gst::EventView::Eos(_) => {
                 self.drain_session();
-                self.parent_sink_event(event)
+                self.queue_end_of_stream(event);
+                true
             }
             gst::EventView::FlushStart(_) => {
-                self.flushing.store(true, Ordering::SeqCst);
-                self.abort_session();
-                self.parent_sink_event(event)
+                self.set_flushing(true);
+                let forwarded = self.parent_sink_event(event);
+                // Downstream now refuses data, so a push in progress returns and the task stops.
+                let _ = self.obj().src_pad().pause_task();
+                forwarded
             }
             gst::EventView::FlushStop(_) => {
                 self.reset(false);
-                self.flushing.store(false, Ordering::SeqCst);
-                self.parent_sink_event(event)
+                self.set_flushing(false);
+                let forwarded = self.parent_sink_event(event);
+                if let Err(err) = self.start_output_task() {
+                    gst::element_imp_error!(
+                        self,
+                        gst::CoreError::Thread,
+                        ("Could not restart the output task: {}", err)
+                    );
+                    return false;
+                }
+                forwarded
             }
             gst::EventView::Segment(e) => {
                 let Some(event) = self.on_segment(e.segment(), event.seqnum()) else {
                     return false;
                 };
-                self.parent_sink_event(event)
+                self.queue_event(event);
+                true
+            }
+            gst::EventView::Caps(_) => {
+                // Input caps are fixed by the template; the output is always UTF-8 text.
+                self.queue_event(gst::event::Caps::new(&template_caps(
+                    gst::PadDirection::Src,
+                )));
+                true
             }
             gst::EventView::Gap(gap) => {
                 let (pts, duration) = gap.get();
                 self.on_gap(pts, duration);
+                true
+            }
+            _ if event.is_serialized() => {
+                self.queue_event(event);
                 true
             }
             _ => self.parent_sink_event(event),
@@ -303,8 +300,9 @@ impl BaseTransformImpl for FireworksStt {
         Ok(gst::FlowSuccess::Ok)
     }
 
+    /// Output never comes from the streaming thread: the src pad task pushes it, so that a
+    /// slow or synchronising downstream cannot hold up the audio.
     fn generate_output(&self) -> Result<GenerateOutputSuccess, gst::FlowError> {
-        self.push_pending()?;
         Ok(GenerateOutputSuccess::NoOutput)
     }
 }

@@ -1,22 +1,25 @@
 //! Turns transcripts into what goes out of the src pad, in order: text with PTS and
-//! duration, the end-of-utterance marker, and how far the position may advance.
+//! duration, the end-of-utterance marker, and how far the position may advance. Text carries
+//! no line end: whether one is added is decided at the src pad (see `downstream.rs`).
+
+use gst::ClockTime;
 
 use crate::client::{TimedTranscript, TimedWord};
 
 use super::settings::OutputMode;
-use super::timeline::Timeline;
+use super::timeline::{audio_time, Timeline};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputItem {
     Text {
         text: String,
-        pts: u64,
-        duration: u64,
+        pts: ClockTime,
+        duration: ClockTime,
     },
     /// `rstranscribe/final-transcript`: the utterance is complete.
     FinalTranscript,
     /// Nothing more will be said before this PTS.
-    GapUntil(u64),
+    GapUntil(ClockTime),
 }
 
 /// The output for one final transcript, leaving out the words that start before
@@ -28,14 +31,14 @@ pub fn items_for_final(
     t: &TimedTranscript,
     mode: OutputMode,
     timeline: &Timeline,
-    pushed_until: Option<u64>,
+    pushed_until: Option<ClockTime>,
 ) -> Vec<OutputItem> {
     let fallback = t
         .start
-        .and_then(|a| timeline.pts_for(a))
+        .and_then(|a| timeline.pts_for(audio_time(a)))
         .or_else(|| timeline.end_pts())
-        .unwrap_or(0);
-    let end_pts = t.end.and_then(|a| timeline.pts_for(a));
+        .unwrap_or(ClockTime::ZERO);
+    let end_pts = t.end.and_then(|a| timeline.pts_for(audio_time(a)));
     let mut items = Vec::new();
     match mode {
         OutputMode::Words if !t.words.is_empty() => {
@@ -58,11 +61,11 @@ pub fn items_for_final(
                 .words
                 .iter()
                 .find_map(|w| w.start)
-                .and_then(|a| timeline.pts_for(a))
+                .and_then(|a| timeline.pts_for(audio_time(a)))
                 .unwrap_or(fallback);
             let end = end_pts.unwrap_or(pts).max(pts);
             items.push(OutputItem::Text {
-                text: format!("{}\n", t.text),
+                text: t.text.clone(),
                 pts,
                 duration: end - pts,
             });
@@ -80,7 +83,7 @@ pub fn items_for_final(
 pub fn word_times<'a>(
     words: &'a [TimedWord],
     timeline: &'a Timeline,
-    fallback: u64,
+    fallback: ClockTime,
 ) -> impl Iterator<Item = WordTime> + 'a {
     let mut previous_end = fallback;
     words
@@ -90,11 +93,11 @@ pub fn word_times<'a>(
         .map(move |(index, word)| {
             let pts = word
                 .start
-                .and_then(|a| timeline.pts_for(a))
+                .and_then(|a| timeline.pts_for(audio_time(a)))
                 .unwrap_or(previous_end);
             let end = word
                 .end
-                .and_then(|a| timeline.pts_for(a))
+                .and_then(|a| timeline.pts_for(audio_time(a)))
                 .unwrap_or(pts)
                 .max(pts);
             previous_end = end;
@@ -110,8 +113,8 @@ pub fn word_times<'a>(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WordTime {
     pub index: usize,
-    pub pts: u64,
-    pub duration: u64,
+    pub pts: ClockTime,
+    pub duration: ClockTime,
 }
 
 impl WordTime {
@@ -128,12 +131,12 @@ impl WordTime {
 fn word_items<'a>(
     words: &'a [TimedWord],
     timeline: &'a Timeline,
-    fallback: u64,
+    fallback: ClockTime,
 ) -> impl Iterator<Item = OutputItem> + 'a {
     word_times(words, timeline, fallback).map(move |time| time.item(words))
 }
 
-fn not_yet_pushed(item: &OutputItem, pushed_until: Option<u64>) -> bool {
+fn not_yet_pushed(item: &OutputItem, pushed_until: Option<ClockTime>) -> bool {
     match (item, pushed_until) {
         (OutputItem::Text { pts, .. }, Some(until)) => *pts >= until,
         _ => true,
@@ -141,7 +144,7 @@ fn not_yet_pushed(item: &OutputItem, pushed_until: Option<u64>) -> bool {
 }
 
 /// The word times of an open utterance's latest interim, worked out once per interim: the
-/// streaming thread checks them against the clock for every input buffer.
+/// src pad task checks them against the clock at every heartbeat step.
 #[derive(Debug, Default)]
 pub struct InterimWordTimes {
     /// Which interim these are for (see `SessionShared::interim_serial`).
@@ -158,7 +161,7 @@ impl InterimWordTimes {
         timeline: &Timeline,
     ) -> &[WordTime] {
         if self.serial != Some(serial) {
-            let fallback = timeline.end_pts().unwrap_or(0);
+            let fallback = timeline.end_pts().unwrap_or(ClockTime::ZERO);
             self.times.clear();
             self.times
                 .extend(word_times(&interim.words, timeline, fallback));
@@ -175,9 +178,9 @@ impl InterimWordTimes {
 pub fn due_interim_words(
     interim: &TimedTranscript,
     times: &[WordTime],
-    pushed_until: Option<u64>,
-    is_due: impl Fn(u64) -> bool,
-) -> (Vec<OutputItem>, Option<u64>) {
+    pushed_until: Option<ClockTime>,
+    is_due: impl Fn(ClockTime) -> bool,
+) -> (Vec<OutputItem>, Option<ClockTime>) {
     let waiting = || {
         times
             .iter()
@@ -194,7 +197,10 @@ pub fn due_interim_words(
     let items: Vec<OutputItem> = due_times.map(|time| time.item(&interim.words)).collect();
     if let Some(OutputItem::Text { pts, duration, .. }) = items.last() {
         // A word that ends where the next starts must not hide it: the next starts at `until`.
-        until = Some(pts.saturating_add(*duration).max(pts.saturating_add(1)));
+        until = Some(
+            pts.saturating_add(*duration)
+                .max(pts.saturating_add(ClockTime::NSECOND)),
+        );
     }
     (items, until)
 }
@@ -203,13 +209,13 @@ pub fn due_interim_words(
 mod tests {
     use super::*;
 
-    const MS: u64 = 1_000_000;
+    const MS: ClockTime = ClockTime::MSECOND;
 
     fn word(text: &str, start: u64, end: u64) -> TimedWord {
         TimedWord {
             text: text.into(),
-            start: Some(start * MS),
-            end: Some(end * MS),
+            start: Some((start * MS).nseconds()),
+            end: Some((end * MS).nseconds()),
             probability: None,
             is_final: true,
         }
@@ -235,7 +241,7 @@ mod tests {
 
     fn timeline_from(pts_ms: u64) -> Timeline {
         let mut t = Timeline::default();
-        t.on_buffer(Some(pts_ms * MS), 16_000 * 10 * 2, false, 0);
+        t.on_buffer(Some(pts_ms * MS), 16_000 * 10 * 2, false, ClockTime::ZERO);
         t
     }
 
@@ -269,7 +275,7 @@ mod tests {
         assert_eq!(
             items[0],
             OutputItem::Text {
-                text: "hello world\n".into(),
+                text: "hello world".into(),
                 pts: 100 * MS,
                 duration: 800 * MS
             }
@@ -292,7 +298,7 @@ mod tests {
             OutputItem::Text {
                 text: "b".into(),
                 pts: 200 * MS,
-                duration: 0
+                duration: ClockTime::ZERO
             }
         );
     }

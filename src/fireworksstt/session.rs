@@ -1,47 +1,152 @@
-//! Audio in and the network session: starting it on the first buffer, feeding it, applying
-//! option changes, draining it at EOS or a new segment, and stopping it on flush or stop.
+//! The stream's state, owned in one place, and the streaming thread's side of it: starting
+//! the network session on the first buffer, feeding it audio, applying option changes,
+//! draining it at EOS or a new segment, holding back in PAUSED, and stopping on flush or stop.
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, MutexGuard};
+use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 
-use crate::client::{PushError, Refill, StreamClient, BYTES_PER_SAMPLE, SAMPLE_RATE};
+use crate::client::{
+    samples_to_ns, PushError, Refill, SessionAbort, StreamClient, TimedTranscript,
+    BYTES_PER_SAMPLE, SAMPLE_RATE,
+};
 
-use super::bridge::{new_shared, Bridge};
-use super::imp::{FireworksStt, OutputState, State, CAT};
-use super::output::OutputItem;
+use super::bridge::Bridge;
+use super::downstream::Output;
+use super::imp::{FireworksStt, CAT};
+use super::timeline::Timeline;
 
 /// How long a live stream's streaming thread may wait for room in the network queue before
 /// audio is dropped (and counted): a live source must not be held up.
 const LIVE_QUEUE_WAIT: Duration = Duration::from_millis(100);
 /// Silence sent for one upstream GAP event at most; a longer gap is a hole in the audio.
 const MAX_GAP_SILENCE: gst::ClockTime = gst::ClockTime::from_seconds(10);
+/// Non-live audio the service may hear before the element reaches PLAYING: enough for the
+/// connection to start, little enough that a pipeline left in PAUSED spends (and is billed
+/// for) next to nothing.
+pub(super) const PAUSED_AUDIO_BUDGET: gst::ClockTime = gst::ClockTime::from_seconds(1);
+/// How often a wait that only ends on another thread's signal looks again anyway.
+const WAIT_SLICE: Duration = Duration::from_millis(200);
+
+/// Run-time statistics, read through the `max-observed-delay` and `dropped-audio` properties.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Stats {
+    pub max_observed_delay: gst::ClockTime,
+    pub dropped_audio: gst::ClockTime,
+}
+
+/// Everything one stream's state is made of. One mutex guards it (`FireworksStt::session`);
+/// the network side hands its events in through [`Bridge`], the src pad task takes its output
+/// from `output`.
+#[derive(Default)]
+pub(super) struct Session {
+    /// Bumped whenever a network session starts or the stream is reset: events of an older
+    /// network session are recognised and dropped.
+    pub serial: u64,
+    /// The running network session. The streaming thread takes it out while it waits on it,
+    /// so the mutex is never held across that wait; `active` says a session exists meanwhile.
+    pub client: Option<StreamClient>,
+    pub active: bool,
+    /// Stops the running network session from any thread, even while it is taken out.
+    pub abort: Option<SessionAbort>,
+    /// The input segment, as received.
+    pub segment: gst::FormattedSegment<gst::ClockTime>,
+    pub timeline: Timeline,
+    /// Audio position where the open utterance's text starts, while one is open.
+    pub open_utterance_start: Option<gst::ClockTime>,
+    /// The open utterance's latest interim: its words may have to go out before the final.
+    pub open_interim: Option<TimedTranscript>,
+    /// Changes with every new interim, so the output side knows when to look again.
+    pub interim_serial: u64,
+    /// A fatal error was posted: refuse further data until flushed or restarted.
+    pub failed: bool,
+    /// Set between FLUSH_START (or the way down to READY) and FLUSH_STOP (or the next start):
+    /// a session ended on purpose is not an error, and every wait ends.
+    pub flushing: bool,
+    /// Upstream is live (from the LATENCY query).
+    pub live: bool,
+    /// The element is in PLAYING.
+    pub playing: bool,
+    /// Non-live audio sent since the element last left PLAYING (or started).
+    pub sent_while_paused: gst::ClockTime,
+    /// Bumped whenever a session property is set; `options_generation` is the value the
+    /// running session was configured with.
+    pub settings_generation: u64,
+    pub options_generation: u64,
+    pub stats: Stats,
+    /// What waits for the src pad, and where its stream has got to.
+    pub output: Output,
+}
+
+impl Session {
+    /// Forgets the stream (a flush, or a stop when `full`), keeping the counters and flags
+    /// that outlive it.
+    fn clear(&mut self, full: bool) {
+        let segment = if full {
+            gst::FormattedSegment::new()
+        } else {
+            self.segment.clone()
+        };
+        let output = if full {
+            Output::default()
+        } else {
+            self.output.after_flush()
+        };
+        *self = Session {
+            serial: self.serial.wrapping_add(1),
+            output,
+            segment,
+            flushing: self.flushing,
+            live: self.live,
+            playing: self.playing,
+            settings_generation: self.settings_generation,
+            stats: self.stats,
+            ..Session::default()
+        };
+    }
+}
 
 impl FireworksStt {
     /// Ends the session (if any) and forgets the stream. `full` also forgets the segment (a
     /// stop, not a flush).
     pub(super) fn reset(&self, full: bool) {
-        self.abort_session();
-        let mut state = self.state.lock().unwrap();
-        state.client = None;
-        state.failed = false;
-        if full {
-            state.segment = gst::FormattedSegment::new();
-        }
-        state.shared = new_shared(state.segment.clone());
-        drop(state);
-        *self.output.lock().unwrap() = OutputState::default();
+        let client = {
+            let mut session = self.session.lock().unwrap();
+            if let Some(abort) = session.abort.take() {
+                abort.abort();
+            }
+            let client = session.client.take();
+            session.clear(full);
+            client
+        };
+        // Dropped outside the lock: dropping stops the network task.
+        drop(client);
+        self.changed.notify_all();
     }
 
-    /// Stops the network session at once, from any thread.
-    pub(super) fn abort_session(&self) {
-        if let Some(abort) = self.abort.lock().unwrap().take() {
-            abort.abort();
+    /// Flushing stops every wait at once (the network session is aborted); clearing it lets
+    /// data flow again.
+    pub(super) fn set_flushing(&self, flushing: bool) {
+        let mut session = self.session.lock().unwrap();
+        session.flushing = flushing;
+        if flushing {
+            if let Some(abort) = session.abort.take() {
+                abort.abort();
+            }
         }
+        drop(session);
+        self.changed.notify_all();
+    }
+
+    pub(super) fn set_playing(&self, playing: bool) {
+        let mut session = self.session.lock().unwrap();
+        session.playing = playing;
+        session.sent_while_paused = gst::ClockTime::ZERO;
+        drop(session);
+        self.changed.notify_all();
     }
 
     pub(super) fn answer_latency(&self, q: &mut gst::query::Latency) -> bool {
@@ -50,7 +155,7 @@ impl FireworksStt {
             return false;
         }
         let (live, min, max) = upstream.result();
-        self.upstream_live.store(live, Ordering::Relaxed);
+        self.session.lock().unwrap().live = live;
         if live {
             let ours =
                 gst::ClockTime::from_mseconds(self.settings.lock().unwrap().latency_ms.into());
@@ -66,10 +171,9 @@ impl FireworksStt {
         true
     }
 
-    fn query_upstream_live(&self) {
+    fn query_upstream_live(&self) -> bool {
         let mut q = gst::query::Latency::new();
-        let live = self.obj().sink_pad().peer_query(&mut q) && q.result().0;
-        self.upstream_live.store(live, Ordering::Relaxed);
+        self.obj().sink_pad().peer_query(&mut q) && q.result().0
     }
 
     /// Keeps the input segment and returns it to forward with `lateness` added to its base.
@@ -97,21 +201,17 @@ impl FireworksStt {
             return None;
         }
         let changed = {
-            let state = self.state.lock().unwrap();
+            let session = self.session.lock().unwrap();
             let mut same = segment.clone();
-            same.set_position(state.segment.position());
-            state.client.is_some() && same != state.segment
+            same.set_position(session.segment.position());
+            session.active && same != session.segment
         };
         if changed {
             gst::debug!(CAT, imp = self, "new segment: finishing the session first");
             self.drain_session();
-            *self.output.lock().unwrap() = OutputState::default();
+            self.reset(false);
         }
-        {
-            let mut state = self.state.lock().unwrap();
-            state.segment = segment.clone();
-            state.shared.lock().unwrap().segment = segment.clone();
-        }
+        self.session.lock().unwrap().segment = segment.clone();
         let lateness =
             gst::ClockTime::from_mseconds(self.settings.lock().unwrap().lateness_ms.into());
         let mut shifted = segment.clone();
@@ -129,11 +229,11 @@ impl FireworksStt {
     }
 
     /// Upstream says nothing is there: for the service that is silence (which also lets it
-    /// finish an utterance), sent like audio up to a bound; downstream gets our own GAPs.
+    /// finish an utterance), sent like audio up to a bound.
     pub(super) fn on_gap(&self, pts: gst::ClockTime, duration: Option<gst::ClockTime>) {
         let in_session = {
-            let state = self.state.lock().unwrap();
-            state.client.is_some() && !state.failed
+            let session = self.session.lock().unwrap();
+            session.active && !session.failed
         };
         if let (true, Some(duration)) = (in_session, duration) {
             let samples = duration.min(MAX_GAP_SILENCE).nseconds() * SAMPLE_RATE / 1_000_000_000;
@@ -142,12 +242,11 @@ impl FireworksStt {
             buffer.get_mut().expect("new buffer").set_pts(pts);
             let _ = self.send_audio(false, &buffer);
         }
-        let _ = self.push_pending();
     }
 
     /// Connects lazily: the first buffer starts the session.
-    fn start_session(&self, state: &mut State) -> Result<(), gst::FlowError> {
-        state.options_generation = self.options_generation.load(Ordering::SeqCst);
+    fn start_session(&self) -> Result<StreamClient, gst::FlowError> {
+        let live = self.query_upstream_live();
         let settings = self.settings.lock().unwrap().clone();
         let cfg = settings.client_config().map_err(|err| {
             let text = err.to_string();
@@ -161,17 +260,48 @@ impl FireworksStt {
             cfg.host_for_messages(),
             cfg.url.path()
         );
-        let shared = new_shared(state.segment.clone());
-        let bridge = Bridge::new(&self.obj(), shared.clone());
+        let serial = {
+            let mut session = self.session.lock().unwrap();
+            session.serial = session.serial.wrapping_add(1);
+            session.live = live;
+            session.active = true;
+            session.options_generation = session.settings_generation;
+            session.serial
+        };
+        let bridge = Bridge::new(&self.obj(), serial);
         let client = StreamClient::start(cfg, Arc::new(bridge)).map_err(|failure| {
+            self.session.lock().unwrap().active = false;
             self.post_failure(&failure, true);
             gst::FlowError::Error
         })?;
-        *self.abort.lock().unwrap() = Some(client.abort_handle());
-        state.client = Some(client);
-        state.shared = shared;
-        self.query_upstream_live();
-        Ok(())
+        self.session.lock().unwrap().abort = Some(client.abort_handle());
+        Ok(client)
+    }
+
+    /// Non-live input outside PLAYING: after `PAUSED_AUDIO_BUDGET` of audio the streaming
+    /// thread waits here (downstream has prerolled on the GAP queued with the first buffer)
+    /// until PLAYING, a flush or a stop. Returns the guard, or `Flushing`.
+    fn hold_while_paused<'a>(
+        &'a self,
+        mut session: MutexGuard<'a, Session>,
+    ) -> Result<MutexGuard<'a, Session>, gst::FlowError> {
+        let mut logged = false;
+        while !session.live
+            && !session.playing
+            && !session.flushing
+            && session.sent_while_paused >= PAUSED_AUDIO_BUDGET
+        {
+            if !logged {
+                gst::debug!(CAT, imp = self, "PAUSED: holding the audio until PLAYING");
+                logged = true;
+            }
+            // Waiting for the application is unbounded by nature; every slice looks again.
+            session = self.changed.wait_timeout(session, WAIT_SLICE).unwrap().0;
+        }
+        if session.flushing {
+            return Err(gst::FlowError::Flushing);
+        }
+        Ok(session)
     }
 
     pub(super) fn send_audio(
@@ -179,14 +309,6 @@ impl FireworksStt {
         is_discont: bool,
         buffer: &gst::Buffer,
     ) -> Result<(), gst::FlowError> {
-        let mut state = self.state.lock().unwrap();
-        if state.failed || state.shared.lock().unwrap().failed {
-            state.failed = true;
-            return Err(gst::FlowError::Error);
-        }
-        if state.client.is_none() {
-            self.start_session(&mut state)?;
-        }
         let map = buffer.map_readable().map_err(|_| {
             gst::element_imp_error!(
                 self,
@@ -195,48 +317,87 @@ impl FireworksStt {
             );
             gst::FlowError::Error
         })?;
-        let segment_start = state.segment.start().map_or(0, gst::ClockTime::nseconds);
-        state.shared.lock().unwrap().timeline.on_buffer(
-            buffer.pts().map(gst::ClockTime::nseconds),
-            map.len() as u64,
-            is_discont,
-            segment_start,
-        );
-        self.apply_option_changes(&mut state);
-        let (wait, refill) = if self.upstream_live.load(Ordering::Relaxed) {
-            (LIVE_QUEUE_WAIT, Refill::OneFrame)
-        } else {
-            // Waiting is how a slow service slows a file down; the bound only has to outlast
-            // the slowest reconnect.
-            let wait = self.settings.lock().unwrap().non_live_queue_wait();
-            (wait, Refill::Batch)
+        {
+            let session = self.session.lock().unwrap();
+            if session.failed {
+                return Err(gst::FlowError::Error);
+            }
+            session.output.flow?;
+            let session = self.hold_while_paused(session)?;
+            let session = self.wait_for_output_room(session)?;
+            drop(session);
+        }
+        // Read before the session is locked: `settings` is never locked under `session`.
+        let non_live_wait = self.settings.lock().unwrap().non_live_queue_wait();
+        let running = self.session.lock().unwrap().client.take();
+        let mut client = match running {
+            Some(client) => client,
+            None => self.start_session()?,
         };
-        let client = state.client.as_mut().expect("session started above");
-        match client.push_audio(&map, wait, refill) {
+        let (serial, wait, refill) = {
+            let mut session = self.session.lock().unwrap();
+            let segment_start = session.segment.start().unwrap_or(gst::ClockTime::ZERO);
+            session
+                .timeline
+                .on_buffer(buffer.pts(), map.len() as u64, is_discont, segment_start);
+            if !session.live && !session.output.prerolled {
+                // Lets downstream preroll at once: PAUSED is reached after one buffer.
+                session.output.queue_preroll(buffer.pts());
+                self.changed.notify_all();
+            }
+            if !session.live && !session.playing {
+                let heard = gst::ClockTime::from_nseconds(samples_to_ns(
+                    map.len() as u64 / BYTES_PER_SAMPLE,
+                ));
+                session.sent_while_paused = session.sent_while_paused.saturating_add(heard);
+            }
+            let (wait, refill) = if session.live {
+                (LIVE_QUEUE_WAIT, Refill::OneFrame)
+            } else {
+                // Waiting is how a slow service slows a file down; the bound only has to
+                // outlast the slowest reconnect.
+                (non_live_wait, Refill::Batch)
+            };
+            (session.serial, wait, refill)
+        };
+        self.apply_option_changes(&client);
+        // No lock held: this may wait for the network.
+        let result = client.push_audio(&map, wait, refill);
+        let mut session = self.session.lock().unwrap();
+        if session.serial == serial && !session.flushing {
+            session.client = Some(client);
+        } else {
+            // Reset meanwhile: this session is over.
+            drop(session);
+            drop(client);
+            return Err(gst::FlowError::Flushing);
+        }
+        match result {
             Ok(()) => Ok(()),
             Err(PushError::Dropped { bytes }) => {
-                state
-                    .shared
-                    .lock()
-                    .unwrap()
-                    .timeline
-                    .on_dropped(bytes as u64);
-                drop(state);
-                self.report_dropped(bytes);
+                session.timeline.on_dropped(bytes as u64);
+                let dropped =
+                    gst::ClockTime::from_nseconds(samples_to_ns(bytes as u64 / BYTES_PER_SAMPLE));
+                session.stats.dropped_audio = session.stats.dropped_audio.saturating_add(dropped);
+                let total = session.stats.dropped_audio;
+                drop(session);
+                self.report_dropped(total);
                 Ok(())
             }
-            Err(PushError::Closed) => Err(self.session_closed(&mut state)),
+            Err(PushError::Closed) => Err(self.session_closed(session)),
         }
     }
 
     /// The session's queue closed under the streaming thread.
-    fn session_closed(&self, state: &mut State) -> gst::FlowError {
-        if self.flushing.load(Ordering::SeqCst) {
+    fn session_closed(&self, mut session: MutexGuard<'_, Session>) -> gst::FlowError {
+        if session.flushing {
             // Stopped on purpose by a flush or a state change.
             return gst::FlowError::Flushing;
         }
-        state.failed = true;
-        if !state.shared.lock().unwrap().failed {
+        let already_posted = session.failed;
+        session.failed = true;
+        drop(session);
+        if !already_posted {
             gst::element_imp_error!(
                 self,
                 gst::LibraryError::Failed,
@@ -247,20 +408,14 @@ impl FireworksStt {
         gst::FlowError::Error
     }
 
-    fn report_dropped(&self, bytes: usize) {
-        // 16 kHz S16 mono: 32 bytes per millisecond.
-        let dropped_ms = u32::try_from(bytes / 32).unwrap_or(u32::MAX);
-        let total = self
-            .dropped_audio_ms
-            .fetch_add(dropped_ms, Ordering::Relaxed)
-            .saturating_add(dropped_ms);
+    fn report_dropped(&self, total: gst::ClockTime) {
         self.obj().notify("dropped-audio");
         gst::element_imp_warning!(
             self,
             gst::StreamError::Failed,
             (
                 "The network could not keep up: {} ms of audio dropped so far (dropped-audio)",
-                total
+                total.mseconds()
             )
         );
     }
@@ -268,13 +423,13 @@ impl FireworksStt {
     /// Session options set since the session started go to the client, which moves to a new
     /// connection. A value that cannot be used leaves the session as it is; a full queue
     /// leaves the change for the next buffer.
-    fn apply_option_changes(&self, state: &mut State) {
-        let generation = self.options_generation.load(Ordering::SeqCst);
-        if generation == state.options_generation {
-            return;
-        }
-        let Some(client) = state.client.as_ref() else {
-            return;
+    fn apply_option_changes(&self, client: &StreamClient) {
+        let generation = {
+            let session = self.session.lock().unwrap();
+            if session.settings_generation == session.options_generation {
+                return;
+            }
+            session.settings_generation
         };
         let cfg = self.settings.lock().unwrap().client_config();
         match cfg {
@@ -282,11 +437,11 @@ impl FireworksStt {
                 let query = cfg.url.query().unwrap_or("").to_string();
                 if client.reconfigure(cfg, Duration::ZERO) {
                     gst::info!(CAT, imp = self, "session options changed: {query}");
-                    state.options_generation = generation;
+                    self.session.lock().unwrap().options_generation = generation;
                 }
             }
             Err(err) => {
-                state.options_generation = generation;
+                self.session.lock().unwrap().options_generation = generation;
                 gst::element_imp_warning!(
                     self,
                     gst::LibraryError::Settings,
@@ -299,25 +454,28 @@ impl FireworksStt {
         }
     }
 
-    /// End of stream: finish the session (bounded by drain-timeout), push everything that came
-    /// back, and a GAP to the end of the audio.
+    /// End of stream: finish the session (bounded by drain-timeout); what comes back is queued
+    /// for the src pad, then a GAP to the end of the audio.
     pub(super) fn drain_session(&self) {
-        let client = self.state.lock().unwrap().client.take();
+        let client = self.session.lock().unwrap().client.take();
         if let Some(client) = client {
             // The abort handle stays in place meanwhile: a flush or a stop cuts the wait short.
+            let started = Instant::now();
             let outcome = client.drain();
-            gst::debug!(CAT, imp = self, "session drained: {outcome:?}");
+            gst::debug!(
+                CAT,
+                imp = self,
+                "session drained in {:?}: {outcome:?}",
+                started.elapsed()
+            );
         }
-        self.abort.lock().unwrap().take();
-        let _ = self.push_pending();
-        let end = {
-            let state = self.state.lock().unwrap();
-            let shared = state.shared.lock().unwrap();
-            shared.timeline.end_pts()
-        };
-        if let Some(end) = end {
-            let mut output = self.output.lock().unwrap();
-            let _ = self.push_item(OutputItem::GapUntil(end), &mut output);
+        let mut session = self.session.lock().unwrap();
+        session.abort = None;
+        session.active = false;
+        if let Some(end) = session.timeline.end_pts() {
+            session.output.queue_gap_until(end);
         }
+        drop(session);
+        self.changed.notify_all();
     }
 }

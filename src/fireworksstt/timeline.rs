@@ -7,18 +7,26 @@
 
 use std::collections::VecDeque;
 
+use gst::ClockTime;
+
 use crate::client::samples_to_ns;
 
 /// Timestamps this close to the expected one count as contiguous (rounding, jitter).
-const CONTIGUITY_TOLERANCE_NS: u64 = 10_000_000;
+const CONTIGUITY_TOLERANCE: ClockTime = ClockTime::from_mseconds(10);
+
+/// A position in the audio the service heard (the client counts it in nanoseconds of audio
+/// since the first sample), as a time.
+pub fn audio_time(ns: u64) -> ClockTime {
+    ClockTime::from_nseconds(ns)
+}
 /// Anchors kept; older ones are only needed for words far in the past.
 const MAX_ANCHORS: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Anchor {
-    /// Audio position (ns of audio received before this point).
-    audio: u64,
-    pts: u64,
+    /// Audio position (audio received before this point).
+    audio: ClockTime,
+    pts: ClockTime,
 }
 
 #[derive(Debug, Default)]
@@ -26,7 +34,7 @@ pub struct Timeline {
     anchors: VecDeque<Anchor>,
     /// Bytes the service will have heard (odd bytes are completed by the next buffer).
     bytes: u64,
-    expected_pts: Option<u64>,
+    expected_pts: Option<ClockTime>,
     /// Audio was dropped before reaching the service: the next buffer starts a new anchor.
     broken: bool,
 }
@@ -35,12 +43,18 @@ impl Timeline {
     /// Records an input buffer of `bytes` bytes of S16 audio with timestamp `pts` (None: it
     /// follows the previous one, or starts at `start` if it is the first). `discont` forces a
     /// new anchor.
-    pub fn on_buffer(&mut self, pts: Option<u64>, bytes: u64, discont: bool, start: u64) {
+    pub fn on_buffer(
+        &mut self,
+        pts: Option<ClockTime>,
+        bytes: u64,
+        discont: bool,
+        start: ClockTime,
+    ) {
         let discont = discont || std::mem::take(&mut self.broken);
-        let audio = samples_to_ns(self.bytes / 2);
+        let audio = self.heard();
         let pts = match (pts, self.expected_pts) {
             (Some(pts), Some(expected)) => {
-                if discont || pts.abs_diff(expected) > CONTIGUITY_TOLERANCE_NS {
+                if discont || pts.absdiff(expected) > CONTIGUITY_TOLERANCE {
                     Some(pts)
                 } else {
                     None
@@ -57,8 +71,12 @@ impl Timeline {
             }
         }
         self.bytes = self.bytes.saturating_add(bytes);
-        let end_audio = samples_to_ns(self.bytes / 2);
-        self.expected_pts = self.pts_for(end_audio);
+        self.expected_pts = self.pts_for(self.heard());
+    }
+
+    /// How much audio the service will have heard.
+    fn heard(&self) -> ClockTime {
+        audio_time(samples_to_ns(self.bytes / 2))
     }
 
     /// The last `bytes` bytes recorded never reached the service: later audio maps as if
@@ -69,12 +87,12 @@ impl Timeline {
     }
 
     /// PTS of the first audio received.
-    pub fn first_pts(&self) -> Option<u64> {
+    pub fn first_pts(&self) -> Option<ClockTime> {
         self.anchors.front().map(|a| a.pts)
     }
 
-    /// The PTS of audio position `audio` (ns of audio since the stream began).
-    pub fn pts_for(&self, audio: u64) -> Option<u64> {
+    /// The PTS of audio position `audio` (audio since the stream began).
+    pub fn pts_for(&self, audio: ClockTime) -> Option<ClockTime> {
         let anchor = self
             .anchors
             .iter()
@@ -90,7 +108,7 @@ impl Timeline {
     }
 
     /// PTS just after the last sample received.
-    pub fn end_pts(&self) -> Option<u64> {
+    pub fn end_pts(&self) -> Option<ClockTime> {
         self.expected_pts
     }
 }
@@ -99,14 +117,15 @@ impl Timeline {
 mod tests {
     use super::*;
 
-    const MS: u64 = 1_000_000;
+    const MS: ClockTime = ClockTime::MSECOND;
+    const ZERO: ClockTime = ClockTime::ZERO;
 
     #[test]
     fn contiguous_stream_maps_from_first_pts() {
         let mut t = Timeline::default();
-        t.on_buffer(Some(5_000 * MS), 1600 * 2, false, 0);
-        t.on_buffer(Some(5_100 * MS), 1600 * 2, false, 0);
-        assert_eq!(t.pts_for(0), Some(5_000 * MS));
+        t.on_buffer(Some(5_000 * MS), 1600 * 2, false, ZERO);
+        t.on_buffer(Some(5_100 * MS), 1600 * 2, false, ZERO);
+        assert_eq!(t.pts_for(ZERO), Some(5_000 * MS));
         assert_eq!(t.pts_for(150 * MS), Some(5_150 * MS));
         assert_eq!(t.end_pts(), Some(5_200 * MS));
     }
@@ -114,9 +133,9 @@ mod tests {
     #[test]
     fn hole_in_input_starts_a_new_anchor() {
         let mut t = Timeline::default();
-        t.on_buffer(Some(0), 1600 * 2, false, 0); // 0..100 ms
-        t.on_buffer(Some(1_000 * MS), 1600 * 2, false, 0); // dropped 900 ms before this
-                                                           // Audio position 150 ms is 50 ms into the second buffer.
+        t.on_buffer(Some(ZERO), 1600 * 2, false, ZERO); // 0..100 ms
+        t.on_buffer(Some(1_000 * MS), 1600 * 2, false, ZERO); // dropped 900 ms before this
+                                                              // Audio position 150 ms is 50 ms into the second buffer.
         assert_eq!(t.pts_for(150 * MS), Some(1_050 * MS));
         assert_eq!(t.pts_for(50 * MS), Some(50 * MS));
     }
@@ -124,28 +143,28 @@ mod tests {
     #[test]
     fn jitter_within_tolerance_is_ignored() {
         let mut t = Timeline::default();
-        t.on_buffer(Some(0), 1600 * 2, false, 0);
-        t.on_buffer(Some(100 * MS + 3 * MS), 1600 * 2, false, 0);
+        t.on_buffer(Some(ZERO), 1600 * 2, false, ZERO);
+        t.on_buffer(Some(100 * MS + 3 * MS), 1600 * 2, false, ZERO);
         assert_eq!(t.pts_for(150 * MS), Some(150 * MS));
     }
 
     #[test]
     fn missing_timestamps_follow_on() {
         let mut t = Timeline::default();
-        t.on_buffer(None, 1600 * 2, false, 0);
-        t.on_buffer(None, 1600 * 2, false, 0);
+        t.on_buffer(None, 1600 * 2, false, ZERO);
+        t.on_buffer(None, 1600 * 2, false, ZERO);
         assert_eq!(t.pts_for(150 * MS), Some(150 * MS));
-        assert_eq!(t.pts_for(0), Some(0));
+        assert_eq!(t.pts_for(ZERO), Some(ZERO));
     }
 
     #[test]
     fn dropped_audio_does_not_shift_later_words() {
         let mut t = Timeline::default();
-        t.on_buffer(Some(0), 1600 * 2, false, 0); // 0..100 ms, heard
-        t.on_buffer(Some(100 * MS), 1600 * 2, false, 0); // 100..200 ms, dropped
+        t.on_buffer(Some(ZERO), 1600 * 2, false, ZERO); // 0..100 ms, heard
+        t.on_buffer(Some(100 * MS), 1600 * 2, false, ZERO); // 100..200 ms, dropped
         t.on_dropped(1600 * 2);
-        t.on_buffer(Some(200 * MS), 1600 * 2, false, 0); // heard right after the first
-                                                         // Audio position 150 ms is 50 ms into the third buffer.
+        t.on_buffer(Some(200 * MS), 1600 * 2, false, ZERO); // heard right after the first
+                                                            // Audio position 150 ms is 50 ms into the third buffer.
         assert_eq!(t.pts_for(150 * MS), Some(250 * MS));
     }
 
@@ -153,7 +172,7 @@ mod tests {
     fn odd_buffers_do_not_drift() {
         let mut t = Timeline::default();
         for i in 0..1000u64 {
-            t.on_buffer(None, if i % 2 == 0 { 3201 } else { 3199 }, false, 0);
+            t.on_buffer(None, if i % 2 == 0 { 3201 } else { 3199 }, false, ZERO);
         }
         assert_eq!(t.end_pts(), Some(100_000 * MS));
     }
@@ -162,21 +181,21 @@ mod tests {
     fn untimed_first_buffer_starts_at_the_segment_start() {
         let mut t = Timeline::default();
         t.on_buffer(None, 3200, false, 7 * MS);
-        assert_eq!(t.pts_for(0), Some(7 * MS));
+        assert_eq!(t.pts_for(ZERO), Some(7 * MS));
     }
 
     #[test]
     fn empty_timeline_maps_nothing() {
-        assert_eq!(Timeline::default().pts_for(0), None);
+        assert_eq!(Timeline::default().pts_for(ZERO), None);
     }
 
     #[test]
     fn timestamps_near_the_end_of_time_saturate_instead_of_overflowing() {
         let mut t = Timeline::default();
-        t.on_buffer(Some(u64::MAX - MS), 1600 * 2, false, 0);
-        t.on_buffer(None, 1600 * 2, false, 0);
-        assert_eq!(t.pts_for(0), Some(u64::MAX - MS));
-        assert_eq!(t.pts_for(150 * MS), Some(u64::MAX));
-        assert_eq!(t.end_pts(), Some(u64::MAX));
+        t.on_buffer(Some(ClockTime::MAX - MS), 1600 * 2, false, ZERO);
+        t.on_buffer(None, 1600 * 2, false, ZERO);
+        assert_eq!(t.pts_for(ZERO), Some(ClockTime::MAX - MS));
+        assert_eq!(t.pts_for(150 * MS), Some(ClockTime::MAX));
+        assert_eq!(t.end_pts(), Some(ClockTime::MAX));
     }
 }
