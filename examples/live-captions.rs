@@ -340,8 +340,6 @@ fn build_overlay(o: &Options) -> Result<Built, Box<dyn std::error::Error>> {
     atail.link(&stt)?;
     link(&stt, "src", &overlay, "text_sink")?;
 
-    // textoverlay would draw a trailing line end as an empty last line.
-    common::strip_line_ends(&stt.static_pad("src").unwrap());
     Ok(Built {
         pipeline,
         stt,

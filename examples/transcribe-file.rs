@@ -176,7 +176,6 @@ fn build_pipeline(
             stt.set_property(property, value);
         }
     }
-    common::strip_line_ends(&stt.static_pad("src").unwrap());
     Ok(pipeline)
 }
 

@@ -938,7 +938,6 @@ fn examples_name_the_debian_package_of_a_missing_element() {
 /// (and webvttenc), with nothing in between: the files must parse back, one cue per utterance
 /// and no blank lines inside or between cues.
 #[test]
-#[ignore = "needs the utterance newline fix"]
 fn readme_subtitle_pipelines_write_well_formed_files() {
     init();
     let dir = scratch("readme-subtitles");

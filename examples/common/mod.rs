@@ -316,25 +316,3 @@ pub fn start(pipeline: &gst::Pipeline) -> Result<(), String> {
     let _ = pipeline.set_state(gst::State::Null);
     Err(msg.map_or("the pipeline could not start".into(), |m| error_text(&m)))
 }
-
-/// Utterance buffers end in a line end (one line per utterance for `! filesink`); encoders and
-/// renderers that add their own line breaks (srtenc, webvttenc, textoverlay) get the text
-/// without it. A no-op for buffers that carry none.
-pub fn strip_line_ends(pad: &gst::Pad) {
-    pad.add_probe(gst::PadProbeType::BUFFER, |_, info| {
-        if let Some(gst::PadProbeData::Buffer(buffer)) = info.data.as_mut() {
-            let len = buffer.size();
-            let trimmed = buffer.map_readable().map_or(len, |map| {
-                len - map
-                    .iter()
-                    .rev()
-                    .take_while(|b| matches!(b, b'\n' | b'\r'))
-                    .count()
-            });
-            if trimmed < len {
-                buffer.make_mut().set_size(trimmed);
-            }
-        }
-        gst::PadProbeReturn::Ok
-    });
-}

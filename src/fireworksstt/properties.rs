@@ -151,7 +151,7 @@ pub fn specs() -> Vec<glib::ParamSpec> {
             .build(),
         glib::ParamSpecUInt::builder("drain-timeout")
             .nick("Drain timeout")
-            .blurb("Milliseconds to wait at end of stream for the final transcript before EOS goes on")
+            .blurb("Milliseconds a service that answers may take to confirm the end of the stream (counted from the checkpoint and again from each final that arrives); then EOS goes on")
             .minimum(100)
             .maximum(600_000)
             .default_value(settings::DEFAULT_DRAIN_TIMEOUT_MS)
