@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! CPU per audio-hour, and RSS over the hour: one hour of speech-like test audio, non-live,
 //! through `fireworksstt` to the test server, compared in the same run with a bare
 //! tokio-tungstenite client that sends the same 50 ms frames (the practical floor) and with the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Latency close to the wire, with a live (real-time paced) source:
 //!
 //! 1. audio buffer into fireworksstt → its last byte received by the server,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Where the element's CPU goes, in numbers a fix can be checked against:
 //!
 //! 1. The server-message path, message by message, on messages recorded from the test server

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The bundled server's speech recogniser (Whisper tiny.en int8 through ct2rs), on one core:
 //!
 //! 1. model load time;

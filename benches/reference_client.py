@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MPL-2.0
 """The reference client for `cargo bench --bench cpu`: LiveKit's `livekit-plugins-fireworksai`
 STT, driven through livekit-agents' `STT.stream()` with the same audio as fireworksstt, against
 the same local test server.

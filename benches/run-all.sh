@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MPL-2.0
 # Builds and runs every benchmark program, in the order BENCHMARKS.md reports them.
 #
 #   benches/run-all.sh [VENV]      (VENV: where the reference Python client is installed;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Concurrent live streams in one process: CPU, lateness and memory at 10, 100, 500 and 1,000
 //! streams of real-time paced speech-like audio, each through its own fireworksstt to the test
 //! server (one server process, release build, in a process of its own).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MPL-2.0
 # Installs the reference client (LiveKit's livekit-plugins-fireworksai, from PyPI) in a
 # virtual environment outside the repository, for `cargo bench --bench cpu`.
 #

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The bundled local Fireworks-compatible server, for trying the element without a key or a
 //! network:
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Stress test of everything that reads server data: generates and mutates server frames with a
 //! deterministic PRNG, feeds them through `parse_server_message` and one `TranscriptState` (with
 //! reconnects and ends of stream), checks the invariants of `tests/untrusted_input.rs` after every

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Live captions burnt into video.
 //!
 //!     live-captions [--overlay | --cea708] [--audio-file FILE]

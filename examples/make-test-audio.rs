@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Writes a WAV file that the bundled test server transcribes as the given utterances:
 //!
 //!     cargo run --example make-test-audio -- speech.wav "hello world" "how are you"

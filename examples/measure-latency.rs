@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Measures how late words come back, to choose `latency` for live captions.
 //!
 //!     cargo run --release --example measure-latency -- --base-url ws://127.0.0.1:8765/v1

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! An application that transcribes an audio file and reads the transcripts from the bus.
 //!
 //!     FIREWORKS_API_KEY=fw_... cargo run --example read-bus-messages -- talk.wav

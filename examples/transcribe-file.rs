@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Transcribes an audio file: prints each utterance as soon as it is final, with its start time,
 //! and writes SRT and/or WebVTT subtitles.
 //!

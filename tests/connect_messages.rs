@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Connection failures a user causes name the fix: a `base-url` without the API version, and a
 //! service that never accepted a connection is not said to be "reconnecting".
 

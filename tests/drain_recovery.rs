@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! End of stream recovers, or says what was lost. A connection that is stalled or never
 //! answered at or near EOS is detected and replaced within the drain, and the audio no final
 //! covers yet is replayed, so every final arrives once and exact when the service comes back;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The element as GStreamer sees it: metadata, properties, caps, events and queries, mostly
 //! through gst-check's Harness and without any network.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Bad input gets a clear error and never a hang: each case checks the ERROR a user would
 //! read, and that the key never shows up in it.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The examples users run, run as users run them: the built binaries (target/<profile>/examples/,
 //! which cargo builds before the tests), against a local test server started here, on test audio
 //! from `synthesize_utterances`. What is checked is what a user would look at: the subtitle files

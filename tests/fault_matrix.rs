@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Never lose a word: the same multi-utterance audio under each fault the service or the
 //! network can throw. Where recovery is possible the final transcripts and word times must
 //! equal the fault-free run (0 words lost, 0 finals repeated); otherwise an ERROR must name

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The plugin as users load it: `gst-launch-1.0 -m` with GST_PLUGIN_PATH pointing at the built
 //! library, over a generated WAV file, against the bundled local server.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! scripts/install.sh as `sudo` runs it for a user who installed Rust with rustup: no cargo on
 //! the PATH and none in the home directory. It must install the library already built (this
 //! test's own build, `--profile` of this test binary), say so, and the staged copy must be a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Against the real Fireworks service. Runs only when FIREWORKS_API_KEY is set (and the
 //! machine can reach the service); otherwise it says so and passes without doing anything.
 //!

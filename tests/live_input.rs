@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Live input as transcriberbin and live sources deliver it: holes from a leaky queue,
 //! DISCONT flags, a network slower than the source, words later than the latency budget, and
 //! repeated drops separated by finals.

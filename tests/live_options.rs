@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Operators change settings while captions run: options set in PLAYING move the stream to a
 //! new connection with the new query, between two utterances, losing and repeating nothing.
 

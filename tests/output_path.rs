@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The output path: a slow, synchronising or blocked downstream never holds up the audio on
 //! its way to the service nor the bus messages; text moves with time, not with the next input
 //! buffer; PAUSED prerolls at once and spends (almost) no audio; utterance text carries a line

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Robustness under the awkward timings of real networks and real pipelines: a flush or a
 //! stop while the streaming thread waits for the network, a slow handshake with a fast file,
 //! audio dropped under backpressure, options changed mid-handshake, absurd times from the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The API key stays secret: not in any GStreamer debug output even at GST_DEBUG=*:9, not
 //! in messages, not in the URL, not readable back from the property.
 //!

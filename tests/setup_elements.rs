@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Set-up installs every GStreamer element the project uses.
 //!
 //! `scripts/gstreamer-elements.txt` maps each element used by the tests, examples and benchmarks

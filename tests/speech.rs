@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Real speech, end to end: appsrc → audioresample → fireworksstt → fakesink against the bundled
 //! server's Whisper tiny.en recogniser (the model must be installed: `./scripts/setup.sh`).
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Teardown under load: a thousand random state changes, flushes and EOS while audio flows.
 //! No hang, no deadlock, no panic, and threads and file descriptors return to their baseline.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! TLS: certificates are always verified, and `tls-ca-file` (PEM) adds a private CA or a
 //! self-signed server certificate. Each case runs the element against a `wss://localhost` test
 //! server whose certificates are made at test time.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! End to end: appsrc → fireworksstt → fakesink against the local Fireworks-compatible
 //! server, checking what a user would check: the text, its timing, the bus messages.
 

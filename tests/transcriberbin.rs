@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! fireworksstt as the transcriber of the real `transcriberbin` (gst-plugins-rs 0.13.7, the
 //! newest that builds against GStreamer 1.22), on a live audio + video pipeline:
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Untrusted server input: property tests over everything that parses server data and over the
 //! transcript rules (docs/protocol.md#transcript-rules; TVn are its test vectors).
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Shared support for the benchmark programs (`benches/*.rs`, `harness = false`).
 //!
 //! Measuring: CPU as user+sys time (`getrusage`, µs resolution) of the process or the thread,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! What the command-line examples share: one `--help`/error/exit-code convention, the check that
 //! the GStreamer elements they use are installed (naming the Debian package when one is not),
 //! output files that appear only when complete, Ctrl-C handling, time and error formatting.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The audio kept for replay after a dropped connection.
 //!
 //! Every frame sent to the service stays here until a final transcript covers it, so that a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Opening one WebSocket session: request, headers, TLS, and a classified failure.
 
 use std::sync::Arc;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 use std::time::Duration;
 
 /// A word with its times mapped into the element's stream: nanoseconds of audio counted from

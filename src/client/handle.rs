@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The element's side of the client: cuts audio into frames and hands them to the network
 //! task without ever waiting longer than a bound.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The network client: one Fireworks streaming session per GStreamer stream.
 //!
 //! Tokio and tokio-tungstenite live here; GStreamer does not. The element talks to this room

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 use once_cell::sync::Lazy;
 use tokio::runtime::Runtime;
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 use std::fmt;
 
 /// The Fireworks API key. Its `Debug` and `Display` never show the key, so it cannot leak into

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The network task of one stream: connects, streams audio, turns server messages into
 //! events, reconnects after a drop (replaying audio from the end of the last final word), and
 //! completes end of stream. Runs on the shared runtime; the element only sees [`Command`]s

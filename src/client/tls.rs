@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! How `wss://` servers are verified, and TLS failures in words.
 //!
 //! Certificates are always verified: against the public web roots, plus the certificates of

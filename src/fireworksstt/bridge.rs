@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Where client events enter GStreamer: bus messages go out at once (on the network thread),
 //! transcripts are handed to the session's output queue for the src pad task.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The element messages and error details posted on the bus. The field names here are the
 //! interface applications read; the README documents them one by one.
 

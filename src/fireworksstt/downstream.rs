@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! What goes out of the src pad, and the src pad task that pushes it.
 //!
 //! Everything downstream sees goes through one ordered queue (`Output`): serialized events

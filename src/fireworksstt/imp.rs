@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The `fireworksstt` element: the GObject/GStreamer entry points. The work behind them lives
 //! in `session.rs` (the stream's state and audio in), `bridge.rs` (events from the network) and
 //! `downstream.rs` (the src pad task: everything that goes out of the src pad).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Turns transcripts into what goes out of the src pad, in order: text with PTS and
 //! duration, the end-of-utterance marker, and how far the position may advance. Text carries
 //! no line end: whether one is added is decided at the src pad (see `downstream.rs`).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The element's properties: their specs (what `gst-inspect-1.0 fireworksstt` shows) and how
 //! they map onto [`Settings`]. Run-time statistics (`max-observed-delay`, `dropped-audio`) are
 //! read in imp.rs.

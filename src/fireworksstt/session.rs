@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The stream's state, owned in one place, and the streaming thread's side of it: starting
 //! the network session on the first buffer, feeding it audio, applying option changes,
 //! draining it at EOS or a new segment, holding back in PAUSED, and stopping on flush or stop.

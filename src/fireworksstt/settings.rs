@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The element's properties as plain values, and their translation into a client
 //! configuration. Everything a user can get wrong is checked here, with a message that names
 //! the property or variable to fix.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Maps positions in the audio the service heard to PTS in the input stream.
 //!
 //! The service counts only the audio it received. Input can have holes (a leaky queue in

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Maps the `language-code` property (BCP-47 or POSIX forms, as `transcriberbin` sets them) to
 //! a language code the Fireworks service accepts (docs/protocol.md#validation).
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Server → client JSON messages (docs/protocol.md#server-messages) and the one client → server
 //! JSON message we send, the end-of-stream checkpoint
 //! (docs/protocol.md#json-messages-from-the-client).

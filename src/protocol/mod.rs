@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The Fireworks streaming speech-to-text protocol as pure code: session options → URL,
 //! server message parsing, and the transcript state machine, as docs/protocol.md describes them.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Session options and the streaming URL built from them (docs/protocol.md#url,
 //! docs/protocol.md#query-parameters, docs/protocol.md#validation).
 //!

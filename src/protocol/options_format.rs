@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Renders query values exactly as LiveKit's plugin's Python does (`str()` and
 //! `urllib.parse.quote_plus`), so our URLs match its URLs byte for byte
 //! (docs/protocol.md#query-parameters).

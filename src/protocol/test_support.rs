@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Test helpers: messages in the notation of the test vectors (docs/protocol.md#test-vectors), and
 //! events as short strings.
 

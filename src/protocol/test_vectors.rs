@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Test vectors TV1–TV15 of docs/protocol.md#test-vectors, with the events OUR element emits:
 //! END after every FINAL, START before the first event after END, the TV10/TV11 tables, TV4's
 //! promotion at end of stream and TV14's atomic rejection.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The transcript state machine: turns transcription messages into interim and final
 //! transcripts and per-utterance speech boundaries.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The test-audio codec: text "spoken" as square-wave letter blocks, and its streaming decoder.
 //!
 //! Audio is S16LE, 16 kHz, mono, the format the Fireworks service takes.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Command-line front ends: the server (`fireworks-test-server`) and the WAV maker
 //! (`make-test-audio`). Reusable from other crates' examples:
 //!

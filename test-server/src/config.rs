@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Server configuration: protocol switches, scenario switches and injected faults.
 
 use std::path::Path;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The transcript engine: decoded audio → Fireworks `verbose_json` messages. Pure, no I/O, so it
 //! can also be driven directly (e.g. to produce realistic message sequences in unit tests).
 

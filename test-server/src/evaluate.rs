@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Support for tests and benchmarks on real speech: WAV reading, text normalisation and word
 //! error rate, the LibriVox clips of Debian's `pocketsphinx-testdata`, and espeak-ng speech with
 //! espeak-ng's own word times (through `libespeak-ng.so.1`, loaded at run time).

@@ -1,6 +1,7 @@
+// SPDX-License-Identifier: MPL-2.0
 //! A local stand-in for the Fireworks AI streaming speech-to-text WebSocket service, for tests and
-//! benchmarks (no network needed). It follows the repository's `docs/protocol.md` (Connection, Client
-//! messages, Server messages, Lifecycle, What the test server does).
+//! benchmarks (no network needed). It follows the repository's `docs/protocol.md` (Connection,
+//! Client messages, Server messages, Lifecycle, What the test server does).
 //!
 //! It transcribes two kinds of audio, told apart per connection by the first 32 samples louder
 //! than the silence threshold ([`engine::AudioKind`]): if they alternate in sign sample by sample

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Whisper's log-mel spectrogram, computed as Whisper computes it (`whisper/audio.py`): 16 kHz
 //! audio zero-padded to the 30 s window, a centred 400-point STFT (periodic Hann window, reflect
 //! padding, hop 160) whose last frame is dropped, power spectrum, 80 Slaney-normalised mel filters

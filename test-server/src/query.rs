@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Request validation: path, query options and authentication.
 
 /// The only path served. Clients use the base URL `ws://HOST:PORT/v1`.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Offline English speech recognition: Whisper tiny.en (CTranslate2 int8) through `ct2rs`.
 //!
 //! * **Model:** the directory named by `FIREWORKSSTT_MODEL_DIR`, else

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! What the server saw and did, per connection, for tests to assert on.
 
 use std::net::SocketAddr;

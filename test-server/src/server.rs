@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The WebSocket server: one thread, one current-thread tokio runtime, one task per connection.
 //! Optionally TLS (`wss://`, [`ServerConfig::with_tls`]): each connection's TLS handshake runs in
 //! its own task, before the WebSocket upgrade.

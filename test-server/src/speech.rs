@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Utterances of real speech found by voice activity, in *sample time*: every decision depends
 //! only on the samples received, never on the wall clock, so pushing a file as fast as possible
 //! gives the same utterances (and the same finals) as playing it live.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Each fault's visible behaviour.
 
 mod common;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Without the speech model the server still serves tone-coded test audio exactly, and speech
 //! gets no text (the missing model is reported once, on stderr). Its own test binary: the
 //! recogniser is loaded once per process.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The server's protocol behaviour, driven by a raw tokio-tungstenite client.
 
 mod common;

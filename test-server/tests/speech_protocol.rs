@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The protocol on real speech (needs the model: ./scripts/setup.sh): a checkpoint finalizes the
 //! utterance in progress before its echo, state-clear forgets it, trace is answered, and a
 //! language the model cannot do is an error naming what is supported.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The server over TLS (`wss://`), driven by a tokio-rustls + tokio-tungstenite client, with
 //! certificates made at test time.
 

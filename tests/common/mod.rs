@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Shared support for the GStreamer-level tests: plugin registration, and running
 //! `appsrc ! fireworksstt ! fakesink` over synthesized audio while recording everything the
 //! element sends downstream and posts on the bus.

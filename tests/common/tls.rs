@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Test certificates made at test time with rcgen: a self-signed CA and server certificates it
 //! signs, as PEM, plus the [`TlsIdentity`] the test server takes.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! The invariants of the parser and of the transcript state machine that hold whatever the
 //! server sends. Shared by `tests/untrusted_input.rs` and `examples/fuzz-protocol.rs`.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Server frames for the untrusted-input tests, from a small deterministic PRNG: a simulated
 //! well-behaved server, random JSON shaped like transcription messages, mutations of valid
 //! messages, text that is not JSON, and a server that never finalizes. Shared by

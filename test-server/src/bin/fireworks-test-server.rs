@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Runs the local Fireworks-compatible streaming speech-to-text test server.
 //! See `fireworks-test-server --help`.
 

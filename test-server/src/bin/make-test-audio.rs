@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! Writes test audio (WAV) that the test server transcribes as the given utterances.
 //! See `make-test-audio --help`.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MPL-2.0
 //! A small raw WebSocket client for testing the server.
 #![allow(dead_code)]
 
