@@ -161,6 +161,51 @@ fn a_self_signed_certificate_in_tls_ca_file_is_trusted_like_curl_does() {
     let _ = std::fs::remove_file(cert_file);
 }
 
+/// The certificate of the bug report, made by the very command users run: `openssl req -x509
+/// -newkey rsa:2048 -nodes -subj /CN=localhost -addext subjectAltName=DNS:localhost` (an RSA
+/// key, CA:TRUE). `openssl` is part of a new Debian machine; set-up need not install it.
+#[test]
+fn the_certificate_openssl_req_x509_makes_is_trusted_through_tls_ca_file() {
+    let dir = std::env::temp_dir().join(format!("fireworksstt-openssl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs (Debian package openssl)");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let cert_pem = std::fs::read_to_string(&cert).unwrap();
+    let identity =
+        fireworks_test_server::TlsIdentity::new(cert_pem, std::fs::read_to_string(&key).unwrap());
+    let server = TestServer::start_tls(ServerConfig::default(), identity).unwrap();
+    let spoken = ["hello world"];
+    let audio = synthesize_utterances(&spoken).unwrap();
+    let run = run_audio(&audio.samples, &Feed::default(), |stt| {
+        point_at(stt, &server);
+        stt.set_property("tls-ca-file", cert.to_str().unwrap());
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(run.errors.is_empty(), "{}", run.error_text());
+    assert!(run.got_eos);
+    assert_eq!(run.finals(), spoken);
+}
+
 #[test]
 fn a_self_signed_certificate_not_in_tls_ca_file_is_refused_with_the_fix_in_words() {
     let (_pem, identity) = openssl_style_self_signed("localhost", LONG_AGO, FAR_AHEAD);
