@@ -39,43 +39,41 @@ pub enum TimestampGranularities {
 }
 
 glib::wrapper! {
-    /**
-     * SECTION:element-fireworksstt
-     * @see_also: transcriberbin, textoverlay, srtenc
-     *
-     * `fireworksstt` streams raw audio (S16LE, 16 kHz, mono) to the Fireworks AI streaming
-     * speech-to-text service over a WebSocket and delivers the transcripts in two forms:
-     *
-     * - timed `text/x-raw, format=utf8` buffers on its src pad, one per word
-     *   (`output-mode=words`, what `transcriberbin`, `tttocea608` and `textwrap` expect; each
-     *   utterance is followed by the custom downstream event `rstranscribe/final-transcript`) or
-     *   one per final utterance (`output-mode=utterances`);
-     * - element messages on the bus: `fireworksstt/transcript` (interim and final, with word
-     *   times), `fireworksstt/speech-started`, `fireworksstt/speech-ended` and `fireworksstt/usage`.
-     *
-     * The API key comes from the `api-key` property or the `FIREWORKS_API_KEY` environment
-     * variable; it is sent only in the `Authorization` header and never logged. The connection is
-     * made on the first buffer (state changes need no network), dropped connections are retried
-     * with the unconfirmed audio replayed, and at EOS the element waits for the service's last
-     * words before forwarding EOS. Audio that could not be transcribed is reported in an ERROR
-     * that says how many seconds were lost.
-     *
-     * ## Example launch lines
-     * |[
-     * gst-launch-1.0 -m filesrc location=talk.wav ! decodebin ! audioconvert ! audioresample ! \
-     *     fireworksstt language-code=en ! fakesink
-     * ]| prints every transcript as a bus message.
-     *
-     * |[
-     * gst-launch-1.0 filesrc location=talk.wav ! decodebin ! audioconvert ! audioresample ! \
-     *     fireworksstt output-mode=utterances ! srtenc ! filesink location=talk.srt
-     * ]| writes subtitles.
-     *
-     * The repository's README lists every property and bus message field, and its bundled
-     * Fireworks-compatible server runs the same pipelines offline.
-     *
-     * Since: 0.1
-     */
+    /// SECTION:element-fireworksstt
+    /// @see_also: transcriberbin, textoverlay, srtenc
+    ///
+    /// `fireworksstt` streams raw audio (S16LE, 16 kHz, mono) to the Fireworks AI streaming
+    /// speech-to-text service over a WebSocket and delivers the transcripts in two forms:
+    ///
+    /// - timed `text/x-raw, format=utf8` buffers on its src pad, one per word
+    ///   (`output-mode=words`, what `transcriberbin`, `tttocea608` and `textwrap` expect; each
+    ///   utterance is followed by the custom downstream event `rstranscribe/final-transcript`) or
+    ///   one per final utterance (`output-mode=utterances`);
+    /// - element messages on the bus: `fireworksstt/transcript` (interim and final, with word
+    ///   times), `fireworksstt/speech-started`, `fireworksstt/speech-ended` and `fireworksstt/usage`.
+    ///
+    /// The API key comes from the `api-key` property or the `FIREWORKS_API_KEY` environment
+    /// variable; it is sent only in the `Authorization` header and never logged. The connection is
+    /// made on the first buffer (state changes need no network), dropped connections are retried
+    /// with the unconfirmed audio replayed, and at EOS the element waits for the service's last
+    /// words before forwarding EOS. Audio that could not be transcribed is reported in an ERROR
+    /// that says how many seconds were lost.
+    ///
+    /// ## Example launch lines
+    /// |[
+    /// gst-launch-1.0 -m filesrc location=talk.wav ! decodebin ! audioconvert ! audioresample ! \
+    ///     fireworksstt language-code=en ! fakesink
+    /// ]| prints every transcript as a bus message.
+    ///
+    /// |[
+    /// gst-launch-1.0 filesrc location=talk.wav ! decodebin ! audioconvert ! audioresample ! \
+    ///     fireworksstt output-mode=utterances ! srtenc ! filesink location=talk.srt
+    /// ]| writes subtitles.
+    ///
+    /// The repository's README lists every property and bus message field, and its bundled
+    /// Fireworks-compatible server runs the same pipelines offline.
+    ///
+    /// Since: 0.1
     pub struct FireworksStt(ObjectSubclass<imp::FireworksStt>)
         @extends gst_base::BaseTransform, gst::Element, gst::Object;
 }
