@@ -361,10 +361,7 @@ fn options_changed_before_the_first_connection_keep_the_audio_before_them() {
     }
     assert!(h.push_event(gst::event::Eos::new()));
     let started = Instant::now();
-    let mut words = Vec::new();
-    while let Some(buffer) = h.try_pull() {
-        words.push(String::from_utf8(buffer.map_readable().unwrap().to_vec()).unwrap());
-    }
+    let words: Vec<String> = pull_until_eos(&mut h).into_iter().map(|w| w.0).collect();
     assert!(started.elapsed() < Duration::from_secs(10));
     let expected: Vec<&str> = utterances.iter().flat_map(|u| u.split(' ')).collect();
     assert_eq!(words, expected);

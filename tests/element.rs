@@ -243,7 +243,10 @@ fn flush_drops_the_session_and_the_next_buffer_reconnects() {
         pts += chunk.len() as u64 * 62_500;
     }
     assert!(h.push_event(gst::event::Eos::new()));
-    let words = pull_words_until_eos(&mut h);
+    let words = pull_until_eos(&mut h)
+        .into_iter()
+        .map(|w| w.0)
+        .collect::<Vec<String>>();
     assert_eq!(words, ["after", "flush"]);
     assert!(server.wait_for_connections(2, Duration::from_secs(5)));
     let records = server.connections();
@@ -252,22 +255,4 @@ fn flush_drops_the_session_and_the_next_buffer_reconnects() {
         2,
         "flush aborts the first session, the next buffer opens another"
     );
-}
-
-/// The words pushed until EOS. Output goes out from the element's own task, so this waits
-/// (each pull is bounded by the harness's 60 s).
-fn pull_words_until_eos(h: &mut gst_check::Harness) -> Vec<String> {
-    let mut words = Vec::new();
-    loop {
-        while let Some(buffer) = h.try_pull() {
-            words.push(String::from_utf8(buffer.map_readable().unwrap().to_vec()).unwrap());
-        }
-        let event = h.pull_event().expect("EOS reaches downstream");
-        if event.type_() == gst::EventType::Eos {
-            while let Some(buffer) = h.try_pull() {
-                words.push(String::from_utf8(buffer.map_readable().unwrap().to_vec()).unwrap());
-            }
-            return words;
-        }
-    }
 }

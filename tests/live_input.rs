@@ -22,26 +22,6 @@ fn harness(server: &TestServer) -> (gst_check::Harness, gst::Element, gst::Bus) 
     (h, stt, bus)
 }
 
-/// The words pushed until EOS. Output goes out from the element's own task, so this waits for
-/// EOS (each pull is bounded by the harness's 60 s).
-fn pull_words(h: &mut gst_check::Harness) -> Vec<(String, u64)> {
-    let mut words = Vec::new();
-    let mut take = |h: &mut gst_check::Harness| {
-        while let Some(buffer) = h.try_pull() {
-            let text = String::from_utf8(buffer.map_readable().unwrap().to_vec()).unwrap();
-            words.push((text, buffer.pts().unwrap().nseconds()));
-        }
-    };
-    loop {
-        take(h);
-        let event = h.pull_event().expect("EOS reaches downstream");
-        if event.type_() == gst::EventType::Eos {
-            take(h);
-            return words;
-        }
-    }
-}
-
 fn warnings(bus: &gst::Bus) -> Vec<String> {
     std::iter::from_fn(|| bus.pop())
         .filter_map(|m| match m.view() {
@@ -85,7 +65,7 @@ fn holes_from_a_leaky_queue_neither_reconnect_nor_shift_later_words() {
         h.push(buffer).unwrap();
     }
     assert!(h.push_event(gst::event::Eos::new()));
-    let words = pull_words(&mut h);
+    let words = pull_until_eos(&mut h);
     let expected: Vec<&str> = audio.words.iter().map(|w| w.text.as_str()).collect();
     assert_eq!(
         words.iter().map(|w| w.0.as_str()).collect::<Vec<_>>(),

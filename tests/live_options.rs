@@ -132,23 +132,3 @@ fn an_unusable_new_value_warns_and_keeps_the_session() {
         "{warning}"
     );
 }
-
-/// The words (and PTS) pushed until EOS. Output goes out from the element's own task, so this
-/// waits for EOS (each pull is bounded by the harness's 60 s).
-fn pull_until_eos(h: &mut gst_check::Harness) -> Vec<(String, u64)> {
-    let mut words = Vec::new();
-    let mut take = |h: &mut gst_check::Harness| {
-        while let Some(buffer) = h.try_pull() {
-            let text = String::from_utf8(buffer.map_readable().unwrap().to_vec()).unwrap();
-            words.push((text, buffer.pts().unwrap().nseconds()));
-        }
-    };
-    loop {
-        take(h);
-        let event = h.pull_event().expect("EOS reaches downstream");
-        if event.type_() == gst::EventType::Eos {
-            take(h);
-            return words;
-        }
-    }
-}

@@ -269,3 +269,23 @@ pub fn point_at(stt: &gst::Element, server: &TestServer) {
     stt.set_property("base-url", server.base_url());
     stt.set_property("api-key", TEST_KEY);
 }
+
+/// The words (and PTS) pushed until EOS. Output goes out from the element's own task, so this
+/// waits for EOS (each pull is bounded by the harness's 60 s).
+pub fn pull_until_eos(h: &mut gst_check::Harness) -> Vec<(String, u64)> {
+    let mut words = Vec::new();
+    let mut take = |h: &mut gst_check::Harness| {
+        while let Some(buffer) = h.try_pull() {
+            let text = String::from_utf8(buffer.map_readable().unwrap().to_vec()).unwrap();
+            words.push((text, buffer.pts().unwrap().nseconds()));
+        }
+    };
+    loop {
+        take(h);
+        let event = h.pull_event().expect("EOS reaches downstream");
+        if event.type_() == gst::EventType::Eos {
+            take(h);
+            return words;
+        }
+    }
+}
