@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -380,15 +379,6 @@ fn options_changed_before_the_first_connection_keep_the_audio_before_them() {
         .map(|s| s.get::<String>("language").unwrap())
         .collect();
     assert_eq!(languages, ["en", "en", "de", "de"]);
-}
-
-/// target/<profile>/, where cargo puts libgstfireworks.so next to the test's deps/ folder.
-fn plugin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .to_path_buf()
 }
 
 #[test]

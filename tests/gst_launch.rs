@@ -4,20 +4,10 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// target/<profile>/, where cargo puts libgstfireworks.so next to the test's deps/ folder.
-fn plugin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .to_path_buf()
-}
 
 #[test]
 fn gst_launch_prints_each_utterance_once_as_final() {

@@ -289,3 +289,12 @@ pub fn pull_until_eos(h: &mut gst_check::Harness) -> Vec<(String, u64)> {
         }
     }
 }
+
+/// target/<profile>/, where cargo puts libgstfireworks.so next to the test's deps/ folder.
+pub fn plugin_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .to_path_buf()
+}
