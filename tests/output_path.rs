@@ -407,3 +407,195 @@ fn stopping_while_downstream_is_blocked_is_immediate() {
     println!("set_state(NULL) with a blocked push took {took:?}");
     assert!(took < Duration::from_secs(2), "stop waited {took:?}");
 }
+
+/// Sticky events and texts as downstream of the element received them, in order.
+#[derive(Debug, Clone, PartialEq)]
+enum Seen {
+    Event(gst::EventType),
+    Text(String),
+}
+
+fn record_seen(pad: &gst::Pad) -> std::sync::Arc<std::sync::Mutex<Vec<Seen>>> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    pad.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |_, info| {
+            let item = match &info.data {
+                Some(gst::PadProbeData::Buffer(b)) => Some(Seen::Text(
+                    String::from_utf8(b.map_readable().unwrap().to_vec()).unwrap(),
+                )),
+                Some(gst::PadProbeData::Event(e)) => Some(Seen::Event(e.type_())),
+                _ => None,
+            };
+            sink.lock().unwrap().extend(item);
+            gst::PadProbeReturn::Ok
+        },
+    );
+    seen
+}
+
+/// A new segment without a flush (concat, playlists, non-flushing seeks) ends the network
+/// session: every word of the old segment still goes out, before the new segment, even when
+/// downstream is slow to take them.
+#[test]
+fn a_new_segment_delivers_every_word_of_the_old_one_first() {
+    init();
+    let server = TestServer::start(ServerConfig::default()).unwrap();
+    let first = synthesize_utterances(&UTTERANCES[..2]).unwrap();
+    let second = synthesize_utterances(&UTTERANCES[2..]).unwrap();
+    let pipeline = gst::Pipeline::new();
+    let src = gst_app::AppSrc::builder()
+        .caps(&audio_caps())
+        .format(gst::Format::Time)
+        .max_bytes(0)
+        .build();
+    src.set_property("handle-segment-change", true);
+    let stt = gst::ElementFactory::make("fireworksstt").build().unwrap();
+    point_at(&stt, &server);
+    let sink = gst::ElementFactory::make("fakesink")
+        .property("sync", false)
+        .build()
+        .unwrap();
+    pipeline.add_many([src.upcast_ref(), &stt, &sink]).unwrap();
+    gst::Element::link_many([src.upcast_ref(), &stt, &sink]).unwrap();
+    let sink_pad = sink.static_pad("sink").unwrap();
+    // A downstream that takes a while per word: words are still queued when the segment
+    // changes.
+    sink_pad.add_probe(gst::PadProbeType::BUFFER, |_, _| {
+        std::thread::sleep(Duration::from_millis(40));
+        gst::PadProbeReturn::Ok
+    });
+    let seen = record_seen(&sink_pad);
+    pipeline.set_state(gst::State::Playing).unwrap();
+
+    // Two files back to back, as concat plays them: the second segment starts at 0 again,
+    // its base after the first.
+    let first_duration = first.samples.len() as u64 * 62_500;
+    let push = |audio: &SynthAudio, segment: &gst::FormattedSegment<gst::ClockTime>| {
+        let mut pts = 0u64;
+        for chunk in audio.samples.chunks(1600) {
+            let sample = gst::Sample::builder()
+                .buffer(&audio_buffer(chunk, pts))
+                .caps(&audio_caps())
+                .segment(segment)
+                .build();
+            src.push_sample(&sample).unwrap();
+            pts += chunk.len() as u64 * 62_500;
+        }
+    };
+    let mut segment = gst::FormattedSegment::<gst::ClockTime>::new();
+    segment.set_start(gst::ClockTime::ZERO);
+    push(&first, &segment);
+    let mut next = segment.clone();
+    next.set_base(gst::ClockTime::from_nseconds(first_duration));
+    push(&second, &next);
+    let _ = src.end_of_stream();
+    let run = collect_bus(&pipeline, Duration::from_secs(60));
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(run.errors.is_empty(), "{}", run.error_text());
+    assert_eq!(run.finals(), UTTERANCES);
+
+    let seen = seen.lock().unwrap().clone();
+    let segments: Vec<usize> = seen
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| **s == Seen::Event(gst::EventType::Segment))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(segments.len(), 2, "{seen:?}");
+    let words = |range: &[Seen]| -> Vec<String> {
+        range
+            .iter()
+            .filter_map(|s| match s {
+                Seen::Text(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let expect = |utterances: &[&str]| -> Vec<String> {
+        utterances
+            .iter()
+            .flat_map(|u| u.split(' '))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(
+        words(&seen[..segments[1]]),
+        expect(&UTTERANCES[..2]),
+        "words of the first segment"
+    );
+    assert_eq!(
+        words(&seen[segments[1]..]),
+        expect(&UTTERANCES[2..]),
+        "words of the second segment"
+    );
+}
+
+/// Sticky events leave the src pad in GStreamer's order, stream-start, caps, segment, once
+/// each, live or not, even when the src pad task is slow to get going (a loaded machine).
+#[test]
+fn sticky_events_go_out_in_order_and_once() {
+    init();
+    let server = TestServer::start(ServerConfig::default()).unwrap();
+    for live in [true, false] {
+        for run in 0..5 {
+            let pipeline = gst::parse::launch(&format!(
+                "audiotestsrc is-live={live} num-buffers=10 samplesperbuffer=320 wave=silence \
+                 ! audio/x-raw,format=S16LE,rate=16000,channels=1 \
+                 ! fireworksstt name=stt ! fakesink name=sink sync=false"
+            ))
+            .unwrap()
+            .downcast::<gst::Pipeline>()
+            .unwrap();
+            let stt = pipeline.by_name("stt").unwrap();
+            point_at(&stt, &server);
+            // The src pad task is slow to push stream-start: the streaming thread meanwhile
+            // negotiates and pushes buffers.
+            stt.static_pad("src").unwrap().add_probe(
+                gst::PadProbeType::EVENT_DOWNSTREAM,
+                |_, info| {
+                    if let Some(gst::PadProbeData::Event(e)) = &info.data {
+                        if e.type_() == gst::EventType::StreamStart {
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                    }
+                    gst::PadProbeReturn::Ok
+                },
+            );
+            let seen = record_seen(
+                &pipeline
+                    .by_name("sink")
+                    .unwrap()
+                    .static_pad("sink")
+                    .unwrap(),
+            );
+            pipeline.set_state(gst::State::Playing).unwrap();
+            let result = collect_bus(&pipeline, Duration::from_secs(30));
+            pipeline.set_state(gst::State::Null).unwrap();
+            assert!(result.errors.is_empty(), "{}", result.error_text());
+            let sticky: Vec<gst::EventType> = seen
+                .lock()
+                .unwrap()
+                .iter()
+                .filter_map(|s| match s {
+                    Seen::Event(
+                        t @ (gst::EventType::StreamStart
+                        | gst::EventType::Caps
+                        | gst::EventType::Segment),
+                    ) => Some(*t),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(
+                sticky,
+                [
+                    gst::EventType::StreamStart,
+                    gst::EventType::Caps,
+                    gst::EventType::Segment
+                ],
+                "live={live}, run {run}"
+            );
+        }
+    }
+}

@@ -20,7 +20,7 @@ use gst_base::subclass::prelude::*;
 use once_cell::sync::Lazy;
 
 use super::properties;
-use super::session::Session;
+use super::session::{Reset, Session};
 use super::settings::Settings;
 
 pub static CAT: Lazy<gst::DebugCategory> = Lazy::new(|| {
@@ -192,7 +192,7 @@ impl BaseTransformImpl for FireworksStt {
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        self.reset(true);
+        self.reset(Reset::Stop);
         let mut session = self.session.lock().unwrap();
         session.flushing = false;
         // Statistics describe one run; they stay readable after it stops.
@@ -201,7 +201,7 @@ impl BaseTransformImpl for FireworksStt {
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        self.reset(true);
+        self.reset(Reset::Stop);
         Ok(())
     }
 
@@ -223,10 +223,16 @@ impl BaseTransformImpl for FireworksStt {
     }
 
     fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
-        if direction == gst::PadDirection::Src {
-            if let gst::QueryViewMut::Latency(q) = query.view_mut() {
+        match (direction, query.view_mut()) {
+            (gst::PadDirection::Src, gst::QueryViewMut::Latency(q)) => {
                 return self.answer_latency(q);
             }
+            // The base class would answer it by renegotiating the src pad and pushing caps
+            // from the streaming thread, ahead of the stream-start still waiting in the output
+            // queue. Everything leaves the src pad through that queue, in GStreamer's order
+            // (stream-start, caps, segment); the audio needs no allocation proposal.
+            (gst::PadDirection::Sink, gst::QueryViewMut::Allocation(_)) => return false,
+            _ => {}
         }
         BaseTransformImplExt::parent_query(self, direction, query)
     }
@@ -237,6 +243,7 @@ impl BaseTransformImpl for FireworksStt {
         match event.view() {
             gst::EventView::Eos(_) => {
                 self.drain_session();
+                self.report_dropped_at_eos();
                 self.queue_end_of_stream(event);
                 true
             }
@@ -248,7 +255,7 @@ impl BaseTransformImpl for FireworksStt {
                 forwarded
             }
             gst::EventView::FlushStop(_) => {
-                self.reset(false);
+                self.reset(Reset::Flush);
                 self.set_flushing(false);
                 let forwarded = self.parent_sink_event(event);
                 if let Err(err) = self.start_output_task() {

@@ -82,19 +82,30 @@ pub(super) struct Session {
     pub output: Output,
 }
 
+/// What a reset of the stream keeps of what waits for the src pad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reset {
+    /// A stop: nothing; the segment is forgotten too.
+    Stop,
+    /// A flush: the sticky events upstream will not send again (see `Output::after_flush`).
+    Flush,
+    /// A new segment after a drain: everything, since all of it was produced for the old
+    /// segment and must go out before the new one (which is queued behind it).
+    NewSegment,
+}
+
 impl Session {
-    /// Forgets the stream (a flush, or a stop when `full`), keeping the counters and flags
-    /// that outlive it.
-    fn clear(&mut self, full: bool) {
-        let segment = if full {
-            gst::FormattedSegment::new()
-        } else {
-            self.segment.clone()
+    /// Forgets the stream's network session and timeline, keeping the counters and flags
+    /// that outlive it and, as `reset` says, the segment and the output.
+    fn clear(&mut self, reset: Reset) {
+        let segment = match reset {
+            Reset::Stop => gst::FormattedSegment::new(),
+            Reset::Flush | Reset::NewSegment => self.segment.clone(),
         };
-        let output = if full {
-            Output::default()
-        } else {
-            self.output.after_flush()
+        let output = match reset {
+            Reset::Stop => Output::default(),
+            Reset::Flush => self.output.after_flush(),
+            Reset::NewSegment => std::mem::take(&mut self.output),
         };
         *self = Session {
             serial: self.serial.wrapping_add(1),
@@ -111,16 +122,15 @@ impl Session {
 }
 
 impl FireworksStt {
-    /// Ends the session (if any) and forgets the stream. `full` also forgets the segment (a
-    /// stop, not a flush).
-    pub(super) fn reset(&self, full: bool) {
+    /// Ends the network session (if any) and forgets the stream, keeping what `reset` says.
+    pub(super) fn reset(&self, reset: Reset) {
         let client = {
             let mut session = self.session.lock().unwrap();
             if let Some(abort) = session.abort.take() {
                 abort.abort();
             }
             let client = session.client.take();
-            session.clear(full);
+            session.clear(reset);
             client
         };
         // Dropped outside the lock: dropping stops the network task.
@@ -189,7 +199,7 @@ impl FireworksStt {
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Format,
-                ("Only TIME segments are supported; put audioconvert ! audioresample before fireworksstt")
+                ("Only TIME segments are supported: the audio must come from a parser or decoder (e.g. wavparse, decodebin) that timestamps it")
             );
             return None;
         };
@@ -210,7 +220,7 @@ impl FireworksStt {
         if changed {
             gst::debug!(CAT, imp = self, "new segment: finishing the session first");
             self.drain_session();
-            self.reset(false);
+            self.reset(Reset::NewSegment);
         }
         self.session.lock().unwrap().segment = segment.clone();
         let lateness =
@@ -270,7 +280,7 @@ impl FireworksStt {
             session.serial
         };
         let bridge = Bridge::new(&self.obj(), serial);
-        let client = StreamClient::start(cfg, Arc::new(bridge)).map_err(|failure| {
+        let client = StreamClient::start(cfg, Arc::new(bridge), live).map_err(|failure| {
             self.session.lock().unwrap().active = false;
             self.post_failure(&failure, true);
             gst::FlowError::Error
@@ -478,5 +488,27 @@ impl FireworksStt {
         }
         drop(session);
         self.changed.notify_all();
+    }
+
+    /// End of stream of non-live input: audio dropped on the way to the service ends the
+    /// stream with an ERROR (live input has had its WARNINGs as it happened).
+    pub(super) fn report_dropped_at_eos(&self) {
+        let dropped = {
+            let session = self.session.lock().unwrap();
+            (!session.live && !session.failed).then_some(session.stats.dropped_audio)
+        };
+        if let Some(dropped) = dropped.filter(|d| !d.is_zero()) {
+            // A file waits for the network rather than drop audio; audio dropped all the same
+            // (the network stayed blocked past the queue's bound) was never transcribed.
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Failed,
+                (
+                    "{:.1} s of audio were dropped because the network did not take them in time, \
+                     and were never transcribed (dropped-audio)",
+                    dropped.nseconds() as f64 / 1e9
+                )
+            );
+        }
     }
 }
