@@ -433,3 +433,119 @@ fn gst_launch_exits_non_zero_when_the_service_never_answers() {
     assert!(all.contains("were never transcribed"), "{all}");
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// Many utterances, pushed as fast as possible: far more audio than the replay log keeps.
+fn long_audio(repeats: usize) -> SynthAudio {
+    let utterances: Vec<&str> = UTTERANCES
+        .iter()
+        .copied()
+        .cycle()
+        .take(8 * repeats)
+        .collect();
+    synthesize_utterances(&utterances).unwrap()
+}
+
+/// A service that awaits its own sends before it reads on (as servers commonly do) sends more
+/// than the socket buffers hold while a file is pushed as fast as possible: the element keeps
+/// reading while it writes, so the connection never deadlocks, never counts as stalled, and
+/// every final arrives on the one connection. (Before, both directions filled, and after
+/// `stall-timeout` the connection was replaced.)
+#[test]
+fn a_service_that_blocks_on_its_own_sends_never_deadlocks_the_connection() {
+    // The utterances, then silence: many times more audio (19 MB) than the socket buffers
+    // hold, most of it still to be sent when the service starts sending.
+    let audio = synthesize(
+        &UTTERANCES
+            .iter()
+            .fold(Script::new(), |script, u| script.utterance(*u))
+            .trailing_silence(Duration::from_secs(600)),
+    )
+    .unwrap();
+    let flood = Fault::FloodAfterBytes {
+        bytes: 3 * BYTES_PER_SECOND,
+        messages: 96,
+        size: 900_000,
+    };
+    let server = TestServer::start(
+        ServerConfig::default()
+            .with_receive_buffer(16 * 1024)
+            .with_fault(0, flood)
+            .with_recording(false, false),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let run = run_audio(
+        &audio.samples,
+        &Feed {
+            timeout: Duration::from_secs(120),
+            ..Feed::default()
+        },
+        |stt| {
+            point_at(stt, &server);
+            // A deadlock shows as a stall within this.
+            stt.set_property("stall-timeout", 3_000u32);
+        },
+    );
+    let record = &server.connections()[0];
+    println!(
+        "{:.0} s of audio and {} messages from the service in {:?}: {} connection(s), faults {:?}",
+        audio.duration().as_secs_f64(),
+        record.sent_text_count,
+        started.elapsed(),
+        server.connection_count(),
+        record.faults_fired,
+    );
+    assert!(
+        run.errors.is_empty(),
+        "{}; warnings: {:?}",
+        run.error_text(),
+        run.warnings
+    );
+    assert!(run.warnings.is_empty(), "{:?}", run.warnings);
+    assert_eq!(server.connection_count(), 1);
+    assert_eq!(run.finals(), UTTERANCES);
+}
+
+/// Non-live input whose audio could not all be sent again after a reconnect (the service
+/// finalises nothing for longer than the replay log keeps, then the connection drops) ends
+/// with an ERROR naming the seconds never transcribed, and gst-launch would exit non-zero.
+#[test]
+fn audio_a_reconnect_could_not_resend_ends_a_file_with_an_error() {
+    // About 84 s of speech that the service finalises only after 29 s of silence: one
+    // utterance, unconfirmed, longer than the 60 s the replay log keeps.
+    let audio = long_audio(4);
+    let drop = Fault::DropAfterBytes {
+        bytes: 75 * BYTES_PER_SECOND,
+    };
+    let server = TestServer::start(
+        ServerConfig::default()
+            .with_fault(0, drop)
+            .with_recording(false, false),
+    )
+    .unwrap();
+    let run = run_audio(
+        &audio.samples,
+        &Feed {
+            timeout: Duration::from_secs(120),
+            ..Feed::default()
+        },
+        |stt| {
+            point_at(stt, &server);
+            stt.set_property("text-timeout-seconds", 29.0f64);
+            // The audio held back at the full replay log flows again after this.
+            stt.set_property("stall-timeout", 2_000u32);
+        },
+    );
+    println!("{}", run.error_text());
+    assert_eq!(run.errors.len(), 1, "{:?}", run.warnings);
+    assert!(
+        run.error_text().contains("never transcribed"),
+        "{}",
+        run.error_text()
+    );
+    let lost = untranscribed(&run);
+    assert!(
+        lost >= gst::ClockTime::from_seconds(5),
+        "reported {lost} never transcribed"
+    );
+}

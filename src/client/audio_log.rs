@@ -40,6 +40,8 @@ pub struct AudioLog {
     released_through: u64,
     /// Everything before this was dropped from memory (released, or trimmed by the limit).
     kept_from: u64,
+    /// Unreplayable audio up to here has been reported by [`AudioLog::take_unreplayable`].
+    reported_through: u64,
 }
 
 impl AudioLog {
@@ -51,6 +53,7 @@ impl AudioLog {
             end: 0,
             released_through: 0,
             kept_from: 0,
+            reported_through: 0,
         }
     }
 
@@ -108,9 +111,13 @@ impl AudioLog {
         self.released_through.max(self.kept_from)
     }
 
-    /// Samples after the last final that the limit forced out: a replay cannot cover them.
-    pub fn unreplayable_samples(&self) -> u64 {
-        self.kept_from.saturating_sub(self.released_through)
+    /// Samples after the last final that the limit forced out (a replay cannot cover them)
+    /// and that no earlier call reported: each is counted once, however many reconnects find
+    /// it missing.
+    pub fn take_unreplayable(&mut self) -> u64 {
+        let from = self.released_through.max(self.reported_through);
+        self.reported_through = self.reported_through.max(self.kept_from);
+        self.kept_from.saturating_sub(from)
     }
 
     /// No more audio fits without forgetting some.
@@ -185,7 +192,7 @@ mod tests {
         assert_eq!(frames[0].0, 1000);
         assert_eq!(frames[0].1.len(), 600 * 2);
         assert_eq!(frames[1].0, 1600);
-        assert_eq!(log.unreplayable_samples(), 0);
+        assert_eq!(log.take_unreplayable(), 0);
     }
 
     #[test]
@@ -195,10 +202,14 @@ mod tests {
         log.append(frame(800, 2));
         log.append(frame(800, 3));
         assert_eq!(log.replay_start(), 800);
-        assert_eq!(log.unreplayable_samples(), 800);
-        log.release_through(2000);
-        assert_eq!(log.unreplayable_samples(), 0);
-        assert_eq!(log.replay_start(), 2000);
+        assert_eq!(log.take_unreplayable(), 800);
+        // Reported once, however many reconnects ask.
+        assert_eq!(log.take_unreplayable(), 0);
+        log.append(frame(800, 4));
+        assert_eq!(log.take_unreplayable(), 800);
+        log.release_through(3000);
+        assert_eq!(log.take_unreplayable(), 0);
+        assert_eq!(log.replay_start(), 3000);
     }
 
     #[test]

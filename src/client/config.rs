@@ -19,6 +19,10 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Bound on waiting for the final transcript at end of stream.
     pub drain_timeout: Duration,
+    /// The `text_timeout_seconds` sent to the service: the silence after which it finalises
+    /// an utterance. Audio after the last final that is longer than this cannot all be the
+    /// silence that ends it.
+    pub text_timeout: Duration,
     /// Reconnect attempts after an unexpected drop or a transient handshake failure.
     pub max_retries: u32,
     /// Delay before the second and later retries; the first comes after `first_retry_delay`.
@@ -48,6 +52,7 @@ impl ClientConfig {
             chunk_bytes: 1600,
             connect_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(5),
+            text_timeout: Duration::from_secs(1),
             max_retries: 3,
             retry_interval: Duration::from_secs(2),
             first_retry_delay: Duration::from_millis(100),

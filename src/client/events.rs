@@ -155,6 +155,9 @@ pub enum Step {
     Silent {
         after: Duration,
     },
+    /// Non-live audio held back by the full replay log flows again (no transcript for a
+    /// while, or no final for `stall-timeout`) until the next final.
+    HoldLifted,
     Closed,
 }
 
@@ -202,6 +205,11 @@ impl std::fmt::Display for Step {
             Step::Silent { after } => {
                 write!(f, "nothing received for {} ms: connection dead", ms(after))
             }
+            Step::HoldLifted => write!(
+                f,
+                "replay log full and the service is not finalising: sending on, the oldest \
+                 audio is no longer kept for a replay"
+            ),
             Step::Closed => write!(f, "connection closed"),
         }
     }

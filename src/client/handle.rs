@@ -79,7 +79,9 @@ const DRAIN_REPLY_MARGIN: Duration = Duration::from_secs(3);
 
 impl StreamClient {
     /// Starts the session task. The connection is opened right away, in the background.
-    pub fn start(cfg: ClientConfig, sink: Arc<dyn EventSink>) -> Result<Self, Failure> {
+    /// `live`: the audio comes from a live source, which cannot be held back when the replay
+    /// log is full (non-live audio is).
+    pub fn start(cfg: ClientConfig, sink: Arc<dyn EventSink>, live: bool) -> Result<Self, Failure> {
         let tls = cfg
             .tls
             .client_config()
@@ -87,7 +89,7 @@ impl StreamClient {
         let (tx, rx) = mpsc::channel(cfg.queue_frames.max(1));
         let chunk_bytes = cfg.chunk_bytes.max(2) & !1;
         let drain_budget = drain_budget(&cfg);
-        let supervisor = Supervisor::new(Arc::new(cfg), tls, sink.clone());
+        let supervisor = Supervisor::new(Arc::new(cfg), tls, sink.clone(), live);
         let task = runtime().spawn(supervisor.run(rx));
         Ok(StreamClient {
             tx,

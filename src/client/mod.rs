@@ -8,6 +8,7 @@
 mod audio_log;
 mod config;
 mod connect;
+mod duplex;
 mod events;
 mod handle;
 mod runtime;

@@ -4,6 +4,7 @@
 //! completes end of stream. Runs on the shared runtime; the element only sees [`Command`]s
 //! going in and [`ClientEvent`]s coming out.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::audio_log::AudioLog;
 use super::connect::{self, WsStream};
+use super::duplex::{PendingWrite, WriteProgress};
 use super::events::{
     ClientEvent, EventSink, Failure, FailureKind, Step, TimedTranscript, TimedWord,
 };
@@ -47,6 +49,13 @@ const READ_AFTER_WRITE_FAILURE: Duration = Duration::from_millis(200);
 
 /// Most audio frames written with one flush.
 const MAX_FRAMES_PER_WRITE: usize = 64;
+/// A write during which frames keep arriving (so it never counts as stalled) still ends after
+/// this many `stall-timeout`s: a service that talks but never reads is as stuck as a silent one.
+const MAX_WRITE_STALL_TIMEOUTS: u32 = 4;
+/// Non-live audio held back at the full replay log flows again when no transcript at all
+/// (interim or final) has come for this long: the service is not working through speech
+/// (the audio is silence, or it waits for more before it finalises).
+const HOLD_QUIET: Duration = Duration::from_secs(2);
 /// After a checkpoint (end of stream, or a change of options) the service has to show that it
 /// is alive: a ping goes out with the checkpoint and every `CHECKPOINT_PING_INTERVAL` after it,
 /// and a connection from which nothing at all arrives (no transcript, no pong) for
@@ -222,13 +231,30 @@ pub struct Supervisor {
     /// Audio offset where the connection that sent the latest interim began: a promoted final
     /// at end of stream carries that connection's times.
     interim_base: u64,
+    /// The input is live: audio is never held back for the replay log (see
+    /// [`Supervisor::takes_audio`]).
+    live: bool,
+    /// Since when non-live audio has been held back because the replay log is full, renewed by
+    /// every final that arrives meanwhile.
+    held_since: Option<Instant>,
+    /// When the last transcript (interim or final) arrived.
+    last_transcript_at: Option<Instant>,
+    /// The service gave no final for `stall-timeout` while audio was held back: it finalises
+    /// only after more audio (a long `text_timeout_seconds`, speech without pauses), so audio
+    /// flows again, the log forgetting its oldest, until the next final.
+    hold_lifted: bool,
+    /// Non-live audio a reconnect could not resend (older than the replay log): reported in
+    /// an ERROR when the stream ends.
+    unreplayed: u64,
 }
 
 impl Supervisor {
+    /// `live`: the audio comes from a live source (see [`Supervisor::takes_audio`]).
     pub fn new(
         cfg: Arc<ClientConfig>,
         tls: Arc<rustls::ClientConfig>,
         sink: Arc<dyn EventSink>,
+        live: bool,
     ) -> Self {
         let limit_bytes = (cfg.replay_limit.as_secs_f64() * super::SAMPLE_RATE as f64) as usize
             * BYTES_PER_SAMPLE as usize;
@@ -250,7 +276,43 @@ impl Supervisor {
             drain_replayed: false,
             protocol_warnings: 0,
             interim_base: 0,
+            live,
+            held_since: None,
+            last_transcript_at: None,
+            hold_lifted: false,
+            unreplayed: 0,
         }
+    }
+
+    /// Whether more audio may be taken from the streaming thread. Non-live input never has
+    /// more audio sent but not yet confirmed by a final than the replay log can hold: when the
+    /// log is full, the audio waits in the queue (and the streaming thread behind it, which
+    /// is backpressure up the pipeline) until a final releases some, so a reconnect can always
+    /// resend everything the service had not finalised (docs/protocol.md, "Flow control", F2).
+    /// Live input cannot wait: the log forgets its oldest audio instead, and a reconnect says
+    /// how much it could not resend.
+    /// A service that sends no transcript for [`HOLD_QUIET`], or no final for `stall-timeout`,
+    /// while audio is held back is not finalising what it has (silence, or it waits for more
+    /// audio): then the hold is lifted until the next final.
+    fn takes_audio(&self) -> bool {
+        self.live || self.hold_lifted || !self.log.is_full()
+    }
+
+    /// When held-back audio is let go (see `hold_lifted`): [`HOLD_QUIET`] after the last
+    /// transcript, at most `stall-timeout` after the hold began or the last final. Updates
+    /// `held_since`.
+    fn held_deadline(&mut self) -> Option<tokio::time::Instant> {
+        if self.takes_audio() {
+            self.held_since = None;
+            return None;
+        }
+        let since = *self.held_since.get_or_insert_with(Instant::now);
+        let quiet_from = self.last_transcript_at.map_or(since, |at| at.max(since));
+        Some(
+            (quiet_from + HOLD_QUIET)
+                .min(since + self.cfg.stall_timeout)
+                .into(),
+        )
     }
 
     pub async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
@@ -443,15 +505,12 @@ impl Supervisor {
         &mut self,
         out: &mut WsStream,
         checkpoint_id: &str,
+        base: u64,
         liveness: &mut Liveness,
     ) -> Result<(), ConnectionEnd> {
         let text = checkpoint_message(checkpoint_id);
-        let write = async {
-            out.feed(Message::text(text)).await?;
-            out.feed(Message::Ping(Bytes::new())).await?;
-            out.flush().await
-        };
-        self.bounded(write).await?;
+        let messages = VecDeque::from([Message::text(text), Message::Ping(Bytes::new())]);
+        self.write_reading(out, messages, base, liveness).await?;
         let now = Instant::now();
         liveness.checkpoint_at = Some(now);
         liveness.pinged(now);
@@ -463,19 +522,20 @@ impl Supervisor {
     async fn send_pending_checkpoint(
         &mut self,
         out: &mut WsStream,
+        base: u64,
         liveness: &mut Liveness,
     ) -> Result<(), ConnectionEnd> {
         if let Some(switch) = &self.switch {
             let id = switch.checkpoint_id.clone();
             let at = Duration::from_nanos(samples_to_ns(switch.at_sample));
-            self.send_checkpoint(out, &id, liveness).await?;
+            self.send_checkpoint(out, &id, base, liveness).await?;
             let deadline = liveness.checkpoint_deadline(self.cfg.drain_timeout);
             if let Some(switch) = &mut self.switch {
                 switch.deadline = deadline;
             }
             self.step(Step::SwitchCheckpointSent { at });
         } else if self.drain.is_some() {
-            self.send_checkpoint(out, END_OF_STREAM_CHECKPOINT, liveness)
+            self.send_checkpoint(out, END_OF_STREAM_CHECKPOINT, base, liveness)
                 .await?;
             let deadline = liveness.checkpoint_deadline(self.cfg.drain_timeout);
             if let Some(drain) = &mut self.drain {
@@ -548,6 +608,50 @@ impl Supervisor {
             .iter()
             .any(|e| matches!(e, TranscriptEvent::Final(t) if t.promoted));
         self.emit_transcript_events(events, self.interim_base);
+        if !self.live && self.unreplayed > 0 {
+            let lost = Duration::from_nanos(samples_to_ns(self.unreplayed));
+            let mut failure = Failure::new(
+                FailureKind::AudioDropped,
+                format!(
+                    "{:.1} s of audio were never transcribed: after a reconnect they could not \
+                     be sent again (older than the {} s of audio kept for a replay)",
+                    lost.as_secs_f64(),
+                    self.cfg.replay_limit.as_secs()
+                ),
+                "audio older than the replay limit when a connection was replaced",
+            );
+            failure.untranscribed = Some(lost);
+            self.emit(ClientEvent::Error(failure));
+            self.report_usage();
+            if let Some(drain) = self.drain.take() {
+                let _ = drain.reply.send(DrainOutcome::Failed);
+            }
+            return;
+        }
+        let untranscribed = Duration::from_nanos(samples_to_ns(without_final));
+        if outcome == DrainOutcome::TimedOut
+            && !self.live
+            && !promoted
+            && untranscribed > self.cfg.text_timeout
+        {
+            // A file whose end got no text at all, more of it than the silence that ends an
+            // utterance: it may have been speech, and nothing will ever transcribe it.
+            self.fail(Failure::new(
+                FailureKind::DrainTimeout,
+                format!(
+                    "Fireworks was answering but did not finish the end of the stream within \
+                     {} ms (drain-timeout) of its last transcript, and had given no text for \
+                     the audio after its last final (raise drain-timeout to wait longer)",
+                    self.cfg.drain_timeout.as_millis()
+                ),
+                "no checkpoint echo or close before the drain deadline",
+            ));
+            self.report_usage();
+            if let Some(drain) = self.drain.take() {
+                let _ = drain.reply.send(DrainOutcome::Failed);
+            }
+            return;
+        }
         if outcome == DrainOutcome::TimedOut {
             let what = if promoted {
                 "its unfinished last utterance was delivered as final (promoted=true)"
@@ -650,7 +754,10 @@ impl Supervisor {
     async fn stream(&mut self, ws: WsStream, rx: &mut mpsc::Receiver<Command>) -> ConnectionEnd {
         self.transcript.begin_connection();
         let base = self.log.replay_start();
-        let unreplayable = self.log.unreplayable_samples();
+        let unreplayable = self.log.take_unreplayable();
+        if !self.live {
+            self.unreplayed += unreplayable;
+        }
         if unreplayable > 0 {
             self.emit(ClientEvent::Warning(Failure::new(
                 FailureKind::AudioDropped,
@@ -679,17 +786,23 @@ impl Supervisor {
         });
         self.connections += 1;
 
-        // Not split into halves: select! drops the read future before any branch writes, so
-        // one owner does, without the lock a split stream takes on every poll.
+        // Not split into halves: select! drops the read future before any branch writes, and
+        // a write reads too (`write_reading`), so one owner does both without a lock.
         let mut out = ws;
+        let mut liveness = Liveness::new(Instant::now());
         if !replay.is_empty() {
-            if let Err(end) = self.send_frames(&mut out, replay).await {
-                return self.read_what_arrived(&mut out, base, end).await;
+            if let Err(end) = self
+                .send_frames(&mut out, replay, base, &mut liveness)
+                .await
+            {
+                return self.end_after_write(out, base, end).await;
             }
         }
-        let mut liveness = Liveness::new(Instant::now());
-        if let Err(end) = self.send_pending_checkpoint(&mut out, &mut liveness).await {
-            return self.read_what_arrived(&mut out, base, end).await;
+        if let Err(end) = self
+            .send_pending_checkpoint(&mut out, base, &mut liveness)
+            .await
+        {
+            return self.end_after_write(out, base, end).await;
         }
 
         // One timer for keepalive, stall and the checkpoint watch, moved only when it fires:
@@ -704,6 +817,8 @@ impl Supervisor {
         loop {
             let drain_deadline = self.drain_deadline();
             let give_up = self.drain_give_up();
+            let held_deadline = self.held_deadline();
+            let takes_audio = self.takes_audio();
             let switch_deadline = self
                 .switch
                 .as_ref()
@@ -727,14 +842,17 @@ impl Supervisor {
                         return self.close(out, end).await;
                     }
                 }
-                cmd = rx.recv() => {
+                cmd = rx.recv(), if takes_audio => {
                     let mut next = cmd;
                     // Audio already queued behind this frame goes out in the same write; a
                     // command met on the way is handled right after it.
                     if let Some(Command::Audio(data)) = next {
-                        next = match self.send_queued_audio(&mut out, rx, data).await {
+                        let sent = self
+                            .send_queued_audio(&mut out, rx, data, base, &mut liveness)
+                            .await;
+                        next = match sent {
                             Ok(command) => command,
-                            Err(end) => return self.read_what_arrived(&mut out, base, end).await,
+                            Err(end) => return self.end_after_write(out, base, end).await,
                         };
                         if next.is_none() {
                             continue;
@@ -764,8 +882,9 @@ impl Supervisor {
                         None => return self.close(out, ConnectionEnd::Finished).await,
                     };
                     if sent_checkpoint {
-                        if let Err(end) = self.send_pending_checkpoint(&mut out, &mut liveness).await {
-                            return self.read_what_arrived(&mut out, base, end).await;
+                        let sent = self.send_pending_checkpoint(&mut out, base, &mut liveness).await;
+                        if let Err(end) = sent {
+                            return self.end_after_write(out, base, end).await;
                         }
                         keepalive
                             .as_mut()
@@ -777,8 +896,10 @@ impl Supervisor {
                     match liveness.check(now, &self.cfg) {
                         Due::Wait(at) => keepalive.as_mut().reset(at.into()),
                         Due::Ping => {
-                            if let Err(end) = self.send(&mut out, Message::Ping(Bytes::new())).await {
-                                return self.read_what_arrived(&mut out, base, end).await;
+                            let ping = VecDeque::from([Message::Ping(Bytes::new())]);
+                            let sent = self.write_reading(&mut out, ping, base, &mut liveness).await;
+                            if let Err(end) = sent {
+                                return self.end_after_write(out, base, end).await;
                             }
                             self.step(Step::PingSent);
                             liveness.pinged(now);
@@ -821,6 +942,10 @@ impl Supervisor {
                 _ = sleep_until_opt(give_up) => {
                     let end = ConnectionEnd::Fatal(self.drain_exhausted());
                     return self.close(out, end).await;
+                }
+                _ = sleep_until_opt(held_deadline) => {
+                    self.hold_lifted = true;
+                    self.step(Step::HoldLifted);
                 }
                 _ = usage_tick.tick() => self.report_usage(),
             }
@@ -882,77 +1007,102 @@ impl Supervisor {
         )
     }
 
-    async fn send(&mut self, out: &mut WsStream, message: Message) -> Result<(), ConnectionEnd> {
-        self.bounded(out.send(message)).await
-    }
-
-    /// Runs a write, bounded by the stall timeout; a failure or time-out loses the connection.
-    async fn bounded(
-        &self,
-        write: impl std::future::Future<Output = Result<(), WsError>>,
+    /// Writes `messages` with one flush, taking in and processing whatever the service sends
+    /// meanwhile (see [`super::duplex`]): this task never blocks on a write without reading.
+    /// The write counts as stalled when it neither completes nor hears anything for
+    /// `stall-timeout`, and ends after [`MAX_WRITE_STALL_TIMEOUTS`] of them whatever arrives.
+    /// `Err` is how the connection ended: the write failed, or a frame that arrived ended it.
+    async fn write_reading(
+        &mut self,
+        out: &mut WsStream,
+        messages: VecDeque<Message>,
+        base: u64,
+        liveness: &mut Liveness,
     ) -> Result<(), ConnectionEnd> {
-        let result = tokio::time::timeout(self.cfg.stall_timeout, write).await;
-        self.write_outcome(result)
-    }
-
-    fn write_outcome(
-        &self,
-        result: Result<Result<(), WsError>, tokio::time::error::Elapsed>,
-    ) -> Result<(), ConnectionEnd> {
-        match result {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => Err(ConnectionEnd::Lost(Failure::new(
-                FailureKind::ConnectionLost,
-                format!(
-                    "Lost the connection to {}: {err}",
-                    self.cfg.host_for_messages()
-                ),
-                format!("{err:?}"),
-            ))),
-            Err(_) => Err(ConnectionEnd::Lost(self.stalled())),
+        let mut write = PendingWrite::new(messages);
+        let started = Instant::now();
+        let give_up = started + self.cfg.stall_timeout * MAX_WRITE_STALL_TIMEOUTS;
+        loop {
+            let stalled_at =
+                (liveness.last_heard.max(started) + self.cfg.stall_timeout).min(give_up);
+            let progress = tokio::time::timeout_at(stalled_at.into(), write.advance(out)).await;
+            match progress {
+                Err(_) => return Err(ConnectionEnd::Lost(self.stalled())),
+                Ok(WriteProgress::Written(Ok(()))) => return Ok(()),
+                Ok(WriteProgress::Written(Err(err))) => return Err(self.write_failed(err)),
+                Ok(WriteProgress::Incoming(incoming)) => {
+                    liveness.heard(Instant::now());
+                    if let Some(end) = self.on_incoming(incoming, base) {
+                        return Err(end);
+                    }
+                }
+            }
         }
     }
 
-    /// Logs `first` and every audio frame already queued behind it (up to a bound) and, unless
-    /// a switch holds audio back, sends them with one flush: one write and one timer for the
-    /// lot instead of one per frame. Returns the first other command taken from the queue.
+    /// How the connection ends after a write returned `end`: a lost connection may still
+    /// have delivered transcripts ([`Supervisor::read_what_arrived`]); any other end (a
+    /// checkpoint echo or a server error read during the write) closes politely.
+    async fn end_after_write(
+        &mut self,
+        mut out: WsStream,
+        base: u64,
+        end: ConnectionEnd,
+    ) -> ConnectionEnd {
+        match end {
+            ConnectionEnd::Lost(_) => self.read_what_arrived(&mut out, base, end).await,
+            end => self.close(out, end).await,
+        }
+    }
+
+    fn write_failed(&self, err: WsError) -> ConnectionEnd {
+        ConnectionEnd::Lost(Failure::new(
+            FailureKind::ConnectionLost,
+            format!(
+                "Lost the connection to {}: {err}",
+                self.cfg.host_for_messages()
+            ),
+            format!("{err:?}"),
+        ))
+    }
+
+    /// Logs `first` and every audio frame already queued behind it (up to a bound, and for
+    /// non-live input only while the replay log has room) and, unless a switch holds audio
+    /// back, sends them with one flush: one write and one timer for the lot instead of one per
+    /// frame. Returns the first other command taken from the queue.
     async fn send_queued_audio(
         &mut self,
         out: &mut WsStream,
         rx: &mut mpsc::Receiver<Command>,
         first: Bytes,
+        base: u64,
+        liveness: &mut Liveness,
     ) -> Result<Option<Command>, ConnectionEnd> {
         if self.switch.is_some() {
             // Held back for the next connection; the loop takes the rest one by one.
             self.log.append(first);
             return Ok(None);
         }
-        let log = &mut self.log;
+        let mut messages = VecDeque::new();
         let mut first_offset = None;
         let mut samples = 0;
         let mut other = None;
-        let write = async {
-            let mut next = Some(first);
-            let mut frames = 0;
-            while let Some(data) = next.take() {
-                let offset = log.append(data.clone());
-                first_offset.get_or_insert(offset);
-                samples += data.len() as u64 / BYTES_PER_SAMPLE;
-                out.feed(Message::Binary(data)).await?;
-                frames += 1;
-                if frames == MAX_FRAMES_PER_WRITE {
-                    break;
-                }
-                match rx.try_recv() {
-                    Ok(Command::Audio(data)) => next = Some(data),
-                    Ok(command) => other = Some(command),
-                    Err(_) => {}
-                }
+        let mut next = Some(first);
+        while let Some(data) = next.take() {
+            let offset = self.log.append(data.clone());
+            first_offset.get_or_insert(offset);
+            samples += data.len() as u64 / BYTES_PER_SAMPLE;
+            messages.push_back(Message::Binary(data));
+            if messages.len() == MAX_FRAMES_PER_WRITE || !self.takes_audio() {
+                break;
             }
-            out.flush().await
-        };
-        let result = tokio::time::timeout(self.cfg.stall_timeout, write).await;
-        self.write_outcome(result)?;
+            match rx.try_recv() {
+                Ok(Command::Audio(data)) => next = Some(data),
+                Ok(command) => other = Some(command),
+                Err(_) => {}
+            }
+        }
+        self.write_reading(out, messages, base, liveness).await?;
         if let Some(offset) = first_offset {
             self.log.mark_sent_from(offset, Instant::now());
         }
@@ -966,19 +1116,21 @@ impl Supervisor {
         &mut self,
         out: &mut WsStream,
         frames: Vec<(u64, Bytes)>,
+        base: u64,
+        liveness: &mut Liveness,
     ) -> Result<(), ConnectionEnd> {
         let Some(&(first_offset, _)) = frames.first() else {
             return Ok(());
         };
-        let mut samples = 0;
-        let write = async {
-            for (_, data) in frames {
-                samples += data.len() as u64 / BYTES_PER_SAMPLE;
-                out.feed(Message::Binary(data)).await?;
-            }
-            out.flush().await
-        };
-        self.bounded(write).await?;
+        let samples = frames
+            .iter()
+            .map(|(_, data)| data.len() as u64 / BYTES_PER_SAMPLE)
+            .sum::<u64>();
+        let messages = frames
+            .into_iter()
+            .map(|(_, data)| Message::Binary(data))
+            .collect();
+        self.write_reading(out, messages, base, liveness).await?;
         self.log.mark_sent_from(first_offset, Instant::now());
         self.usage.since_last += samples;
         self.usage.total += samples;
@@ -1137,11 +1289,14 @@ impl Supervisor {
                     self.emit(ClientEvent::SpeechEnded { utterance })
                 }
                 TranscriptEvent::Interim(t) => {
+                    self.last_transcript_at = Some(Instant::now());
                     self.interim_base = base;
                     let timed = self.timed(t, false, base);
+                    self.extend_checkpoint_deadline();
                     self.emit(ClientEvent::Transcript(timed));
                 }
                 TranscriptEvent::Final(t) => {
+                    self.last_transcript_at = Some(Instant::now());
                     let end = t.end;
                     let timed = self.timed(t, true, base);
                     // The words are in: a later drop need not replay this audio again.
@@ -1150,17 +1305,23 @@ impl Supervisor {
                     }
                     self.retries = 0;
                     self.extend_checkpoint_deadline();
+                    // Progress: audio is held back again (when the log is full) for at most
+                    // another stall-timeout from here.
+                    self.hold_lifted = false;
+                    if self.held_since.is_some() {
+                        self.held_since = Some(Instant::now());
+                    }
                     self.emit(ClientEvent::Transcript(timed));
                 }
             }
         }
     }
 
-    /// A final while a checkpoint is awaited shows the service is still working through the
-    /// audio (a service slower than the audio was sent — a file pushed faster than real time —
-    /// answers the checkpoint only after its backlog): `drain-timeout` then counts again from
-    /// this final, so it bounds the wait for progress, not the length of the backlog. The
-    /// whole drain stays bounded by [`drain_budget`].
+    /// A transcript (final or interim) while a checkpoint is awaited shows the service is
+    /// still working through the audio (a service slower than the audio was sent — a file
+    /// pushed faster than real time — answers the checkpoint only after its backlog):
+    /// `drain-timeout` then counts again from here, so it bounds the wait for progress, not the
+    /// length of the backlog. The whole drain stays bounded by [`drain_budget`].
     fn extend_checkpoint_deadline(&mut self) {
         let renewed = Some(Instant::now() + self.cfg.drain_timeout);
         if let Some(switch) = &mut self.switch {

@@ -227,6 +227,7 @@ impl Settings {
         cfg.chunk_bytes = self.chunk_duration_ms as usize * 32;
         cfg.connect_timeout = Duration::from_millis(self.connect_timeout_ms.into());
         cfg.drain_timeout = Duration::from_millis(self.drain_timeout_ms.into());
+        cfg.text_timeout = Duration::from_secs_f64(self.text_timeout_seconds);
         cfg.stall_timeout = Duration::from_millis(self.stall_timeout_ms.into());
         cfg.keepalive_interval = cfg.stall_timeout / 3;
         cfg.max_retries = self.max_retries;

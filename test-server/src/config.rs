@@ -85,6 +85,16 @@ pub enum Fault {
     /// Send one text message of exactly `size` bytes (a valid JSON object `{"padding":"xx…"}`),
     /// then go on normally.
     OversizedTextAfterBytes { bytes: u64, size: usize },
+    /// Send `messages` text messages of exactly `size` bytes each (valid JSON objects
+    /// `{"padding":"xx…"}`, which clients ignore), awaiting each send and reading nothing
+    /// meanwhile, then go on normally: as a service that awaits its own sends does when it has
+    /// much to say. More than the socket buffers hold deadlocks a client that stops reading
+    /// while its own write waits (docs/protocol.md, "Flow control").
+    FloodAfterBytes {
+        bytes: u64,
+        messages: usize,
+        size: usize,
+    },
     /// Stop reading and writing, keeping the TCP connection open until the server shuts down.
     /// The client's writes eventually block once the socket buffers fill.
     StallAfterBytes { bytes: u64 },
@@ -103,6 +113,7 @@ impl Fault {
             | Fault::MalformedJsonAfterBytes { bytes }
             | Fault::BinaryFrameAfterBytes { bytes }
             | Fault::OversizedTextAfterBytes { bytes, .. }
+            | Fault::FloodAfterBytes { bytes, .. }
             | Fault::StallAfterBytes { bytes } => Some(*bytes),
             Fault::RejectUpgrade { .. } | Fault::NoUpgradeResponse | Fault::NeverEchoCheckpoint => {
                 None
@@ -150,6 +161,11 @@ pub struct ServerConfig {
     /// Print one line per connection on stderr when it ends: options, seconds of audio
     /// received, recogniser, finals and interims sent, how it ended (default on).
     pub log_connections: bool,
+    /// Ask the kernel for a receive buffer (SO_RCVBUF) of about this many bytes on every
+    /// connection instead of its self-tuning one: audio the server has not read then stays
+    /// with the client, whose writes wait as soon as the server stops reading (see
+    /// [`Fault::FloodAfterBytes`]).
+    pub receive_buffer_bytes: Option<u32>,
 }
 
 impl Default for ServerConfig {
@@ -170,6 +186,7 @@ impl Default for ServerConfig {
             close_timeout: Duration::from_secs(2),
             tls: None,
             log_connections: true,
+            receive_buffer_bytes: None,
         }
     }
 }
@@ -184,6 +201,11 @@ impl ServerConfig {
         self.faults.push((connection, fault));
         self
     }
+    pub fn with_receive_buffer(mut self, bytes: u32) -> Self {
+        self.receive_buffer_bytes = Some(bytes);
+        self
+    }
+
     pub fn with_log_connections(mut self, on: bool) -> Self {
         self.log_connections = on;
         self

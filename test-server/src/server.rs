@@ -4,7 +4,7 @@
 //! its own task, before the WebSocket upgrade.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{mpsc, Arc};
 use std::task::{Context, Poll};
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -68,9 +68,8 @@ impl TestServer {
     pub fn start_on(addr: SocketAddr, config: ServerConfig) -> std::io::Result<TestServer> {
         let acceptor = config.tls.as_ref().map(tls_acceptor).transpose()?;
         let tls = acceptor.is_some();
-        let std_listener = StdTcpListener::bind(addr)?;
-        std_listener.set_nonblocking(true)?;
-        let addr = std_listener.local_addr()?;
+        let socket = bound_socket(addr, config.receive_buffer_bytes)?;
+        let addr = socket.local_addr()?;
         let recorder = Arc::new(Recorder::default());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (ready_tx, ready_rx) = mpsc::channel::<std::io::Result<()>>();
@@ -88,7 +87,7 @@ impl TestServer {
                     .and_then(|rt| {
                         let listener = {
                             let _guard = rt.enter();
-                            TcpListener::from_std(std_listener)
+                            socket.listen(LISTEN_BACKLOG)
                         };
                         listener.map(|l| (rt, l))
                     });
@@ -228,6 +227,25 @@ impl Drop for TestServer {
             }
         }
     }
+}
+
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// The listening socket, bound (it listens once the server's runtime runs). The connections it
+/// accepts inherit its receive buffer size.
+fn bound_socket(addr: SocketAddr, receive_buffer: Option<u32>) -> io::Result<TcpSocket> {
+    let socket = if addr.is_ipv6() {
+        TcpSocket::new_v6()?
+    } else {
+        TcpSocket::new_v4()?
+    };
+    // As std's TcpListener::bind does: the port of a server just stopped can be bound again.
+    socket.set_reuseaddr(true)?;
+    if let Some(bytes) = receive_buffer {
+        socket.set_recv_buffer_size(bytes)?;
+    }
+    socket.bind(addr)?;
+    Ok(socket)
 }
 
 async fn wait_shutdown(rx: &mut watch::Receiver<bool>) {
@@ -1076,6 +1094,21 @@ impl Session {
                         }
                     });
                     ws.send(Message::text(text)).await
+                }
+                Fault::FloodAfterBytes { messages, size, .. } => {
+                    let text = oversized_text(size);
+                    self.recorder.update(self.index, |r| {
+                        r.sent_text_count += messages as u64;
+                    });
+                    let mut sent = Ok(());
+                    for _ in 0..messages {
+                        // Awaited one by one: nothing is read until the last is sent.
+                        sent = ws.send(Message::text(text.clone())).await;
+                        if sent.is_err() {
+                            break;
+                        }
+                    }
+                    sent
                 }
                 Fault::RejectUpgrade { .. }
                 | Fault::NoUpgradeResponse
