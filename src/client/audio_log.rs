@@ -42,6 +42,8 @@ pub struct AudioLog {
     kept_from: u64,
     /// Unreplayable audio up to here has been reported by [`AudioLog::take_unreplayable`].
     reported_through: u64,
+    /// The largest frame appended: the log is full when another would not fit.
+    largest_frame: usize,
 }
 
 impl AudioLog {
@@ -54,6 +56,7 @@ impl AudioLog {
             released_through: 0,
             kept_from: 0,
             reported_through: 0,
+            largest_frame: 0,
         }
     }
 
@@ -68,6 +71,7 @@ impl AudioLog {
         };
         self.end = frame.end();
         self.bytes += frame.data.len();
+        self.largest_frame = self.largest_frame.max(frame.data.len());
         self.frames.push_back(frame);
         while self.bytes > self.limit_bytes && self.frames.len() > 1 {
             self.pop_front();
@@ -120,9 +124,10 @@ impl AudioLog {
         self.kept_from.saturating_sub(from)
     }
 
-    /// No more audio fits without forgetting some.
+    /// Another frame (as large as the largest so far) would not fit without forgetting some
+    /// audio, whatever the frame size divides the limit into.
     pub fn is_full(&self) -> bool {
-        self.bytes >= self.limit_bytes
+        self.bytes + self.largest_frame.max(1) > self.limit_bytes
     }
 
     /// Offset just past the newest audio.
@@ -193,6 +198,21 @@ mod tests {
         assert_eq!(frames[0].1.len(), 600 * 2);
         assert_eq!(frames[1].0, 1600);
         assert_eq!(log.take_unreplayable(), 0);
+    }
+
+    #[test]
+    fn full_means_the_next_frame_would_not_fit_whatever_the_frame_size() {
+        // 2240-byte frames (70 ms) do not divide a 1,920,000-byte limit.
+        let mut log = AudioLog::new(1_920_000);
+        let mut appended = 0;
+        while !log.is_full() {
+            log.append(frame(1120, 1));
+            appended += 1;
+        }
+        assert_eq!(appended, 857);
+        assert_eq!(log.take_unreplayable(), 0, "nothing was forgotten");
+        log.append(frame(1120, 1));
+        assert_eq!(log.take_unreplayable(), 1120, "one more forgets the oldest");
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub struct StreamClient {
     chunk_bytes: usize,
     /// Bound on the network task's whole drain, reconnects included.
     drain_budget: Duration,
+    /// Longest the network task holds back the queue (audio at a full replay log).
+    hold_bound: Duration,
     sink: Arc<dyn EventSink>,
 }
 
@@ -89,6 +91,7 @@ impl StreamClient {
         let (tx, rx) = mpsc::channel(cfg.queue_frames.max(1));
         let chunk_bytes = cfg.chunk_bytes.max(2) & !1;
         let drain_budget = drain_budget(&cfg);
+        let hold_bound = cfg.stall_timeout;
         let supervisor = Supervisor::new(Arc::new(cfg), tls, sink.clone(), live);
         let task = runtime().spawn(supervisor.run(rx));
         Ok(StreamClient {
@@ -97,6 +100,7 @@ impl StreamClient {
             pending: BytesMut::with_capacity(chunk_bytes * 2),
             chunk_bytes,
             drain_budget,
+            hold_bound,
             sink,
         })
     }
@@ -193,8 +197,10 @@ impl StreamClient {
     /// by its budget ((`max-retries` + 1) × (`retry-interval` + `connect-timeout` +
     /// `stall-timeout` + `drain-timeout`)), and this wait by that plus a small margin.
     pub fn drain(mut self) -> DrainOutcome {
-        // One deadline for the whole exchange, however the time is spent.
-        let deadline = Instant::now() + self.drain_budget + DRAIN_REPLY_MARGIN;
+        // One deadline for the whole exchange, however the time is spent. The network task
+        // starts its budget when it takes the request, which audio held back at a full replay
+        // log can delay by up to `stall-timeout`.
+        let deadline = Instant::now() + self.drain_budget + self.hold_bound + DRAIN_REPLY_MARGIN;
         let left = || deadline.saturating_duration_since(Instant::now());
         if !self.pending.is_empty() {
             let rest = self.pending.split().freeze();
@@ -218,7 +224,7 @@ impl StreamClient {
                     format!(
                         "The end of the stream did not complete within {} s; the audio not \
                          yet confirmed by a final transcript was never transcribed",
-                        (self.drain_budget + DRAIN_REPLY_MARGIN).as_secs()
+                        (self.drain_budget + self.hold_bound + DRAIN_REPLY_MARGIN).as_secs()
                     ),
                     "the network task did not answer the drain request",
                 );

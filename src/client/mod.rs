@@ -21,6 +21,7 @@ pub use events::{ClientEvent, EventSink, Failure, FailureKind, Step, TimedTransc
 pub use handle::{DrainOutcome, PushError, Refill, SessionAbort, StreamClient};
 pub use runtime::runtime;
 pub use secret::ApiKey;
+pub use supervisor::MAX_WRITE_STALL_TIMEOUTS;
 pub use tls::TlsSettings;
 
 /// The only audio format the service accepts: S16LE, 16 kHz, mono.

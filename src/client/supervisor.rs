@@ -51,7 +51,7 @@ const READ_AFTER_WRITE_FAILURE: Duration = Duration::from_millis(200);
 const MAX_FRAMES_PER_WRITE: usize = 64;
 /// A write during which frames keep arriving (so it never counts as stalled) still ends after
 /// this many `stall-timeout`s: a service that talks but never reads is as stuck as a silent one.
-const MAX_WRITE_STALL_TIMEOUTS: u32 = 4;
+pub const MAX_WRITE_STALL_TIMEOUTS: u32 = 4;
 /// Non-live audio held back at the full replay log flows again when no transcript at all
 /// (interim or final) has come for this long: the service is not working through speech
 /// (the audio is silence, or it waits for more before it finalises).
@@ -100,6 +100,15 @@ struct PendingSwitch {
     /// When the connection with the old options must have finished (set when its checkpoint
     /// goes out, cleared when the connection ends).
     deadline: Option<Instant>,
+}
+
+/// Why audio held back at the full replay log flows again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HoldLift {
+    /// No transcript at all for [`HOLD_QUIET`]: as far as the service says, silence.
+    Quiet,
+    /// Transcripts but no final for `stall-timeout`: speech the service finalises only later.
+    NoFinal,
 }
 
 /// What the keepalive timer found.
@@ -239,13 +248,15 @@ pub struct Supervisor {
     held_since: Option<Instant>,
     /// When the last transcript (interim or final) arrived.
     last_transcript_at: Option<Instant>,
-    /// The service gave no final for `stall-timeout` while audio was held back: it finalises
-    /// only after more audio (a long `text_timeout_seconds`, speech without pauses), so audio
-    /// flows again, the log forgetting its oldest, until the next final.
-    hold_lifted: bool,
+    /// Why held-back audio flows again (the log forgetting its oldest) until the next final;
+    /// `None` while the hold applies.
+    hold_lifted: Option<HoldLift>,
     /// Non-live audio a reconnect could not resend (older than the replay log): reported in
     /// an ERROR when the stream ends.
     unreplayed: u64,
+    /// A command taken from the queue behind audio whose write has not completed: handled
+    /// after that write, or by the next connection if the write fails.
+    deferred: Option<Command>,
 }
 
 impl Supervisor {
@@ -279,8 +290,9 @@ impl Supervisor {
             live,
             held_since: None,
             last_transcript_at: None,
-            hold_lifted: false,
+            hold_lifted: None,
             unreplayed: 0,
+            deferred: None,
         }
     }
 
@@ -295,28 +307,34 @@ impl Supervisor {
     /// while audio is held back is not finalising what it has (silence, or it waits for more
     /// audio): then the hold is lifted until the next final.
     fn takes_audio(&self) -> bool {
-        self.live || self.hold_lifted || !self.log.is_full()
+        self.live || self.hold_lifted.is_some() || !self.log.is_full()
     }
 
-    /// When held-back audio is let go (see `hold_lifted`): [`HOLD_QUIET`] after the last
-    /// transcript, at most `stall-timeout` after the hold began or the last final. Updates
-    /// `held_since`.
-    fn held_deadline(&mut self) -> Option<tokio::time::Instant> {
+    /// When held-back audio is let go, and why (see `hold_lifted`): [`HOLD_QUIET`] after the
+    /// last transcript, at most `stall-timeout` after the hold began or the last final.
+    /// Updates `held_since`.
+    fn held_deadline(&mut self) -> Option<(tokio::time::Instant, HoldLift)> {
         if self.takes_audio() {
             self.held_since = None;
             return None;
         }
         let since = *self.held_since.get_or_insert_with(Instant::now);
         let quiet_from = self.last_transcript_at.map_or(since, |at| at.max(since));
-        Some(
-            (quiet_from + HOLD_QUIET)
-                .min(since + self.cfg.stall_timeout)
-                .into(),
-        )
+        let quiet = quiet_from + HOLD_QUIET;
+        let no_final = since + self.cfg.stall_timeout;
+        Some(if quiet <= no_final {
+            (quiet.into(), HoldLift::Quiet)
+        } else {
+            (no_final.into(), HoldLift::NoFinal)
+        })
     }
 
     pub async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         loop {
+            // A drain or an option change that came behind audio whose write failed.
+            if let Some(command) = self.deferred.take() {
+                self.take_offline_command(Some(command));
+            }
             self.settle_switch_offline();
             let Some(ws) = self.establish(&mut rx).await else {
                 break;
@@ -640,8 +658,9 @@ impl Supervisor {
                 FailureKind::DrainTimeout,
                 format!(
                     "Fireworks was answering but did not finish the end of the stream within \
-                     {} ms (drain-timeout) of its last transcript, and had given no text for \
-                     the audio after its last final (raise drain-timeout to wait longer)",
+                     {} ms (drain-timeout) of its last transcript, and had given no text at all \
+                     for the audio after its last final, speech or silence (raise drain-timeout \
+                     to wait longer)",
                     self.cfg.drain_timeout.as_millis()
                 ),
                 "no checkpoint echo or close before the drain deadline",
@@ -662,7 +681,7 @@ impl Supervisor {
                 FailureKind::DrainTimeout,
                 format!(
                     "Fireworks was answering but did not confirm the end of the stream within \
-                     {} ms (drain-timeout) of its last final; {what}. The last {:.1} s of \
+                     {} ms (drain-timeout) of its last transcript; {what}. The last {:.1} s of \
                      audio had no final transcript (silence, or speech the service had not \
                      finished: raise drain-timeout to wait longer)",
                     self.cfg.drain_timeout.as_millis(),
@@ -755,9 +774,15 @@ impl Supervisor {
         self.transcript.begin_connection();
         let base = self.log.replay_start();
         let unreplayable = self.log.take_unreplayable();
-        if !self.live {
+        if !self.live && self.hold_lifted == Some(HoldLift::NoFinal) {
+            // Forgotten while the service kept sending transcripts but no final: speech. (Audio
+            // forgotten after a quiet lift was silence as far as the service said.)
             self.unreplayed += unreplayable;
         }
+        // The hold starts afresh on this connection: the replay fills the log again, and the
+        // service gets its full time to finalise it.
+        self.held_since = None;
+        self.hold_lifted = None;
         if unreplayable > 0 {
             self.emit(ClientEvent::Warning(Failure::new(
                 FailureKind::AudioDropped,
@@ -943,8 +968,8 @@ impl Supervisor {
                     let end = ConnectionEnd::Fatal(self.drain_exhausted());
                     return self.close(out, end).await;
                 }
-                _ = sleep_until_opt(held_deadline) => {
-                    self.hold_lifted = true;
+                _ = sleep_until_opt(held_deadline.map(|(at, _)| at)) => {
+                    self.hold_lifted = held_deadline.map(|(_, why)| why);
                     self.step(Step::HoldLifted);
                 }
                 _ = usage_tick.tick() => self.report_usage(),
@@ -1086,7 +1111,6 @@ impl Supervisor {
         let mut messages = VecDeque::new();
         let mut first_offset = None;
         let mut samples = 0;
-        let mut other = None;
         let mut next = Some(first);
         while let Some(data) = next.take() {
             let offset = self.log.append(data.clone());
@@ -1098,7 +1122,8 @@ impl Supervisor {
             }
             match rx.try_recv() {
                 Ok(Command::Audio(data)) => next = Some(data),
-                Ok(command) => other = Some(command),
+                // Kept where a failed write cannot lose it (see `deferred`).
+                Ok(command) => self.deferred = Some(command),
                 Err(_) => {}
             }
         }
@@ -1108,7 +1133,7 @@ impl Supervisor {
         }
         self.usage.since_last += samples;
         self.usage.total += samples;
-        Ok(other)
+        Ok(self.deferred.take())
     }
 
     /// Sends logged frames, in order, with a single flush at the end.
@@ -1307,7 +1332,7 @@ impl Supervisor {
                     self.extend_checkpoint_deadline();
                     // Progress: audio is held back again (when the log is full) for at most
                     // another stall-timeout from here.
-                    self.hold_lifted = false;
+                    self.hold_lifted = None;
                     if self.held_since.is_some() {
                         self.held_since = Some(Instant::now());
                     }

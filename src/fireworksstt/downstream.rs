@@ -130,6 +130,23 @@ impl Output {
         }
     }
 
+    /// What survives the end of a network session at a new segment: everything queued (it
+    /// belongs to the old segment and goes out before the new one) and where the src pad's
+    /// stream has got to; not what refers to the old session's utterances and interims.
+    pub fn for_new_segment(&mut self) -> Output {
+        Output {
+            queue: std::mem::take(&mut self.queue),
+            texts: self.texts,
+            dropped_texts: self.dropped_texts,
+            position: self.position,
+            flow: self.flow,
+            prerolled: self.prerolled,
+            eos_queued: self.eos_queued,
+            line_ends: self.line_ends,
+            ..Output::default()
+        }
+    }
+
     pub fn queue_event(&mut self, event: gst::Event) {
         self.queue.push_back(Queued::Event(event));
     }

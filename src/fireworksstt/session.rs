@@ -78,11 +78,15 @@ pub(super) struct Session {
     pub settings_generation: u64,
     pub options_generation: u64,
     pub stats: Stats,
+    /// Audio dropped on its way to the service since the last flush or start (a flush makes
+    /// earlier drops moot: that audio is not played any more).
+    pub dropped_since_flush: gst::ClockTime,
     /// What waits for the src pad, and where its stream has got to.
     pub output: Output,
 }
 
-/// What a reset of the stream keeps of what waits for the src pad.
+/// What a reset of the stream keeps of what waits for the src pad (and of the audio it
+/// dropped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Reset {
     /// A stop: nothing; the segment is forgotten too.
@@ -102,10 +106,14 @@ impl Session {
             Reset::Stop => gst::FormattedSegment::new(),
             Reset::Flush | Reset::NewSegment => self.segment.clone(),
         };
+        let dropped_since_flush = match reset {
+            Reset::Stop | Reset::Flush => gst::ClockTime::ZERO,
+            Reset::NewSegment => self.dropped_since_flush,
+        };
         let output = match reset {
             Reset::Stop => Output::default(),
             Reset::Flush => self.output.after_flush(),
-            Reset::NewSegment => std::mem::take(&mut self.output),
+            Reset::NewSegment => self.output.for_new_segment(),
         };
         *self = Session {
             serial: self.serial.wrapping_add(1),
@@ -116,6 +124,7 @@ impl Session {
             playing: self.playing,
             settings_generation: self.settings_generation,
             stats: self.stats,
+            dropped_since_flush,
             ..Session::default()
         };
     }
@@ -390,6 +399,7 @@ impl FireworksStt {
                 let dropped =
                     gst::ClockTime::from_nseconds(samples_to_ns(bytes as u64 / BYTES_PER_SAMPLE));
                 session.stats.dropped_audio = session.stats.dropped_audio.saturating_add(dropped);
+                session.dropped_since_flush = session.dropped_since_flush.saturating_add(dropped);
                 let total = session.stats.dropped_audio;
                 drop(session);
                 self.report_dropped(total);
@@ -495,7 +505,7 @@ impl FireworksStt {
     pub(super) fn report_dropped_at_eos(&self) {
         let dropped = {
             let session = self.session.lock().unwrap();
-            (!session.live && !session.failed).then_some(session.stats.dropped_audio)
+            (!session.live && !session.failed).then_some(session.dropped_since_flush)
         };
         if let Some(dropped) = dropped.filter(|d| !d.is_zero()) {
             // A file waits for the network rather than drop audio; audio dropped all the same

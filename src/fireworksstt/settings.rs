@@ -203,15 +203,17 @@ impl Settings {
     }
 
     /// How long a non-live streaming thread may wait for room in the network queue: longer
-    /// than the slowest reconnect (every attempt timing out, with the pauses between them) and
-    /// a stall, so that a file is slowed down but never loses audio to a passing outage.
+    /// than the slowest reconnect (every attempt timing out, with the pauses between them), the
+    /// longest write before a connection counts as stalled, and the longest hold at a full
+    /// replay log, so that a file is slowed down but never loses audio to a passing outage.
     pub fn non_live_queue_wait(&self) -> Duration {
         let ms = |v: u32| u64::from(v);
         let attempts = ms(self.max_retries) + 1;
+        let stall_timeouts = u64::from(crate::client::MAX_WRITE_STALL_TIMEOUTS) + 1;
         Duration::from_millis(
             attempts * ms(self.connect_timeout_ms)
                 + ms(self.max_retries) * ms(self.retry_interval_ms)
-                + ms(self.stall_timeout_ms)
+                + stall_timeouts * ms(self.stall_timeout_ms)
                 + 5_000,
         )
     }
