@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::audio::{samples_to_seconds, DecodeEvent, StreamDecoder, SILENCE_THRESHOLD};
-use crate::config::ServerConfig;
+use crate::config::{Dialect, ServerConfig};
 use crate::query::SessionOptions;
 use crate::recognizer::{Pass, Recognition, Recognizer, RECOGNIZER_NAME};
 use crate::speech::{Segmenter, UtteranceAudio};
@@ -22,6 +22,7 @@ pub struct Behaviour {
     pub retract_trailing_segment: bool,
     pub send_string_ids: bool,
     pub finalize_on_checkpoint: bool,
+    pub dialect: Dialect,
 }
 
 impl From<&ServerConfig> for Behaviour {
@@ -31,8 +32,9 @@ impl From<&ServerConfig> for Behaviour {
             revise_partial_words: c.revise_partial_words,
             grow_finalized_segment: c.grow_finalized_segment,
             retract_trailing_segment: c.retract_trailing_segment,
-            send_string_ids: c.send_string_ids,
+            send_string_ids: c.send_string_ids || c.dialect == Dialect::V2,
             finalize_on_checkpoint: c.finalize_on_checkpoint,
+            dialect: c.dialect,
         }
     }
 }
@@ -183,6 +185,11 @@ struct WireWord<'a> {
 #[derive(Serialize)]
 struct WireSegment<'a> {
     id: WireId,
+    /// v2 only: fields clients ignore.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seek: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    language: Option<&'a str>,
     text: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     start: Option<f64>,
@@ -196,6 +203,9 @@ struct WireTranscript<'a> {
     task: &'static str,
     language: &'a str,
     text: String,
+    /// v2 only: seconds of audio received.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration: Option<f64>,
     segments: Vec<WireSegment<'a>>,
 }
 
@@ -742,6 +752,7 @@ impl Transcriber {
 
     fn render(&self, segments: &[Segment]) -> String {
         let lang = self.language.as_str();
+        let v2 = self.behaviour.dialect == Dialect::V2;
         let mut texts = Vec::with_capacity(segments.len());
         let wire: Vec<WireSegment<'_>> = segments
             .iter()
@@ -761,6 +772,8 @@ impl Transcriber {
                     } else {
                         WireId::Num(s.id)
                     },
+                    seek: v2.then_some(0),
+                    language: v2.then_some(lang),
                     text,
                     start: self.segment_times.then(|| samples_to_seconds(first.start)),
                     end: self.segment_times.then(|| samples_to_seconds(last.end)),
@@ -784,6 +797,7 @@ impl Transcriber {
             task: "transcribe",
             language: lang,
             text: texts.join(" "),
+            duration: v2.then(|| samples_to_seconds(self.decoder.position())),
             segments: wire,
         };
         serde_json::to_string(&msg).unwrap_or_default()
@@ -1030,6 +1044,26 @@ mod tests {
         };
         let (out, _) = run(b, &SessionOptions::default(), &audio.to_le_bytes());
         assert!(out.iter().all(|m| m.contains(r#""id":"0""#)));
+    }
+
+    #[test]
+    fn v2_dialect_writes_string_ids_and_extra_fields() {
+        let audio = synthesize_utterances(&["hi"]).unwrap();
+        let b = Behaviour {
+            dialect: Dialect::V2,
+            ..(&ServerConfig::default().with_dialect(Dialect::V2)).into()
+        };
+        let (out, _) = run(b, &SessionOptions::default(), &audio.to_le_bytes());
+        assert!(!out.is_empty());
+        for message in &out {
+            let v: Value = serde_json::from_str(message).unwrap();
+            assert!(v["duration"].is_f64(), "{message}");
+            for segment in v["segments"].as_array().unwrap() {
+                assert!(segment["id"].is_string(), "{message}");
+                assert_eq!(segment["seek"], 0, "{message}");
+                assert_eq!(segment["language"], "en", "{message}");
+            }
+        }
     }
 
     #[test]
