@@ -84,6 +84,8 @@ pub fn usage(since_last: std::time::Duration, total: std::time::Duration) -> gst
 fn kind_name(kind: FailureKind) -> &'static str {
     match kind {
         FailureKind::AuthRejected => "auth-rejected",
+        FailureKind::BudgetExceeded => "budget-exceeded",
+        FailureKind::RateLimited => "rate-limited",
         FailureKind::HandshakeRejected => "handshake-rejected",
         FailureKind::ConnectTimeout => "connect-timeout",
         FailureKind::Network => "network",
@@ -106,8 +108,11 @@ pub fn failure_details(failure: &Failure) -> gst::Structure {
     if let Some(code) = failure.close_code {
         s = s.field("close-code", u32::from(code));
     }
-    if let Some(text) = &failure.server_error {
-        s = s.field("server-error", text);
+    if let Some(report) = &failure.server_error {
+        s = s.field("server-error", &report.message);
+        if let Some(code) = &report.code {
+            s = s.field("server-error-code", code);
+        }
     }
     if let Some(attempt) = failure.attempt {
         s = s.field("attempt", attempt);
@@ -125,8 +130,11 @@ pub fn failure_details(failure: &Failure) -> gst::Structure {
 pub fn failure_error(failure: &Failure) -> glib::Error {
     let message = failure.message.as_str();
     match failure.kind {
-        FailureKind::AuthRejected => glib::Error::new(gst::ResourceError::NotAuthorized, message),
+        FailureKind::AuthRejected | FailureKind::BudgetExceeded => {
+            glib::Error::new(gst::ResourceError::NotAuthorized, message)
+        }
         FailureKind::HandshakeRejected
+        | FailureKind::RateLimited
         | FailureKind::ConnectTimeout
         | FailureKind::Network
         | FailureKind::Tls
