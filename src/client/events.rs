@@ -9,6 +9,7 @@ pub struct TimedWord {
     pub start: Option<u64>,
     pub end: Option<u64>,
     pub probability: Option<f64>,
+    pub hallucination_score: Option<f64>,
     pub is_final: bool,
 }
 

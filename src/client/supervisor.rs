@@ -1210,6 +1210,7 @@ impl Supervisor {
                     start: map(w.start),
                     end: map(w.end),
                     probability: w.probability,
+                    hallucination_score: w.hallucination_score,
                     is_final: w.is_final,
                 })
                 .collect(),

@@ -56,6 +56,21 @@ pub fn transcript(
     s.build()
 }
 
+/// `end-to-final` (gint64 nanoseconds) on a final transcript: its arrival running time less the
+/// running time of its last word's end — how long after the end of speech the final came. It is
+/// negative when the words lie ahead of the pipeline clock (input pushed faster than real time).
+pub fn set_end_to_final(
+    structure: &mut gst::Structure,
+    end_running_time: gst::ClockTime,
+    arrival: gst::ClockTime,
+) {
+    let nanos = |t: gst::ClockTime| i64::try_from(t.nseconds()).unwrap_or(i64::MAX);
+    structure.set(
+        "end-to-final",
+        nanos(arrival).saturating_sub(nanos(end_running_time)),
+    );
+}
+
 pub fn speech_boundary(
     name: &str,
     utterance: u64,

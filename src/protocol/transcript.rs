@@ -24,6 +24,8 @@ pub struct TranscriptWord {
     pub start: Option<f64>,
     pub end: Option<f64>,
     pub probability: Option<f64>,
+    /// The service's estimate that the word was not really spoken.
+    pub hallucination_score: Option<f64>,
     pub is_final: bool,
 }
 
@@ -89,7 +91,7 @@ pub const MAX_PENDING_SEGMENTS: usize = 1024;
 
 /// Most bytes held for the open utterance on one connection, as counted by
 /// [`TranscriptState::pending_bytes`]: text bytes plus, per word, its text and the size of a
-/// [`TranscriptWord`] (80 bytes on 64-bit targets).
+/// [`TranscriptWord`] (96 bytes on 64-bit targets).
 ///
 /// 1 MiB is about 12,000 words, well over an hour of continuous speech that the server never
 /// finalized. Beyond it the lowest ids are dropped; a single segment larger than this on its own
@@ -424,6 +426,7 @@ fn transcript_words(words: &[Word], budget: usize) -> Vec<TranscriptWord> {
                 start: word.start,
                 end: word.end,
                 probability: word.probability,
+                hallucination_score: word.hallucination_score,
                 is_final: word.is_final,
             })
         })
@@ -506,6 +509,7 @@ mod tests {
                     start: Some(0.25),
                     end: Some(0.8),
                     probability: Some(0.9),
+                    hallucination_score: None,
                     is_final: true,
                 },
                 TranscriptWord {
@@ -513,6 +517,7 @@ mod tests {
                     start: Some(1.1),
                     end: Some(1.5),
                     probability: Some(0.8),
+                    hallucination_score: None,
                     is_final: true,
                 },
             ]
