@@ -71,15 +71,21 @@ impl Finished {
 /// Runs an example to the end, or kills it after `timeout` and fails.
 fn run(name: &str, args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Finished {
     let mut command = Command::new(example(name));
+    command.args(args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    run_command(command, &format!("{name} {args:?}"), timeout)
+}
+
+/// Runs `command` (without FIREWORKS_API_KEY, stdin closed) to the end, or kills it after
+/// `timeout` and fails.
+fn run_command(mut command: Command, name: &str, timeout: Duration) -> Finished {
     command
-        .args(args)
         .env_remove("FIREWORKS_API_KEY")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for (key, value) in env {
-        command.env(key, value);
-    }
     let started = Instant::now();
     let mut child = command.spawn().unwrap();
     // Read both pipes while waiting, so a chatty child can never block on a full pipe.
@@ -101,7 +107,7 @@ fn run(name: &str, args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Fi
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "{name} {args:?} did not finish within {timeout:?}\n--- stdout ---\n{}\n--- \
+                "{name} did not finish within {timeout:?}\n--- stdout ---\n{}\n--- \
                  stderr ---\n{}",
                 stdout.join().unwrap(),
                 stderr.join().unwrap()
@@ -1116,6 +1122,125 @@ fn utterances_into_filesink_are_one_line_each() {
     assert_eq!(
         std::fs::read_to_string(&out).unwrap(),
         "hello world\nhow are you\n"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Debian's system Python, where the python3-gi and gir1.2-gstreamer-1.0 packages (installed by
+/// scripts/setup.sh) are importable; a python3 earlier on PATH (pyenv, a venv) may not see them.
+const SYSTEM_PYTHON: &str = "/usr/bin/python3";
+
+/// Runs examples/NAME with the system Python, fireworksstt found through GST_PLUGIN_PATH.
+fn run_python(name: &str, args: &[&str], timeout: Duration) -> Finished {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name);
+    let mut command = Command::new(SYSTEM_PYTHON);
+    command
+        .arg(&script)
+        .args(args)
+        .env("GST_PLUGIN_PATH", plugin_dir());
+    run_command(command, &format!("{name} {args:?}"), timeout)
+}
+
+/// The PyGObject example, against the bundled server: the transcripts, speech boundaries and
+/// usage from the bus, and each word's FireworksItemMeta from its pad probe; the key terms it
+/// sets reach the server; an ERROR is reported with its kind and exit status 1.
+#[test]
+fn python_example_reads_the_bus_and_the_word_meta() {
+    let dir = scratch("python");
+    let audio = synthesize_utterances(&["hello world", "how are you"]).unwrap();
+    let wav = dir.join("speech.wav");
+    audio.write_wav(&wav).unwrap();
+    let server = TestServer::start(ServerConfig::default()).unwrap();
+    let run = run_python(
+        "read-transcripts.py",
+        &[
+            wav.to_str().unwrap(),
+            "--base-url",
+            &server.base_url(),
+            "--keyterm",
+            "GStreamer",
+            "--keyterm",
+            "Fireworks AI",
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(run.status.success(), "{}", run.report());
+    let lines: Vec<Vec<&str>> = run
+        .stdout
+        .lines()
+        .map(|l| l.split('\t').collect())
+        .collect();
+    let of_kind = |kind: &str| -> Vec<Vec<&str>> {
+        lines
+            .iter()
+            .filter(|l| l[0] == kind)
+            .map(|l| l[1..].to_vec())
+            .collect()
+    };
+    let finals: Vec<(&str, &str)> = of_kind("final").iter().map(|l| (l[0], l[1])).collect();
+    assert_eq!(
+        finals,
+        [("0", "hello world"), ("1", "how are you")],
+        "{}",
+        run.report()
+    );
+    assert_eq!(
+        of_kind("speech-started"),
+        [["0"], ["1"]],
+        "{}",
+        run.report()
+    );
+    assert_eq!(of_kind("speech-ended"), [["0"], ["1"]], "{}", run.report());
+    assert!(!of_kind("interim").is_empty(), "{}", run.report());
+    let words = of_kind("word");
+    assert_eq!(words.len(), audio.words.len(), "{}", run.report());
+    for (line, spoken) in words.iter().zip(&audio.words) {
+        assert_eq!(
+            line.as_slice(),
+            [
+                spoken.text.as_str(),
+                &format!("utterance={}", spoken.utterance),
+                "final=True",
+                "probability=0.9",
+                "language=en"
+            ],
+            "{}",
+            run.report()
+        );
+    }
+    let usage = of_kind("usage");
+    let total: f64 = usage.last().expect("a usage line")[0].parse().unwrap();
+    assert!(
+        (total - audio.duration().as_secs_f64()).abs() < 0.01,
+        "{}",
+        run.report()
+    );
+    assert!(server.connections()[0].query.contains(&(
+        "prompt".to_string(),
+        "Key terms: GStreamer, Fireworks AI.".to_string()
+    )));
+
+    let refusing = TestServer::start(ServerConfig::default().with_fault(
+        0,
+        Fault::RejectUpgrade {
+            status: 401,
+            body: "bad key".into(),
+        },
+    ))
+    .unwrap();
+    let failed = run_python(
+        "read-transcripts.py",
+        &[wav.to_str().unwrap(), "--base-url", &refusing.base_url()],
+        Duration::from_secs(60),
+    );
+    assert_eq!(failed.status.code(), Some(1), "{}", failed.report());
+    assert!(
+        failed.stderr.contains("rejected the API key")
+            && failed.stderr.contains("kind=auth-rejected"),
+        "{}",
+        failed.report()
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
