@@ -9,8 +9,10 @@ pub const NEW_ITEM_EVENT: &str = "rstranscribe/new-item";
 
 /// `rstranscribe/new-item` with the fields `deepgramtranscriber` and `speechmaticstranscriber`
 /// send: `speaker` (string or NULL: the Fireworks streaming API has no diarization, so always
-/// NULL), `content` (the buffer's text), `running-time` (of the buffer's PTS in the output
-/// segment) and `duration`.
+/// NULL), `content` (the buffer's text), `running-time` and `duration`. The caller gives the
+/// running time of the buffer's PTS in the input segment: the event travels upstream, where
+/// that is the audio's running time (the peers use their output segment, which differs only by
+/// `lateness`).
 pub fn new_item(
     content: &str,
     running_time: gst::ClockTime,
