@@ -334,3 +334,31 @@ fn a_new_language_is_tagged_before_its_first_word() {
         ]
     );
 }
+
+/// A service that reports no language: the tag and the meta carry `language-code` (mapped to
+/// the service's code), while the bus messages, which say what the service reported, have none.
+#[test]
+fn without_a_reported_language_the_configured_one_is_tagged() {
+    let server = TestServer::start(ServerConfig::default().with_report_language(false)).unwrap();
+    let audio = synthesize_utterances(&["guten tag"]).unwrap();
+    let mut seen = None;
+    let run = run_audio(&audio.samples, &Feed::default(), |stt| {
+        point_at(stt, &server);
+        stt.set_property("language-code", "de-DE");
+        seen = Some(probe(stt));
+    });
+    assert!(run.errors.is_empty(), "{}", run.error_text());
+    let seen = seen.unwrap().lock().unwrap().clone();
+    assert!(
+        matches!(seen.first(), Some(Seen::Tag(code)) if code == "de"),
+        "{seen:#?}"
+    );
+    for (_, _, _, meta) in texts(&seen) {
+        assert_eq!(meta.get::<String>("language").unwrap(), "de");
+    }
+    let finals = run.messages_named("fireworksstt/transcript");
+    assert!(
+        finals.iter().all(|s| !s.has_field("language")),
+        "{finals:?}"
+    );
+}

@@ -159,6 +159,9 @@ pub struct ServerConfig {
     pub send_string_ids: bool,
     /// The message shapes spoken on every connection; [`Dialect::V2`] implies string ids.
     pub dialect: Dialect,
+    /// Say which language the text is in (`language` on messages and words); off, the
+    /// messages carry no language at all, as a service that does not report one.
+    pub report_language: bool,
     /// Faults: (connection index, fault). Connection indexes count accepted TCP connections from 0.
     pub faults: Vec<(usize, Fault)>,
     /// Keep the received audio bytes in the records (turn off for long runs).
@@ -191,6 +194,7 @@ impl Default for ServerConfig {
             retract_trailing_segment: false,
             send_string_ids: false,
             dialect: Dialect::V1,
+            report_language: true,
             faults: Vec::new(),
             record_audio: true,
             record_messages: true,
@@ -246,6 +250,10 @@ impl ServerConfig {
     }
     pub fn with_dialect(mut self, dialect: Dialect) -> Self {
         self.dialect = dialect;
+        self
+    }
+    pub fn with_report_language(mut self, on: bool) -> Self {
+        self.report_language = on;
         self
     }
     /// Serves `wss://` with `identity` instead of plain `ws://`.

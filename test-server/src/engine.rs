@@ -23,6 +23,7 @@ pub struct Behaviour {
     pub send_string_ids: bool,
     pub finalize_on_checkpoint: bool,
     pub dialect: Dialect,
+    pub report_language: bool,
 }
 
 impl From<&ServerConfig> for Behaviour {
@@ -35,6 +36,7 @@ impl From<&ServerConfig> for Behaviour {
             send_string_ids: c.send_string_ids || c.dialect == Dialect::V2,
             finalize_on_checkpoint: c.finalize_on_checkpoint,
             dialect: c.dialect,
+            report_language: c.report_language,
         }
     }
 }
@@ -172,7 +174,8 @@ enum WireId {
 #[derive(Serialize)]
 struct WireWord<'a> {
     word: &'a str,
-    language: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    language: Option<&'a str>,
     probability: f64,
     hallucination_score: f64,
     is_final: bool,
@@ -201,7 +204,8 @@ struct WireSegment<'a> {
 #[derive(Serialize)]
 struct WireTranscript<'a> {
     task: &'static str,
-    language: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    language: Option<&'a str>,
     text: String,
     /// v2 only: seconds of audio received.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -752,6 +756,7 @@ impl Transcriber {
 
     fn render(&self, segments: &[Segment]) -> String {
         let lang = self.language.as_str();
+        let reported = self.behaviour.report_language.then_some(lang);
         let v2 = self.behaviour.dialect == Dialect::V2;
         let mut texts = Vec::with_capacity(segments.len());
         let wire: Vec<WireSegment<'_>> = segments
@@ -773,7 +778,7 @@ impl Transcriber {
                         WireId::Num(s.id)
                     },
                     seek: v2.then_some(0),
-                    language: v2.then_some(lang),
+                    language: reported.filter(|_| v2),
                     text,
                     start: self.segment_times.then(|| samples_to_seconds(first.start)),
                     end: self.segment_times.then(|| samples_to_seconds(last.end)),
@@ -782,7 +787,7 @@ impl Transcriber {
                         .iter()
                         .map(|w| WireWord {
                             word: &w.text,
-                            language: lang,
+                            language: reported,
                             probability: w.probability,
                             hallucination_score: 0.0,
                             is_final: w.is_final,
@@ -795,7 +800,7 @@ impl Transcriber {
             .collect();
         let msg = WireTranscript {
             task: "transcribe",
-            language: lang,
+            language: reported,
             text: texts.join(" "),
             duration: v2.then(|| samples_to_seconds(self.decoder.position())),
             segments: wire,
@@ -1064,6 +1069,15 @@ mod tests {
                 assert_eq!(segment["language"], "en", "{message}");
             }
         }
+    }
+
+    #[test]
+    fn the_language_can_go_unreported() {
+        let audio = synthesize_utterances(&["hi"]).unwrap();
+        let b: Behaviour = (&ServerConfig::default().with_report_language(false)).into();
+        let (out, _) = run(b, &SessionOptions::default(), &audio.to_le_bytes());
+        assert!(!out.is_empty());
+        assert!(out.iter().all(|m| !m.contains("language")), "{out:?}");
     }
 
     #[test]

@@ -117,6 +117,8 @@
 //!   shapes of the v2 endpoint's clients on every connection: string segment ids, errors as
 //!   `{"message", "code"}` objects (upgrade refusals and in-stream errors alike), and extra
 //!   fields (`seek`, `language` on segments, `duration` on messages) that clients must ignore.
+//!   [`ServerConfig::report_language`] off leaves `language` out of every message, as a service
+//!   that does not say which language it heard.
 //! * **Faults** ([`Fault`], per connection index, counted from 0 over accepted TCP connections,
 //!   "after bytes" ones firing once that much audio has been received and processed): HTTP
 //!   rejection, no upgrade answer, abrupt TCP drop (RST), close frame, `{"error"}` with or without a
