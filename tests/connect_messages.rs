@@ -61,3 +61,34 @@ fn a_service_never_reached_is_not_reconnecting() {
         "{text}"
     );
 }
+
+/// Without `base-url`, the model picks the endpoint: `fireworks-asr-v2` is served by the v2 host.
+/// Whatever this machine's network allows (no route, no DNS, or a refused test key), the one
+/// attempt made names the host it went to. A `base-url` that is set wins over the model.
+#[test]
+fn the_v2_model_connects_to_the_v2_host_unless_base_url_is_set() {
+    let run = run_audio(&short_audio().samples, &Feed::default(), |stt| {
+        stt.set_property("api-key", TEST_KEY);
+        stt.set_property("model", "fireworks-asr-v2");
+        stt.set_property("max-retries", 0u32);
+        stt.set_property("connect-timeout", 2000u32);
+    });
+    assert_eq!(run.errors.len(), 1, "{run:#?}");
+    let text = run.error_text();
+    assert!(
+        text.contains("audio-streaming-v2.api.fireworks.ai"),
+        "{text}"
+    );
+
+    let server = TestServer::start(ServerConfig::default()).unwrap();
+    let run = run_audio(&short_audio().samples, &Feed::default(), |stt| {
+        point_at(stt, &server);
+        stt.set_property("model", "fireworks-asr-v2");
+    });
+    assert!(run.errors.is_empty(), "{}", run.error_text());
+    assert_eq!(run.finals(), ["one two"]);
+    let records = server.connections();
+    assert!(records[0]
+        .query
+        .contains(&("model".into(), "fireworks-asr-v2".into())));
+}

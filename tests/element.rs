@@ -55,10 +55,21 @@ fn metadata_and_pads_follow_the_transcriber_conventions() {
 #[test]
 fn properties_have_documented_defaults() {
     let stt = element();
-    assert_eq!(
-        stt.property::<String>("base-url"),
-        "wss://audio-streaming.us-virginia-1.direct.fireworks.ai/v1"
+    // Unset: the model picks the endpoint (the blurb names both).
+    assert_eq!(stt.property::<Option<String>>("base-url"), None);
+    let blurb = stt
+        .find_property("base-url")
+        .unwrap()
+        .blurb()
+        .unwrap()
+        .to_string();
+    assert!(
+        blurb.contains("wss://audio-streaming-v2.api.fireworks.ai/v1")
+            && blurb.contains("fireworks-asr-v2")
+            && blurb.contains("wss://audio-streaming.us-virginia-1.direct.fireworks.ai/v1"),
+        "{blurb}"
     );
+    assert!(stt.property::<gst::Array>("keyterms").is_empty());
     assert_eq!(stt.property::<Option<String>>("api-key"), None);
     assert_eq!(stt.property::<Option<String>>("model"), None);
     assert_eq!(stt.property::<Option<String>>("language-code"), None);
@@ -255,4 +266,17 @@ fn flush_drops_the_session_and_the_next_buffer_reconnects() {
         2,
         "flush aborts the first session, the next buffer opens another"
     );
+}
+
+#[test]
+fn keyterms_can_be_set_from_a_launch_line() {
+    init();
+    let stt = gst::parse::launch(r#"fireworksstt keyterms="<GStreamer, \"Fireworks AI\">""#)
+        .expect("a launch line with keyterms");
+    let terms: Vec<String> = stt
+        .property::<gst::Array>("keyterms")
+        .iter()
+        .map(|t| t.get::<String>().unwrap())
+        .collect();
+    assert_eq!(terms, ["GStreamer", "Fireworks AI"]);
 }

@@ -71,15 +71,21 @@ impl Finished {
 /// Runs an example to the end, or kills it after `timeout` and fails.
 fn run(name: &str, args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Finished {
     let mut command = Command::new(example(name));
+    command.args(args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    run_command(command, &format!("{name} {args:?}"), timeout)
+}
+
+/// Runs `command` (without FIREWORKS_API_KEY, stdin closed) to the end, or kills it after
+/// `timeout` and fails.
+fn run_command(mut command: Command, name: &str, timeout: Duration) -> Finished {
     command
-        .args(args)
         .env_remove("FIREWORKS_API_KEY")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for (key, value) in env {
-        command.env(key, value);
-    }
     let started = Instant::now();
     let mut child = command.spawn().unwrap();
     // Read both pipes while waiting, so a chatty child can never block on a full pipe.
@@ -101,7 +107,7 @@ fn run(name: &str, args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Fi
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "{name} {args:?} did not finish within {timeout:?}\n--- stdout ---\n{}\n--- \
+                "{name} did not finish within {timeout:?}\n--- stdout ---\n{}\n--- \
                  stderr ---\n{}",
                 stdout.join().unwrap(),
                 stderr.join().unwrap()
@@ -291,6 +297,96 @@ fn transcribe_file_writes_srt_and_webvtt_and_prints_the_finals() {
             );
         }
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Subtitle practice for the files transcribe-file writes: at most two lines of at most 42
+/// characters, at most 7 s per cue, cues split between words at the words' own times, never
+/// overlapping, never across utterances. A long utterance (over 7 s and 84 characters) must be
+/// split; the files are parsed back.
+#[test]
+fn transcribe_file_cues_are_readable_subtitles() {
+    let dir = scratch("cues");
+    let long = "the quick brown fox jumps over the lazy dog ".repeat(5);
+    let audio = synthesize_utterances(&[long.trim(), "short one", "and a last line"]).unwrap();
+    let long_words: Vec<_> = audio.utterance_words(0).collect();
+    let long_span =
+        samples(long_words.last().unwrap().end_sample) - samples(long_words[0].start_sample);
+    assert!(
+        long_span > Duration::from_secs(7) && long.len() > 84,
+        "the long utterance must need splitting: {long_span:?}"
+    );
+    let wav = dir.join("speech.wav");
+    audio.write_wav(&wav).unwrap();
+    let (srt, vtt) = (dir.join("speech.srt"), dir.join("speech.vtt"));
+    let server = TestServer::start(ServerConfig::default()).unwrap();
+    let run = run(
+        "transcribe-file",
+        &[
+            wav.to_str().unwrap(),
+            "--srt",
+            srt.to_str().unwrap(),
+            "--vtt",
+            vtt.to_str().unwrap(),
+            "--base-url",
+            &server.base_url(),
+        ],
+        &[],
+        Duration::from_secs(60),
+    );
+    assert!(run.status.success(), "{}", run.report());
+
+    let srt_cues = parse_cues(&std::fs::read_to_string(&srt).unwrap(), false);
+    let vtt_cues = parse_cues(&std::fs::read_to_string(&vtt).unwrap(), true);
+    assert_eq!(srt_cues, vtt_cues, "the same cues in both formats");
+    let file = std::fs::read_to_string(&srt).unwrap();
+    let mut next_word = 0;
+    for (i, (start, end, text)) in srt_cues.iter().enumerate() {
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            (1..=2).contains(&lines.len()) && lines.iter().all(|l| l.chars().count() <= 42),
+            "cue {i}: at most 2 lines of 42 characters\n{file}"
+        );
+        assert!(
+            start < end && *end - *start <= Duration::from_secs(7),
+            "cue {i} lasts at most 7 s\n{file}"
+        );
+        if let Some((next_start, _, _)) = srt_cues.get(i + 1) {
+            assert!(end <= next_start, "cue {i} overlaps the next\n{file}");
+        }
+        // The cue's words are the next spoken words, whole, all of one utterance, and the cue
+        // starts with its first word and ends with its last (or where the next cue begins).
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let spoken_words = &audio.words[next_word..next_word + words.len()];
+        let texts: Vec<&str> = spoken_words.iter().map(|w| w.text.as_str()).collect();
+        assert_eq!(words, texts, "cue {i}\n{file}");
+        assert!(
+            spoken_words
+                .iter()
+                .all(|w| w.utterance == spoken_words[0].utterance),
+            "cue {i} spans two utterances\n{file}"
+        );
+        assert!(
+            close(*start, samples(spoken_words[0].start_sample)),
+            "cue {i} starts with its first word\n{file}"
+        );
+        let last_end = samples(spoken_words.last().unwrap().end_sample);
+        let next_start = srt_cues.get(i + 1).map(|c| c.0);
+        assert!(
+            close(*end, last_end) || Some(*end) == next_start,
+            "cue {i} ends with its last word\n{file}"
+        );
+        next_word += words.len();
+    }
+    assert_eq!(
+        next_word,
+        audio.words.len(),
+        "every word is in a cue\n{file}"
+    );
+    assert!(
+        srt_cues.len() >= 5,
+        "the long utterance is split into several cues\n{file}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -839,6 +935,11 @@ fn transcribe_file_local_server_needs_no_key_and_no_server() {
 
 /// A GStreamer plugin directory holding every plugin of this machine except those providing
 /// `without` (symbolic links), for running an example with those elements missing.
+/// `(name, value)` pairs as `run` takes them.
+fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
 fn plugins_without(dir: &Path, without: &[&str]) -> PathBuf {
     init();
     let excluded: Vec<PathBuf> = without
@@ -872,16 +973,27 @@ fn examples_name_the_debian_package_of_a_missing_element() {
     let audio = synthesize_utterances(&["hello"]).unwrap();
     let wav = dir.join("speech.wav");
     audio.write_wav(&wav).unwrap();
-    let plugins = plugins_without(&dir, &["srtenc", "textoverlay"]);
-    let registry = dir.join("registry.bin");
-    let env = [
-        ("GST_PLUGIN_SYSTEM_PATH_1_0", plugins.to_str().unwrap()),
-        ("GST_PLUGIN_SYSTEM_PATH", plugins.to_str().unwrap()),
-        ("GST_PLUGIN_PATH_1_0", ""),
-        ("GST_PLUGIN_PATH", ""),
-        ("GST_REGISTRY_1_0", registry.to_str().unwrap()),
-        ("GST_REGISTRY", registry.to_str().unwrap()),
-    ];
+    // Each example without one element it needs, from separate plugin directories.
+    let without = |name: &str| {
+        let sub = dir.join(format!("without-{name}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        let plugins = plugins_without(&sub, &[name]);
+        let registry = sub.join("registry.bin");
+        let (plugins, registry) = (
+            plugins.to_str().unwrap().to_string(),
+            registry.to_str().unwrap().to_string(),
+        );
+        [
+            ("GST_PLUGIN_SYSTEM_PATH_1_0", plugins.clone()),
+            ("GST_PLUGIN_SYSTEM_PATH", plugins),
+            ("GST_PLUGIN_PATH_1_0", String::new()),
+            ("GST_PLUGIN_PATH", String::new()),
+            ("GST_REGISTRY_1_0", registry.clone()),
+            ("GST_REGISTRY", registry),
+        ]
+    };
+    let no_decodebin = without("decodebin");
+    let no_textoverlay = without("textoverlay");
     let server = TestServer::start(ServerConfig::default()).unwrap();
     let srt = dir.join("out.srt");
     let run1 = run(
@@ -893,16 +1005,16 @@ fn examples_name_the_debian_package_of_a_missing_element() {
             "--base-url",
             &server.base_url(),
         ],
-        &env,
+        &as_refs(&no_decodebin),
         Duration::from_secs(60),
     );
     assert_eq!(run1.status.code(), Some(1), "{}", run1.report());
     assert!(
         run1.stderr
-            .contains("srtenc (Debian package gstreamer1.0-plugins-bad)")
+            .contains("decodebin (Debian package gstreamer1.0-plugins-base)")
             && run1
                 .stderr
-                .contains("sudo apt-get install gstreamer1.0-plugins-bad"),
+                .contains("sudo apt-get install gstreamer1.0-plugins-base"),
         "{}",
         run1.report()
     );
@@ -916,7 +1028,7 @@ fn examples_name_the_debian_package_of_a_missing_element() {
             "3",
             &server.base_url(),
         ),
-        &env,
+        &as_refs(&no_textoverlay),
         Duration::from_secs(60),
     );
     assert_eq!(run2.status.code(), Some(1), "{}", run2.report());
@@ -1010,6 +1122,125 @@ fn utterances_into_filesink_are_one_line_each() {
     assert_eq!(
         std::fs::read_to_string(&out).unwrap(),
         "hello world\nhow are you\n"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Debian's system Python, where the python3-gi and gir1.2-gstreamer-1.0 packages (installed by
+/// scripts/setup.sh) are importable; a python3 earlier on PATH (pyenv, a venv) may not see them.
+const SYSTEM_PYTHON: &str = "/usr/bin/python3";
+
+/// Runs examples/NAME with the system Python, fireworksstt found through GST_PLUGIN_PATH.
+fn run_python(name: &str, args: &[&str], timeout: Duration) -> Finished {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name);
+    let mut command = Command::new(SYSTEM_PYTHON);
+    command
+        .arg(&script)
+        .args(args)
+        .env("GST_PLUGIN_PATH", plugin_dir());
+    run_command(command, &format!("{name} {args:?}"), timeout)
+}
+
+/// The PyGObject example, against the bundled server: the transcripts, speech boundaries and
+/// usage from the bus, and each word's FireworksItemMeta from its pad probe; the key terms it
+/// sets reach the server; an ERROR is reported with its kind and exit status 1.
+#[test]
+fn python_example_reads_the_bus_and_the_word_meta() {
+    let dir = scratch("python");
+    let audio = synthesize_utterances(&["hello world", "how are you"]).unwrap();
+    let wav = dir.join("speech.wav");
+    audio.write_wav(&wav).unwrap();
+    let server = TestServer::start(ServerConfig::default()).unwrap();
+    let run = run_python(
+        "read-transcripts.py",
+        &[
+            wav.to_str().unwrap(),
+            "--base-url",
+            &server.base_url(),
+            "--keyterm",
+            "GStreamer",
+            "--keyterm",
+            "Fireworks AI",
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(run.status.success(), "{}", run.report());
+    let lines: Vec<Vec<&str>> = run
+        .stdout
+        .lines()
+        .map(|l| l.split('\t').collect())
+        .collect();
+    let of_kind = |kind: &str| -> Vec<Vec<&str>> {
+        lines
+            .iter()
+            .filter(|l| l[0] == kind)
+            .map(|l| l[1..].to_vec())
+            .collect()
+    };
+    let finals: Vec<(&str, &str)> = of_kind("final").iter().map(|l| (l[0], l[1])).collect();
+    assert_eq!(
+        finals,
+        [("0", "hello world"), ("1", "how are you")],
+        "{}",
+        run.report()
+    );
+    assert_eq!(
+        of_kind("speech-started"),
+        [["0"], ["1"]],
+        "{}",
+        run.report()
+    );
+    assert_eq!(of_kind("speech-ended"), [["0"], ["1"]], "{}", run.report());
+    assert!(!of_kind("interim").is_empty(), "{}", run.report());
+    let words = of_kind("word");
+    assert_eq!(words.len(), audio.words.len(), "{}", run.report());
+    for (line, spoken) in words.iter().zip(&audio.words) {
+        assert_eq!(
+            line.as_slice(),
+            [
+                spoken.text.as_str(),
+                &format!("utterance={}", spoken.utterance),
+                "final=True",
+                "probability=0.9",
+                "language=en"
+            ],
+            "{}",
+            run.report()
+        );
+    }
+    let usage = of_kind("usage");
+    let total: f64 = usage.last().expect("a usage line")[0].parse().unwrap();
+    assert!(
+        (total - audio.duration().as_secs_f64()).abs() < 0.01,
+        "{}",
+        run.report()
+    );
+    assert!(server.connections()[0].query.contains(&(
+        "prompt".to_string(),
+        "Key terms: GStreamer, Fireworks AI.".to_string()
+    )));
+
+    let refusing = TestServer::start(ServerConfig::default().with_fault(
+        0,
+        Fault::RejectUpgrade {
+            status: 401,
+            body: "bad key".into(),
+        },
+    ))
+    .unwrap();
+    let failed = run_python(
+        "read-transcripts.py",
+        &[wav.to_str().unwrap(), "--base-url", &refusing.base_url()],
+        Duration::from_secs(60),
+    );
+    assert_eq!(failed.status.code(), Some(1), "{}", failed.report());
+    assert!(
+        failed.stderr.contains("rejected the API key")
+            && failed.stderr.contains("kind=auth-rejected"),
+        "{}",
+        failed.report()
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

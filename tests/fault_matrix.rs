@@ -6,6 +6,7 @@
 //!
 //! `cargo test --test fault_matrix -- --nocapture` prints the matrix with timings.
 
+#[macro_use]
 mod common;
 
 use std::sync::OnceLock;
@@ -84,187 +85,197 @@ fn assert_recovered(fault: &str, run: &Run, server: &TestServer) {
     );
 }
 
-#[test]
-fn drops_at_ten_points_lose_and_repeat_nothing() {
-    baseline();
-    let total = audio().samples.len() as u64 * 2;
-    for k in 1..=10u64 {
-        let bytes = total * k / 11;
+in_both_dialects! {
+    fn drops_at_ten_points_lose_and_repeat_nothing(dialect: Dialect) {
+        baseline();
+        let total = audio().samples.len() as u64 * 2;
+        for k in 1..=10u64 {
+            let bytes = total * k / 11;
+            let (run, server) =
+                run_with(ServerConfig::default().with_dialect(dialect).with_fault(0, Fault::DropAfterBytes { bytes }));
+            assert_recovered(
+                &format!("TCP drop after {bytes} bytes ({k}/11)"),
+                &run,
+                &server,
+            );
+            assert!(server.connections().len() >= 2);
+            assert!(
+                run.warnings.iter().any(|w| w.0.contains("Reconnecting")),
+                "a reconnect is a WARNING: {:?}",
+                run.warnings
+            );
+        }
+    }
+}
+
+in_both_dialects! {
+    fn close_frames_mid_stream_are_recovered(dialect: Dialect) {
+        baseline();
+        let bytes = audio().samples.len() as u64;
+        for code in [1000u16, 1001, 1011] {
+            let (run, server) = run_with(ServerConfig::default().with_dialect(dialect).with_fault(
+                0,
+                Fault::CloseAfterBytes {
+                    bytes,
+                    code,
+                    reason: "test close".into(),
+                },
+            ));
+            assert_recovered(&format!("close {code} mid-stream"), &run, &server);
+            let warning = run
+                .warnings
+                .iter()
+                .find(|w| w.0.contains("Reconnecting"))
+                .unwrap();
+            let details = warning.2.as_ref().unwrap();
+            assert_eq!(details.get::<u32>("close-code").unwrap(), u32::from(code));
+            assert_eq!(details.get::<u32>("attempt").unwrap(), 1);
+        }
+    }
+}
+
+in_both_dialects! {
+    fn transient_upgrade_rejections_are_retried(dialect: Dialect) {
+        baseline();
+        for status in [429u16, 500, 503] {
+            let (run, server) = run_with(ServerConfig::default().with_dialect(dialect).with_fault(
+                0,
+                Fault::RejectUpgrade {
+                    status,
+                    body: "busy".into(),
+                },
+            ));
+            assert_recovered(&format!("HTTP {status} at upgrade"), &run, &server);
+        }
+    }
+}
+
+in_both_dialects! {
+    fn rejected_keys_fail_at_once(dialect: Dialect) {
+        for status in [401u16, 403] {
+            let (run, server) = run_with(ServerConfig::default().with_dialect(dialect).with_fault(
+                0,
+                Fault::RejectUpgrade {
+                    status,
+                    body: "no".into(),
+                },
+            ));
+            assert!(
+                run.error_text().contains("rejected the API key"),
+                "{}",
+                run.error_text()
+            );
+            assert_eq!(server.connections().len(), 1, "no retry storm");
+            assert!(run.elapsed < Duration::from_secs(3));
+            report(
+                &format!("HTTP {status} at upgrade"),
+                "ERROR: key rejected, not retried",
+                &run,
+            );
+        }
+    }
+}
+
+in_both_dialects! {
+    fn upgrade_never_answered_is_retried_after_connect_timeout(dialect: Dialect) {
+        baseline();
+        let (run, server) = run_with(ServerConfig::default().with_dialect(dialect).with_fault(0, Fault::NoUpgradeResponse));
+        assert_recovered("upgrade never answered", &run, &server);
+    }
+}
+
+in_both_dialects! {
+    fn stalled_server_is_detected_and_replaced(dialect: Dialect) {
+        baseline();
+        let bytes = audio().samples.len() as u64;
         let (run, server) =
-            run_with(ServerConfig::default().with_fault(0, Fault::DropAfterBytes { bytes }));
-        assert_recovered(
-            &format!("TCP drop after {bytes} bytes ({k}/11)"),
-            &run,
-            &server,
-        );
-        assert!(server.connections().len() >= 2);
+            run_with(ServerConfig::default().with_dialect(dialect).with_fault(0, Fault::StallAfterBytes { bytes }));
+        assert_recovered("server stalls mid-stream", &run, &server);
         assert!(
-            run.warnings.iter().any(|w| w.0.contains("Reconnecting")),
-            "a reconnect is a WARNING: {:?}",
+            run.warnings
+                .iter()
+                .any(|w| w.0.contains("stopped answering")),
+            "{:?}",
             run.warnings
         );
     }
 }
 
-#[test]
-fn close_frames_mid_stream_are_recovered() {
-    baseline();
-    let bytes = audio().samples.len() as u64;
-    for code in [1000u16, 1001, 1011] {
-        let (run, server) = run_with(ServerConfig::default().with_fault(
+in_both_dialects! {
+    fn garbage_from_the_server_is_skipped(dialect: Dialect) {
+        baseline();
+        let bytes = audio().samples.len() as u64;
+        let (run, server) =
+            run_with(ServerConfig::default().with_dialect(dialect).with_fault(0, Fault::MalformedJsonAfterBytes { bytes }));
+        assert_recovered("malformed JSON", &run, &server);
+        assert_eq!(server.connections().len(), 1);
+        let (run, server) =
+            run_with(ServerConfig::default().with_dialect(dialect).with_fault(0, Fault::BinaryFrameAfterBytes { bytes }));
+        assert_recovered("binary frame from server", &run, &server);
+        assert_eq!(server.connections().len(), 1);
+    }
+}
+
+in_both_dialects! {
+    fn oversized_message_costs_a_reconnect_not_a_word(dialect: Dialect) {
+        baseline();
+        let bytes = audio().samples.len() as u64;
+        let (run, server) = run_with(ServerConfig::default().with_dialect(dialect).with_fault(
             0,
-            Fault::CloseAfterBytes {
+            Fault::OversizedTextAfterBytes {
                 bytes,
-                code,
-                reason: "test close".into(),
+                size: 6 * 1024 * 1024,
             },
         ));
-        assert_recovered(&format!("close {code} mid-stream"), &run, &server);
-        let warning = run
-            .warnings
-            .iter()
-            .find(|w| w.0.contains("Reconnecting"))
-            .unwrap();
-        let details = warning.2.as_ref().unwrap();
-        assert_eq!(details.get::<u32>("close-code").unwrap(), u32::from(code));
-        assert_eq!(details.get::<u32>("attempt").unwrap(), 1);
+        assert_recovered("6 MiB text message", &run, &server);
     }
 }
 
-#[test]
-fn transient_upgrade_rejections_are_retried() {
-    baseline();
-    for status in [429u16, 500, 503] {
-        let (run, server) = run_with(ServerConfig::default().with_fault(
+in_both_dialects! {
+    fn server_error_message_is_an_error(dialect: Dialect) {
+        let bytes = audio().samples.len() as u64;
+        let (run, _server) = run_with(ServerConfig::default().with_dialect(dialect).with_fault(
             0,
-            Fault::RejectUpgrade {
-                status,
-                body: "busy".into(),
-            },
-        ));
-        assert_recovered(&format!("HTTP {status} at upgrade"), &run, &server);
-    }
-}
-
-#[test]
-fn rejected_keys_fail_at_once() {
-    for status in [401u16, 403] {
-        let (run, server) = run_with(ServerConfig::default().with_fault(
-            0,
-            Fault::RejectUpgrade {
-                status,
-                body: "no".into(),
+            Fault::ErrorAfterBytes {
+                bytes,
+                message: "internal failure".into(),
+                close_code: Some(1011),
             },
         ));
         assert!(
-            run.error_text().contains("rejected the API key"),
+            run.error_text().contains("internal failure"),
             "{}",
             run.error_text()
         );
-        assert_eq!(server.connections().len(), 1, "no retry storm");
         assert!(run.elapsed < Duration::from_secs(3));
         report(
-            &format!("HTTP {status} at upgrade"),
-            "ERROR: key rejected, not retried",
+            "{\"error\": …} in-band",
+            "ERROR with the server's text",
             &run,
         );
     }
 }
 
-#[test]
-fn upgrade_never_answered_is_retried_after_connect_timeout() {
-    baseline();
-    let (run, server) = run_with(ServerConfig::default().with_fault(0, Fault::NoUpgradeResponse));
-    assert_recovered("upgrade never answered", &run, &server);
-}
-
-#[test]
-fn stalled_server_is_detected_and_replaced() {
-    baseline();
-    let bytes = audio().samples.len() as u64;
-    let (run, server) =
-        run_with(ServerConfig::default().with_fault(0, Fault::StallAfterBytes { bytes }));
-    assert_recovered("server stalls mid-stream", &run, &server);
-    assert!(
-        run.warnings
-            .iter()
-            .any(|w| w.0.contains("stopped answering")),
-        "{:?}",
-        run.warnings
-    );
-}
-
-#[test]
-fn garbage_from_the_server_is_skipped() {
-    baseline();
-    let bytes = audio().samples.len() as u64;
-    let (run, server) =
-        run_with(ServerConfig::default().with_fault(0, Fault::MalformedJsonAfterBytes { bytes }));
-    assert_recovered("malformed JSON", &run, &server);
-    assert_eq!(server.connections().len(), 1);
-    let (run, server) =
-        run_with(ServerConfig::default().with_fault(0, Fault::BinaryFrameAfterBytes { bytes }));
-    assert_recovered("binary frame from server", &run, &server);
-    assert_eq!(server.connections().len(), 1);
-}
-
-#[test]
-fn oversized_message_costs_a_reconnect_not_a_word() {
-    baseline();
-    let bytes = audio().samples.len() as u64;
-    let (run, server) = run_with(ServerConfig::default().with_fault(
-        0,
-        Fault::OversizedTextAfterBytes {
-            bytes,
-            size: 6 * 1024 * 1024,
-        },
-    ));
-    assert_recovered("6 MiB text message", &run, &server);
-}
-
-#[test]
-fn server_error_message_is_an_error() {
-    let bytes = audio().samples.len() as u64;
-    let (run, _server) = run_with(ServerConfig::default().with_fault(
-        0,
-        Fault::ErrorAfterBytes {
-            bytes,
-            message: "internal failure".into(),
-            close_code: Some(1011),
-        },
-    ));
-    assert!(
-        run.error_text().contains("internal failure"),
-        "{}",
-        run.error_text()
-    );
-    assert!(run.elapsed < Duration::from_secs(3));
-    report(
-        "{\"error\": …} in-band",
-        "ERROR with the server's text",
-        &run,
-    );
-}
-
-#[test]
-fn giving_up_is_an_error_naming_the_cause() {
-    // Every connection drops: the retries run out and the ERROR says why.
-    let mut config = ServerConfig::default();
-    for connection in 0..5 {
-        config = config.with_fault(connection, Fault::DropAfterBytes { bytes: 16_000 });
+in_both_dialects! {
+    fn giving_up_is_an_error_naming_the_cause(dialect: Dialect) {
+        // Every connection drops: the retries run out and the ERROR says why.
+        let mut config = ServerConfig::default().with_dialect(dialect);
+        for connection in 0..5 {
+            config = config.with_fault(connection, Fault::DropAfterBytes { bytes: 16_000 });
+        }
+        let server = TestServer::start(config).unwrap();
+        let run = run_audio(&audio().samples, &Feed::default(), |stt| {
+            configure(stt, &server);
+            stt.set_property("max-retries", 2u32);
+        });
+        let text = run.error_text();
+        assert!(text.contains("Giving up after 2 retries"), "{text}");
+        assert_eq!(server.connections().len(), 3);
+        assert!(run.elapsed < Duration::from_secs(5));
+        report(
+            "every connection drops (max-retries=2)",
+            "ERROR: giving up, with the cause",
+            &run,
+        );
     }
-    let server = TestServer::start(config).unwrap();
-    let run = run_audio(&audio().samples, &Feed::default(), |stt| {
-        configure(stt, &server);
-        stt.set_property("max-retries", 2u32);
-    });
-    let text = run.error_text();
-    assert!(text.contains("Giving up after 2 retries"), "{text}");
-    assert_eq!(server.connections().len(), 3);
-    assert!(run.elapsed < Duration::from_secs(5));
-    report(
-        "every connection drops (max-retries=2)",
-        "ERROR: giving up, with the cause",
-        &run,
-    );
 }

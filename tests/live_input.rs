@@ -276,10 +276,19 @@ fn live_words_go_out_before_their_deadline_even_in_long_utterances() {
     )
     .unwrap();
     let latency = 1000u64;
+    let finality = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let arrivals = run_live_in_real_time(&audio, &server, |stt| {
         stt.set_property("latency", latency as u32);
+        record_finality(stt, finality.clone());
     })
     .words;
+    // FireworksItemMeta says which words went out early, from an interim.
+    let finality = std::mem::take(&mut *finality.lock().unwrap());
+    assert_eq!(finality.len(), arrivals.len());
+    assert!(
+        finality.iter().any(|is_final| !is_final),
+        "early words are marked final=false: {finality:?}"
+    );
     let words: Vec<&str> = arrivals.iter().map(|a| a.0.as_str()).collect();
     assert_eq!(
         words,
@@ -300,14 +309,36 @@ fn live_words_go_out_before_their_deadline_even_in_long_utterances() {
     }
     // Without early words the first word waits for the final, far past the deadline.
     let server = TestServer::start(ServerConfig::default()).unwrap();
+    let finality = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let arrivals = run_live_in_real_time(&audio, &server, |stt| {
         stt.set_property("latency", latency as u32);
         stt.set_property("early-words", false);
+        record_finality(stt, finality.clone());
     })
     .words;
+    assert!(
+        finality.lock().unwrap().iter().all(|is_final| *is_final),
+        "without early words every word comes from a final"
+    );
     let (_, pts, arrived) = &arrivals[0];
     assert!(
         *arrived > pts + latency * MS,
         "the final alone is late for long utterances"
     );
+}
+
+/// Records the `final` field of each text buffer's FireworksItemMeta.
+fn record_finality(stt: &gst::Element, into: std::sync::Arc<std::sync::Mutex<Vec<bool>>>) {
+    stt.static_pad("src")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(gst::PadProbeData::Buffer(b)) = &info.data {
+                let meta = gst::meta::CustomMeta::from_buffer(b, "FireworksItemMeta")
+                    .expect("every word carries FireworksItemMeta");
+                into.lock()
+                    .unwrap()
+                    .push(meta.structure().get::<bool>("final").unwrap());
+            }
+            gst::PadProbeReturn::Ok
+        });
 }

@@ -19,6 +19,8 @@ fn language_change_in_playing_starts_a_new_session_without_losing_audio() {
     let bus = gst::Bus::new();
     stt.set_bus(Some(&bus));
     point_at(&stt, &server);
+    // Key terms alone, then together with a prompt (docs/protocol.md#key-terms).
+    stt.set_property("keyterms", gst::Array::new(["GStreamer", "Fireworks AI"]));
     h.set_src_caps(audio_caps());
     h.play();
 
@@ -36,6 +38,7 @@ fn language_change_in_playing_starts_a_new_session_without_losing_audio() {
         if pushed >= switch_at && pushed < switch_at + 800 {
             stt.set_property("language-code", "de-DE");
             stt.set_property("prompt", "Tagesordnung");
+            stt.set_property("keyterms", gst::Array::new(["Hauptbahnhof"]));
         }
         h.push(audio_buffer(chunk, pts)).unwrap();
         pts += chunk.len() as u64 * 62_500;
@@ -62,10 +65,15 @@ fn language_change_in_playing_starts_a_new_session_without_losing_audio() {
     let records = server.connections();
     assert_eq!(records.len(), 2, "one connection per set of options");
     assert!(records[0].query.iter().all(|(k, _)| k != "language"));
+    assert!(records[0].query.contains(&(
+        "prompt".into(),
+        "Key terms: GStreamer, Fireworks AI.".into()
+    )));
     assert!(records[1].query.contains(&("language".into(), "de".into())));
-    assert!(records[1]
-        .query
-        .contains(&("prompt".into(), "Tagesordnung".into())));
+    assert!(records[1].query.contains(&(
+        "prompt".into(),
+        "Tagesordnung Key terms: Hauptbahnhof.".into()
+    )));
     // Every byte went to exactly one connection: nothing lost, nothing sent twice.
     let sent: u64 = records.iter().map(|r| r.audio_bytes).sum();
     assert_eq!(sent, audio.samples.len() as u64 * 2);

@@ -465,6 +465,32 @@ fn fireworksstt_is_a_working_transcriberbin_transcriber() {
         );
     }
 
+    // The language tag transcriberbin receives, relative to the text: "tag LANG" / "text".
+    let language_stream: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    {
+        let language_stream = language_stream.clone();
+        stt.static_pad("src").unwrap().add_probe(
+            gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+            move |_, info| {
+                let entry = match &info.data {
+                    Some(gst::PadProbeData::Buffer(_)) => Some("text".to_string()),
+                    Some(gst::PadProbeData::Event(e)) => match e.view() {
+                        gst::EventView::Tag(tag) => tag
+                            .tag()
+                            .get::<gst::tags::LanguageCode>()
+                            .map(|code| format!("tag {}", code.get())),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                if let Some(entry) = entry {
+                    language_stream.lock().unwrap().push(entry);
+                }
+                gst::PadProbeReturn::Ok
+            },
+        );
+    }
+
     // --- Run: live speech in real time, then EOS ---------------------------------------------
     let bus = pipeline.bus().unwrap();
     let mut log = BusLog::default();
@@ -706,6 +732,22 @@ fn fireworksstt_is_a_working_transcriberbin_transcriber() {
     assert!(
         matches!(text_stream.last(), Some((_, Out::Eos))),
         "EOS went through fireworksstt\n{report}"
+    );
+    // The language reached transcriberbin as a tag before the first word (language-code en-GB
+    // is sent as en, and the service reports en).
+    let language_stream = std::mem::take(&mut *language_stream.lock().unwrap());
+    assert_eq!(
+        language_stream.first().map(String::as_str),
+        Some("tag en"),
+        "{language_stream:?}\n{report}"
+    );
+    assert_eq!(
+        language_stream
+            .iter()
+            .filter(|e| e.starts_with("tag"))
+            .count(),
+        1,
+        "one tag while the language stays the same: {language_stream:?}"
     );
 
     // --- Bounded, clean end -------------------------------------------------------------------

@@ -28,7 +28,8 @@ use generator::{
 };
 use gstfireworks::protocol::transcript::{MAX_PENDING_BYTES, MAX_PENDING_SEGMENTS};
 use gstfireworks::protocol::{
-    parse_server_message, ServerMessage, TranscriptEvent, TranscriptState, TranscriptionMessage,
+    parse_server_message, SegmentId, ServerMessage, TranscriptEvent, TranscriptState,
+    TranscriptionMessage,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -506,7 +507,7 @@ fn check_repeated_finals(steps: &[Step]) -> Result<(), TestCaseError> {
         let Ok(events) = state.handle(&message) else {
             continue;
         };
-        let mut ids: Vec<i64> = message.segments.iter().map(|s| s.id).collect();
+        let mut ids: Vec<SegmentId> = message.segments.iter().map(|s| s.id.clone()).collect();
         ids.sort_unstable();
         ids.dedup();
         let distinct = ids.len() == message.segments.len();

@@ -17,6 +17,8 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+pub mod subtitles;
+
 /// The environment section of the help of every example that talks to the service (a literal,
 /// for `concat!`; the examples declare `#[macro_use] mod common;`).
 macro_rules! api_key_help {

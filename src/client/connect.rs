@@ -38,8 +38,8 @@ pub enum ConnectError {
 }
 
 impl ConnectError {
-    /// Time-outs, refused connections, 429 and 5xx may pass; a rejected key or a bad request
-    /// will not, so retrying those only makes a storm.
+    /// Time-outs, refused connections, 429 and 5xx may pass; a rejected key, a spend cap
+    /// reached (402) or a bad request will not, so retrying those only makes a storm.
     pub fn is_retryable(&self) -> bool {
         match self {
             ConnectError::Rejected { status, .. } => *status == 429 || *status >= 500,
@@ -60,12 +60,24 @@ impl ConnectError {
                              api-key property or the FIREWORKS_API_KEY environment variable"
                         ),
                     )
+                } else if *status == 402 {
+                    (
+                        FailureKind::BudgetExceeded,
+                        format!(
+                            "Fireworks at {host} refused the stream because the account has \
+                             reached its budget or spend cap (HTTP 402 Payment Required): raise \
+                             the spend limit or add credits in the Fireworks account's billing \
+                             settings, then start again"
+                        ),
+                    )
                 } else if *status == 429 {
                     (
-                        FailureKind::HandshakeRejected,
+                        FailureKind::RateLimited,
                         format!(
-                            "Fireworks at {host} refused the connection: too many requests or \
-                             concurrent streams (HTTP 429)"
+                            "Fireworks at {host} refused the stream because the account's rate \
+                             limit is reached (HTTP 429 Too Many Requests: too many requests or \
+                             concurrent streams); wait, close other streams, or ask Fireworks for \
+                             a higher limit"
                         ),
                     )
                 } else if *status == 404 {
@@ -250,6 +262,22 @@ mod tests {
         assert!(!wrong_name.is_retryable());
         let plain = classify(WsError::Io(std::io::ErrorKind::ConnectionRefused.into()));
         assert!(matches!(plain, ConnectError::Network(_)) && plain.is_retryable());
+    }
+
+    #[test]
+    fn account_limits_are_named() {
+        let rejected = |status| ConnectError::Rejected {
+            status,
+            body: String::new(),
+        };
+        assert!(!rejected(402).is_retryable());
+        let budget = rejected(402).to_failure("example.com", "/v1/x");
+        assert_eq!(budget.kind, FailureKind::BudgetExceeded);
+        assert!(budget.message.contains("spend cap"), "{}", budget.message);
+        let rate = rejected(429).to_failure("example.com", "/v1/x");
+        assert_eq!(rate.kind, FailureKind::RateLimited);
+        assert!(rate.message.contains("rate limit"), "{}", rate.message);
+        assert_eq!(rate.http_status, Some(429));
     }
 
     #[test]

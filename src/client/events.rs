@@ -9,6 +9,7 @@ pub struct TimedWord {
     pub start: Option<u64>,
     pub end: Option<u64>,
     pub probability: Option<f64>,
+    pub hallucination_score: Option<f64>,
     pub is_final: bool,
 }
 
@@ -33,6 +34,10 @@ pub struct TimedTranscript {
 pub enum FailureKind {
     /// Upgrade refused with 401/403.
     AuthRejected,
+    /// Upgrade refused with 402: the account's budget or spend cap is reached.
+    BudgetExceeded,
+    /// Upgrade refused with 429: the account's rate limit (requests or concurrent streams).
+    RateLimited,
     /// Upgrade refused with another HTTP status.
     HandshakeRejected,
     ConnectTimeout,
@@ -62,11 +67,21 @@ pub struct Failure {
     pub debug: String,
     pub http_status: Option<u16>,
     pub close_code: Option<u16>,
-    pub server_error: Option<String>,
+    /// What the service said in an `{"error": …}` message (boxed: rare, and it keeps
+    /// `Result<_, Failure>` small).
+    pub server_error: Option<Box<ServerErrorReport>>,
     pub attempt: Option<u32>,
     /// On an error: how much of the audio received was never covered by a final transcript
     /// (from the end of the last final word to the end of the audio handed to the client).
     pub untranscribed: Option<Duration>,
+}
+
+/// An `{"error": …}` message from the service (docs/protocol.md#dialects).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerErrorReport {
+    pub message: String,
+    /// The `code` of an error object (`{"error": {"message": …, "code": …}}`, the v2 shape).
+    pub code: Option<String>,
 }
 
 impl Failure {

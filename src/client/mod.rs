@@ -6,6 +6,7 @@
 //! [`ClientEvent`]s through an [`EventSink`] it provides.
 
 mod audio_log;
+mod backoff;
 mod config;
 mod connect;
 mod duplex;
@@ -16,6 +17,7 @@ mod secret;
 mod supervisor;
 mod tls;
 
+pub use backoff::{longest_pauses, longest_retry_pauses};
 pub use config::ClientConfig;
 pub use events::{ClientEvent, EventSink, Failure, FailureKind, Step, TimedTranscript, TimedWord};
 pub use handle::{DrainOutcome, PushError, Refill, SessionAbort, StreamClient};

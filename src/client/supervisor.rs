@@ -17,10 +17,12 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::audio_log::AudioLog;
+use super::backoff;
 use super::connect::{self, WsStream};
 use super::duplex::{PendingWrite, WriteProgress};
 use super::events::{
-    ClientEvent, EventSink, Failure, FailureKind, Step, TimedTranscript, TimedWord,
+    ClientEvent, EventSink, Failure, FailureKind, ServerErrorReport, Step, TimedTranscript,
+    TimedWord,
 };
 use super::handle::DrainOutcome;
 use super::{samples_to_ns, seconds_to_samples, ClientConfig, BYTES_PER_SAMPLE};
@@ -75,11 +77,11 @@ pub fn checkpoint_quiet(cfg: &ClientConfig) -> Duration {
 /// (`max-retries`) end a failing drain long before this in practice; the bound is what makes
 /// a drain finite even when every reconnect makes some progress and resets the count.
 pub fn drain_budget(cfg: &ClientConfig) -> Duration {
-    let attempt = cfg.retry_interval
-        + cfg.connect_timeout
-        + cfg.stall_timeout
-        + cfg.drain_timeout.max(checkpoint_quiet(cfg));
-    attempt.saturating_mul(cfg.max_retries.saturating_add(1))
+    let attempt =
+        cfg.connect_timeout + cfg.stall_timeout + cfg.drain_timeout.max(checkpoint_quiet(cfg));
+    attempt
+        .saturating_mul(cfg.max_retries.saturating_add(1))
+        .saturating_add(backoff::longest_retry_pauses(cfg))
 }
 
 struct PendingDrain {
@@ -237,6 +239,8 @@ pub struct Supervisor {
     /// The drain already went to a new connection once after a close without an echo.
     drain_replayed: bool,
     protocol_warnings: u32,
+    /// The last retry was for HTTP 429: the next pause grows ([`backoff::retry_delay`]).
+    rate_limited: bool,
     /// Audio offset where the connection that sent the latest interim began: a promoted final
     /// at end of stream carries that connection's times.
     interim_base: u64,
@@ -286,6 +290,7 @@ impl Supervisor {
             switch: None,
             drain_replayed: false,
             protocol_warnings: 0,
+            rate_limited: false,
             interim_base: 0,
             live,
             held_since: None,
@@ -419,6 +424,7 @@ impl Supervisor {
             return false;
         }
         self.retries += 1;
+        self.rate_limited = cause.kind == FailureKind::RateLimited;
         let mut warning = cause.clone();
         warning.message = format!(
             "{} (retry {} of {}): {}",
@@ -440,11 +446,7 @@ impl Supervisor {
     }
 
     fn retry_delay(&self) -> Duration {
-        match self.retries {
-            0 => Duration::ZERO,
-            1 => self.cfg.first_retry_delay,
-            _ => self.cfg.retry_interval,
-        }
+        backoff::retry_delay(&self.cfg, self.retries, self.rate_limited)
     }
 
     /// Commands that arrive while there is no connection: audio is kept for the next one.
@@ -1287,7 +1289,7 @@ impl Supervisor {
                 self.finish_drain(DrainOutcome::Completed);
                 Some(ConnectionEnd::Finished)
             }
-            Ok(ServerMessage::Error { message }) => {
+            Ok(ServerMessage::Error { message, code }) => {
                 let message = self.cfg.api_key.redact(&excerpt(&message));
                 let mut failure = Failure::new(
                     FailureKind::ServerError,
@@ -1297,7 +1299,10 @@ impl Supervisor {
                         self.cfg.api_key.redact(&excerpt(text))
                     ),
                 );
-                failure.server_error = Some(message);
+                failure.server_error = Some(Box::new(ServerErrorReport {
+                    message,
+                    code: code.map(|c| self.cfg.api_key.redact(&excerpt(&c))),
+                }));
                 Some(ConnectionEnd::Fatal(failure))
             }
             Ok(_) => None,
@@ -1391,6 +1396,7 @@ impl Supervisor {
                     start: map(w.start),
                     end: map(w.end),
                     probability: w.probability,
+                    hallucination_score: w.hallucination_score,
                     is_final: w.is_final,
                 })
                 .collect(),
@@ -1499,11 +1505,12 @@ mod tests {
 
     #[test]
     fn the_drain_budget_covers_every_attempt() {
-        // (3 + 1) x (2 + 10 + 15 + 5) s with the defaults.
-        assert_eq!(drain_budget(&cfg()), secs(128.0));
+        // (3 + 1) x (10 + 15 + 5) s with the defaults, plus the longest pauses between the
+        // attempts: a rate limit's 2, 4 and 8 s.
+        assert_eq!(drain_budget(&cfg()), secs(120.0 + 14.0));
         let mut short = cfg();
         short.drain_timeout = secs(0.5);
         short.max_retries = 0;
-        assert_eq!(drain_budget(&short), secs(2.0 + 10.0 + 15.0 + 3.0));
+        assert_eq!(drain_budget(&short), secs(10.0 + 15.0 + 3.0));
     }
 }

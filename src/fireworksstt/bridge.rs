@@ -126,7 +126,7 @@ impl imp::FireworksStt {
     fn on_transcript(
         &self,
         serial: u64,
-        transcript: TimedTranscript,
+        mut transcript: TimedTranscript,
         arrival: Option<gst::ClockTime>,
     ) {
         gst::log!(
@@ -141,9 +141,18 @@ impl imp::FireworksStt {
             transcript.utterance,
             transcript.text
         );
-        let (interim_results, mode) = {
+        let (interim_results, mode, configured_language) = {
             let settings = self.settings.lock().unwrap();
-            (settings.interim_results, settings.output_mode)
+            let configured_language = settings.language_code.as_deref().and_then(|code| {
+                crate::protocol::normalize_language_code(code)
+                    .ok()
+                    .flatten()
+            });
+            (
+                settings.interim_results,
+                settings.output_mode,
+                configured_language,
+            )
         };
         let (structure, live, dropped) = {
             let mut guard = self.session.lock().unwrap();
@@ -156,8 +165,24 @@ impl imp::FireworksStt {
                     let pts = session.timeline.pts_for(audio_time(audio))?;
                     session.segment.to_stream_time(pts)
                 };
-                bus::transcript(&transcript, to_stream_time, arrival)
+                let mut structure = bus::transcript(&transcript, to_stream_time, arrival);
+                // End of speech to final: from the running time of the last word's end to the
+                // final's arrival.
+                let end_running_time = transcript
+                    .end
+                    .and_then(|audio| session.timeline.pts_for(audio_time(audio)))
+                    .and_then(|pts| session.segment.to_running_time(pts));
+                if let (true, Some(end), Some(arrival)) =
+                    (transcript.is_final, end_running_time, arrival)
+                {
+                    bus::set_end_to_final(&mut structure, end, arrival);
+                }
+                structure
             });
+            // The output's language (meta, tag): the service's, else the configured one.
+            if transcript.language.is_none() {
+                transcript.language = configured_language;
+            }
             let mut dropped = None;
             if transcript.is_final {
                 session.open_utterance_start = None;

@@ -56,6 +56,21 @@ pub fn transcript(
     s.build()
 }
 
+/// `end-to-final` (gint64 nanoseconds) on a final transcript: its arrival running time less the
+/// running time of its last word's end — how long after the end of speech the final came. It is
+/// negative when the words lie ahead of the pipeline clock (input pushed faster than real time).
+pub fn set_end_to_final(
+    structure: &mut gst::Structure,
+    end_running_time: gst::ClockTime,
+    arrival: gst::ClockTime,
+) {
+    let nanos = |t: gst::ClockTime| i64::try_from(t.nseconds()).unwrap_or(i64::MAX);
+    structure.set(
+        "end-to-final",
+        nanos(arrival).saturating_sub(nanos(end_running_time)),
+    );
+}
+
 pub fn speech_boundary(
     name: &str,
     utterance: u64,
@@ -84,6 +99,8 @@ pub fn usage(since_last: std::time::Duration, total: std::time::Duration) -> gst
 fn kind_name(kind: FailureKind) -> &'static str {
     match kind {
         FailureKind::AuthRejected => "auth-rejected",
+        FailureKind::BudgetExceeded => "budget-exceeded",
+        FailureKind::RateLimited => "rate-limited",
         FailureKind::HandshakeRejected => "handshake-rejected",
         FailureKind::ConnectTimeout => "connect-timeout",
         FailureKind::Network => "network",
@@ -106,8 +123,11 @@ pub fn failure_details(failure: &Failure) -> gst::Structure {
     if let Some(code) = failure.close_code {
         s = s.field("close-code", u32::from(code));
     }
-    if let Some(text) = &failure.server_error {
-        s = s.field("server-error", text);
+    if let Some(report) = &failure.server_error {
+        s = s.field("server-error", &report.message);
+        if let Some(code) = &report.code {
+            s = s.field("server-error-code", code);
+        }
     }
     if let Some(attempt) = failure.attempt {
         s = s.field("attempt", attempt);
@@ -125,8 +145,11 @@ pub fn failure_details(failure: &Failure) -> gst::Structure {
 pub fn failure_error(failure: &Failure) -> glib::Error {
     let message = failure.message.as_str();
     match failure.kind {
-        FailureKind::AuthRejected => glib::Error::new(gst::ResourceError::NotAuthorized, message),
+        FailureKind::AuthRejected | FailureKind::BudgetExceeded => {
+            glib::Error::new(gst::ResourceError::NotAuthorized, message)
+        }
         FailureKind::HandshakeRejected
+        | FailureKind::RateLimited
         | FailureKind::ConnectTimeout
         | FailureKind::Network
         | FailureKind::Tls

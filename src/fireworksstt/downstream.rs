@@ -30,6 +30,7 @@ use super::output::{due_interim_words, items_for_final, InterimWordTimes, Output
 use super::session::Session;
 use super::settings::{OutputMode, Settings};
 use super::timeline::Timeline;
+use super::{item_meta, transcriber_events};
 
 const FINAL_TRANSCRIPT_EVENT: &str = "rstranscribe/final-transcript";
 /// How often the task wakes with live input, and the smallest step of the heartbeat GAP: an
@@ -87,6 +88,9 @@ pub(super) struct Output {
     /// Downstream takes any caps (a file or an application, not a text element): each
     /// utterance then ends with a line end. Decided when caps go out; kept over flushes.
     line_ends: bool,
+    /// The language of the last `LanguageCode` tag pushed (sticky: kept over flushes, gone
+    /// with a new stream-start).
+    tagged_language: Option<String>,
 }
 
 impl Default for Output {
@@ -103,6 +107,7 @@ impl Default for Output {
             prerolled: false,
             eos_queued: false,
             line_ends: false,
+            tagged_language: None,
         }
     }
 }
@@ -126,6 +131,7 @@ impl Output {
             queue: kept,
             dropped_texts: self.dropped_texts,
             line_ends: self.line_ends,
+            tagged_language: self.tagged_language.take(),
             ..Output::default()
         }
     }
@@ -296,6 +302,8 @@ enum Push {
         lag: Option<gst::FormattedSegment<gst::ClockTime>>,
     },
     Event(gst::Event),
+    /// Out of the sink pad (`rstranscribe/new-item`).
+    Upstream(gst::Event),
 }
 
 fn gap(from: gst::ClockTime, until: gst::ClockTime) -> Push {
@@ -420,6 +428,10 @@ impl FireworksStt {
                     gst::log!(CAT, imp = self, "pushing {event:?}");
                     srcpad.push_event(event);
                 }
+                Push::Upstream(event) => {
+                    gst::log!(CAT, imp = self, "sending upstream {event:?}");
+                    self.obj().sink_pad().push_event(event);
+                }
                 Push::Buffer { buffer, lag } => {
                     // Measured as the text is handed over: a synchronising sink's wait for
                     // the render time is not delay.
@@ -513,6 +525,9 @@ impl FireworksStt {
                     output.position = None;
                     output.early = None;
                 }
+                if event.type_() == gst::EventType::StreamStart {
+                    output.tagged_language = None;
+                }
                 return vec![Push::Event(event)];
             }
             Queued::Preroll(pts) => {
@@ -536,9 +551,16 @@ impl FireworksStt {
                 mut text,
                 pts,
                 duration,
+                item,
             } => {
                 output.texts = output.texts.saturating_sub(1);
-                let mut pushes = Vec::with_capacity(2);
+                let mut pushes = Vec::with_capacity(4);
+                // The language as a tag, before the first text in it (transcriber_events.rs).
+                if item.language.is_some() && item.language != output.tagged_language {
+                    output.tagged_language = item.language.clone();
+                    let language = item.language.as_deref().unwrap_or_default();
+                    pushes.push(Push::Event(transcriber_events::language_tag(language)));
+                }
                 let position = *output.position.get_or_insert(pts);
                 if pts > position {
                     pushes.push(gap(position, pts));
@@ -548,10 +570,13 @@ impl FireworksStt {
                     text.push('\n');
                 }
                 let lag = session.live.then(|| session.segment.clone());
-                pushes.push(Push::Buffer {
-                    buffer: text_buffer(text, pts, duration),
-                    lag,
-                });
+                if let Some(running_time) = session.segment.to_running_time(pts) {
+                    let new_item = transcriber_events::new_item(&text, running_time, duration);
+                    pushes.push(Push::Upstream(new_item));
+                }
+                let mut buffer = text_buffer(text, pts, duration);
+                item_meta::attach(buffer.get_mut().expect("new buffer"), &item);
+                pushes.push(Push::Buffer { buffer, lag });
                 pushes
             }
             OutputItem::FinalTranscript => {
@@ -601,6 +626,7 @@ mod tests {
                 start: Some(ms(start_ms)),
                 end: Some(ms(start_ms + 100)),
                 probability: None,
+                hallucination_score: None,
                 is_final: true,
             }],
             start: Some(ms(start_ms)),

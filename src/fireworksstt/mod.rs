@@ -21,11 +21,13 @@ mod bridge;
 mod bus;
 mod downstream;
 mod imp;
+pub mod item_meta;
 mod output;
 mod properties;
 mod session;
 pub(crate) mod settings;
 mod timeline;
+pub mod transcriber_events;
 
 pub use settings::OutputMode;
 
@@ -51,6 +53,19 @@ glib::wrapper! {
     ///   one per final utterance (`output-mode=utterances`);
     /// - element messages on the bus: `fireworksstt/transcript` (interim and final, with word
     ///   times), `fireworksstt/speech-started`, `fireworksstt/speech-ended` and `fireworksstt/usage`.
+    ///
+    /// Every text buffer carries a `FireworksItemMeta` (a registered `GstCustomMeta`) with
+    /// `utterance`, `final` (false for a word pushed early from an interim), `language` and,
+    /// on a word buffer, the word's `probability` and `hallucination-score` (an utterance
+    /// buffer carries `words`, the list of its words with their times and scores). Right
+    /// before each text buffer an `rstranscribe/new-item` custom upstream event (`speaker`,
+    /// always NULL; `content`; `running-time`; `duration`) goes out of the sink pad, and a
+    /// `LanguageCode` tag goes downstream before the first text in each language. Every
+    /// final `fireworksstt/transcript` message carries `end-to-final`, the time from its last
+    /// word's end to its arrival, in running time.
+    ///
+    /// Without `base-url`, the model picks the endpoint: `fireworks-asr-v2` connects to
+    /// `wss://audio-streaming-v2.api.fireworks.ai/v1`, any other model to the regional v1 host.
     ///
     /// The API key comes from the `api-key` property or the `FIREWORKS_API_KEY` environment
     /// variable; it is sent only in the `Authorization` header and never logged. The connection is
@@ -79,6 +94,7 @@ glib::wrapper! {
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    item_meta::register();
     OutputMode::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     TimestampGranularities::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(

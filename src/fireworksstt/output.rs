@@ -7,15 +7,18 @@ use gst::ClockTime;
 
 use crate::client::{TimedTranscript, TimedWord};
 
+use super::item_meta::{ItemInfo, WordInfo};
 use super::settings::OutputMode;
 use super::timeline::{audio_time, Timeline};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum OutputItem {
     Text {
         text: String,
         pts: ClockTime,
         duration: ClockTime,
+        /// What the buffer's `FireworksItemMeta` says (item_meta.rs).
+        item: Box<ItemInfo>,
     },
     /// `rstranscribe/final-transcript`: the utterance is complete.
     FinalTranscript,
@@ -44,8 +47,7 @@ pub fn items_for_final(
     match mode {
         OutputMode::Words if !t.words.is_empty() => {
             items.extend(
-                word_items(&t.words, timeline, fallback)
-                    .filter(|item| not_yet_pushed(item, pushed_until)),
+                word_items(t, timeline, fallback).filter(|item| not_yet_pushed(item, pushed_until)),
             );
         }
         OutputMode::Words => {
@@ -55,6 +57,7 @@ pub fn items_for_final(
                 text: t.text.clone(),
                 pts: fallback,
                 duration: end - fallback,
+                item: Box::new(utterance_info(t, Vec::new())),
             });
         }
         OutputMode::Utterances => {
@@ -65,10 +68,23 @@ pub fn items_for_final(
                 .and_then(|a| timeline.pts_for(audio_time(a)))
                 .unwrap_or(fallback);
             let end = end_pts.unwrap_or(pts).max(pts);
+            let words = word_times(&t.words, timeline, pts)
+                .map(|time| {
+                    let word = &t.words[time.index];
+                    WordInfo {
+                        text: word.text.trim().to_string(),
+                        pts: time.pts,
+                        duration: time.duration,
+                        probability: word.probability,
+                        hallucination_score: word.hallucination_score,
+                    }
+                })
+                .collect();
             items.push(OutputItem::Text {
                 text: t.text.clone(),
                 pts,
                 duration: end - pts,
+                item: Box::new(utterance_info(t, words)),
             });
         }
     }
@@ -119,22 +135,44 @@ pub struct WordTime {
 }
 
 impl WordTime {
-    fn item(&self, words: &[TimedWord]) -> OutputItem {
+    /// The word's text item, with the meta of a word of transcript `t`.
+    fn item(&self, t: &TimedTranscript) -> OutputItem {
+        let word = &t.words[self.index];
         OutputItem::Text {
-            text: words[self.index].text.trim().to_string(),
+            text: word.text.trim().to_string(),
             pts: self.pts,
             duration: self.duration,
+            item: Box::new(ItemInfo {
+                utterance: t.utterance,
+                is_final: t.is_final,
+                language: t.language.clone(),
+                probability: word.probability,
+                hallucination_score: word.hallucination_score,
+                words: Vec::new(),
+            }),
         }
+    }
+}
+
+/// The meta of a buffer holding a whole transcript's text.
+fn utterance_info(t: &TimedTranscript, words: Vec<WordInfo>) -> ItemInfo {
+    ItemInfo {
+        utterance: t.utterance,
+        is_final: t.is_final,
+        language: t.language.clone(),
+        probability: None,
+        hallucination_score: None,
+        words,
     }
 }
 
 /// One text item per word, in order (see [`word_times`]).
 fn word_items<'a>(
-    words: &'a [TimedWord],
+    t: &'a TimedTranscript,
     timeline: &'a Timeline,
     fallback: ClockTime,
 ) -> impl Iterator<Item = OutputItem> + 'a {
-    word_times(words, timeline, fallback).map(move |time| time.item(words))
+    word_times(&t.words, timeline, fallback).map(move |time| time.item(t))
 }
 
 fn not_yet_pushed(item: &OutputItem, pushed_until: Option<ClockTime>) -> bool {
@@ -195,7 +233,7 @@ pub fn due_interim_words(
         .map_or(0, |(position, _)| position + 1);
     let mut until = pushed_until;
     let due_times = waiting().take(due);
-    let items: Vec<OutputItem> = due_times.map(|time| time.item(&interim.words)).collect();
+    let items: Vec<OutputItem> = due_times.map(|time| time.item(interim)).collect();
     if let Some(OutputItem::Text { pts, duration, .. }) = items.last() {
         // A word that ends where the next starts must not hide it: the next starts at `until`.
         until = Some(
@@ -218,6 +256,7 @@ mod tests {
             start: Some((start * MS).nseconds()),
             end: Some((end * MS).nseconds()),
             probability: None,
+            hallucination_score: None,
             is_final: true,
         }
     }
@@ -240,6 +279,14 @@ mod tests {
         }
     }
 
+    /// The meta of a final word without probability or language.
+    fn final_word() -> Box<ItemInfo> {
+        Box::new(ItemInfo {
+            is_final: true,
+            ..ItemInfo::default()
+        })
+    }
+
     fn timeline_from(pts_ms: u64) -> Timeline {
         let mut t = Timeline::default();
         t.on_buffer(Some(pts_ms * MS), 16_000 * 10 * 2, false, ClockTime::ZERO);
@@ -256,12 +303,14 @@ mod tests {
                 OutputItem::Text {
                     text: "hello".into(),
                     pts: 2_100 * MS,
-                    duration: 300 * MS
+                    duration: 300 * MS,
+                    item: final_word(),
                 },
                 OutputItem::Text {
                     text: "world".into(),
                     pts: 2_500 * MS,
-                    duration: 400 * MS
+                    duration: 400 * MS,
+                    item: final_word(),
                 },
                 OutputItem::FinalTranscript,
                 OutputItem::GapUntil(2_900 * MS),
@@ -278,7 +327,27 @@ mod tests {
             OutputItem::Text {
                 text: "hello world".into(),
                 pts: 100 * MS,
-                duration: 800 * MS
+                duration: 800 * MS,
+                item: Box::new(ItemInfo {
+                    is_final: true,
+                    words: vec![
+                        WordInfo {
+                            text: "hello".into(),
+                            pts: 100 * MS,
+                            duration: 300 * MS,
+                            probability: None,
+                            hallucination_score: None,
+                        },
+                        WordInfo {
+                            text: "world".into(),
+                            pts: 500 * MS,
+                            duration: 400 * MS,
+                            probability: None,
+                            hallucination_score: None,
+                        },
+                    ],
+                    ..ItemInfo::default()
+                }),
             }
         );
     }
@@ -291,6 +360,7 @@ mod tests {
             start: None,
             end: None,
             probability: None,
+            hallucination_score: None,
             is_final: true,
         });
         let items = items_for_final(&t, OutputMode::Words, &timeline_from(0), None);
@@ -299,7 +369,8 @@ mod tests {
             OutputItem::Text {
                 text: "b".into(),
                 pts: 200 * MS,
-                duration: ClockTime::ZERO
+                duration: ClockTime::ZERO,
+                item: final_word(),
             }
         );
     }
@@ -336,7 +407,8 @@ mod tests {
             OutputItem::Text {
                 text: "three".into(),
                 pts: 400 * MS,
-                duration: 100 * MS
+                duration: 100 * MS,
+                item: final_word(),
             }
         );
         assert_eq!(rest[1], OutputItem::FinalTranscript);

@@ -20,6 +20,7 @@ pub const SESSION_OPTIONS: &[&str] = &[
     "model",
     "language-code",
     "prompt",
+    "keyterms",
     "temperature",
     "skip-vad",
     "vad-kwargs",
@@ -41,15 +42,17 @@ pub fn specs() -> Vec<glib::ParamSpec> {
             .nick("Base URL")
             .blurb(
                 "Streaming endpoint base (wss://…/v1); /audio/transcriptions/streaming \
-                 is appended. Plain ws:// is accepted only for this machine unless \
+                 is appended. Unset: wss://audio-streaming-v2.api.fireworks.ai/v1 when model is \
+                 fireworks-asr-v2, otherwise \
+                 wss://audio-streaming.us-virginia-1.direct.fireworks.ai/v1; a value set here \
+                 always wins. Plain ws:// is accepted only for this machine unless \
                  allow-insecure-ws is set",
             )
-            .default_value(Some(settings::DEFAULT_BASE_URL))
             .mutable_ready()
             .build(),
         glib::ParamSpecString::builder("model")
             .nick("Model")
-            .blurb("ASR model, e.g. fireworks-asr-large or fireworks-asr-v2. Unset: the server's default")
+            .blurb("ASR model, e.g. fireworks-asr-large or fireworks-asr-v2 (which also picks the v2 endpoint while base-url is unset). Unset: the server's default")
             .mutable_playing()
             .build(),
         glib::ParamSpecString::builder("language-code")
@@ -63,6 +66,17 @@ pub fn specs() -> Vec<glib::ParamSpec> {
         glib::ParamSpecString::builder("prompt")
             .nick("Prompt")
             .blurb("Text that primes vocabulary or style (e.g. names, or keeping filler words)")
+            .mutable_playing()
+            .build(),
+        gst::ParamSpecArray::builder("keyterms")
+            .nick("Key terms")
+            .blurb(
+                "Words and names to favour (product names, jargon), as a list of strings. Sent \
+                 inside the prompt as \"<prompt> Key terms: A, B, C.\"; at most 100 terms of at \
+                 most 100 characters, 800 characters in all. gst-launch: \
+                 keyterms=\"<GStreamer, Fireworks>\"",
+            )
+            .element_spec(&glib::ParamSpecString::builder("keyterm").build())
             .mutable_playing()
             .build(),
         glib::ParamSpecDouble::builder("temperature")
@@ -246,13 +260,17 @@ fn optional_string(value: &glib::Value) -> Option<String> {
 pub fn set(s: &mut Settings, name: &str, value: &glib::Value) {
     match name {
         "api-key" => s.api_key = optional_string(value).map(ApiKey::new),
-        "base-url" => {
-            s.base_url =
-                optional_string(value).unwrap_or_else(|| settings::DEFAULT_BASE_URL.to_string())
-        }
+        "base-url" => s.base_url = optional_string(value),
         "model" => s.model = optional_string(value),
         "language-code" => s.language_code = optional_string(value),
         "prompt" => s.prompt = optional_string(value),
+        "keyterms" => {
+            let list = value.get::<gst::Array>().expect("type checked upstream");
+            s.keyterms = list
+                .iter()
+                .filter_map(|term| term.get::<String>().ok())
+                .collect();
+        }
         "temperature" => s.temperature = Some(value.get().expect("type checked upstream")),
         "skip-vad" => s.skip_vad = Some(flag(value)),
         "vad-kwargs" => {
@@ -299,6 +317,7 @@ pub fn get(s: &Settings, name: &str) -> glib::Value {
         "model" => s.model.to_value(),
         "language-code" => s.language_code.to_value(),
         "prompt" => s.prompt.to_value(),
+        "keyterms" => gst::Array::new(&s.keyterms).to_value(),
         "temperature" => s.temperature.unwrap_or(0.0).to_value(),
         "skip-vad" => s.skip_vad.unwrap_or(false).to_value(),
         "vad-kwargs" => s.vad_kwargs.to_value(),

@@ -11,10 +11,17 @@ use std::time::Duration;
 use url::Url;
 
 use crate::client::{ApiKey, ClientConfig, TlsSettings};
-use crate::protocol::{normalize_language_code, streaming_url, SessionOptions};
+use crate::protocol::{
+    normalize_language_code, prompt_with_keyterms, streaming_url, SessionOptions,
+};
 
 pub const API_KEY_ENV: &str = "FIREWORKS_API_KEY";
+/// The endpoint when `base-url` is unset and the model is not [`V2_MODEL`]: the regional host
+/// LiveKit's plugin also defaults to (docs/protocol.md#url).
 pub const DEFAULT_BASE_URL: &str = "wss://audio-streaming.us-virginia-1.direct.fireworks.ai/v1";
+/// The model served by the v2 endpoint, and that endpoint: clients pick the host by the model.
+pub const V2_MODEL: &str = "fireworks-asr-v2";
+pub const V2_BASE_URL: &str = "wss://audio-streaming-v2.api.fireworks.ai/v1";
 pub const DEFAULT_TEXT_TIMEOUT_SECONDS: f64 = 1.0;
 pub const DEFAULT_CHUNK_DURATION_MS: u32 = 50;
 pub const DEFAULT_MAX_RETRIES: u32 = 3;
@@ -50,10 +57,13 @@ pub enum OutputMode {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub api_key: Option<ApiKey>,
-    pub base_url: String,
+    /// `None` until set: then the model picks the endpoint ([`Settings::effective_base_url`]).
+    pub base_url: Option<String>,
     pub model: Option<String>,
     pub language_code: Option<String>,
     pub prompt: Option<String>,
+    /// Folded into the prompt that is sent (docs/protocol.md#key-terms).
+    pub keyterms: Vec<String>,
     /// `None` until set: only then is it sent.
     pub temperature: Option<f64>,
     /// `None` until set: only then is it sent.
@@ -84,10 +94,11 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             api_key: None,
-            base_url: DEFAULT_BASE_URL.to_string(),
+            base_url: None,
             model: None,
             language_code: None,
             prompt: None,
+            keyterms: Vec::new(),
             temperature: None,
             skip_vad: None,
             vad_kwargs: None,
@@ -153,6 +164,16 @@ impl Settings {
             .ok_or(SettingsError::MissingApiKey)
     }
 
+    /// The endpoint base: `base-url` when set, otherwise [`V2_BASE_URL`] for the model
+    /// [`V2_MODEL`] and [`DEFAULT_BASE_URL`] for any other model or none.
+    pub fn effective_base_url(&self) -> &str {
+        match (&self.base_url, &self.model) {
+            (Some(base), _) => base,
+            (None, Some(model)) if model == V2_MODEL => V2_BASE_URL,
+            (None, _) => DEFAULT_BASE_URL,
+        }
+    }
+
     pub fn session_options(&self) -> Result<SessionOptions, SettingsError> {
         let language = match &self.language_code {
             Some(code) => normalize_language_code(code)
@@ -162,7 +183,8 @@ impl Settings {
         Ok(SessionOptions {
             model: self.model.clone(),
             language,
-            prompt: self.prompt.clone(),
+            prompt: prompt_with_keyterms(self.prompt.as_deref(), &self.keyterms)
+                .map_err(|err| SettingsError::Invalid(err.to_string()))?,
             temperature: self.temperature,
             skip_vad: self.skip_vad,
             vad_kwargs: self
@@ -189,33 +211,38 @@ impl Settings {
             ));
         }
         let options = self.session_options()?;
-        let url = streaming_url(&self.base_url, &options)
+        let url = streaming_url(self.effective_base_url(), &options)
             .map_err(|err| SettingsError::Invalid(err.to_string()))?;
         if url.scheme() == "ws" && !is_loopback(&url) && !self.allow_insecure_ws {
             return Err(SettingsError::Invalid(format!(
                 "base-url {} uses plain ws:// to a host other than this machine: the API key \
                  and audio would travel unencrypted. Use wss://, or set allow-insecure-ws=true \
                  if this is really wanted",
-                self.base_url
+                self.effective_base_url()
             )));
         }
         Ok(url)
     }
 
     /// How long a non-live streaming thread may wait for room in the network queue: longer
-    /// than the slowest reconnect (every attempt timing out, with the pauses between them), the
-    /// longest write before a connection counts as stalled, and the longest hold at a full
-    /// replay log, so that a file is slowed down but never loses audio to a passing outage.
+    /// than the slowest reconnect (every attempt timing out, with the pauses between them, a
+    /// rate limit's growing ones included), the longest write before a connection counts as
+    /// stalled, and the longest hold at a full replay log, so that a file is slowed down but
+    /// never loses audio to a passing outage.
     pub fn non_live_queue_wait(&self) -> Duration {
         let ms = |v: u32| u64::from(v);
         let attempts = ms(self.max_retries) + 1;
         let stall_timeouts = u64::from(crate::client::MAX_WRITE_STALL_TIMEOUTS) + 1;
+        let pauses = crate::client::longest_pauses(
+            Duration::from_millis(ms(self.retry_interval_ms)),
+            self.max_retries,
+        );
         Duration::from_millis(
             attempts * ms(self.connect_timeout_ms)
-                + ms(self.max_retries) * ms(self.retry_interval_ms)
                 + stall_timeouts * ms(self.stall_timeout_ms)
                 + 5_000,
         )
+        .saturating_add(pauses)
     }
 
     pub fn client_config(&self) -> Result<ClientConfig, SettingsError> {
@@ -310,15 +337,38 @@ mod tests {
     #[test]
     fn plain_ws_only_to_loopback_unless_allowed() {
         let mut s = settings_with_key();
-        s.base_url = "ws://127.0.0.1:9/v1".into();
+        s.base_url = Some("ws://127.0.0.1:9/v1".into());
         assert!(s.streaming_url().is_ok());
-        s.base_url = "ws://localhost:9/v1".into();
+        s.base_url = Some("ws://localhost:9/v1".into());
         assert!(s.streaming_url().is_ok());
-        s.base_url = "ws://example.com/v1".into();
+        s.base_url = Some("ws://example.com/v1".into());
         let err = s.streaming_url().unwrap_err().to_string();
         assert!(err.contains("allow-insecure-ws"), "{err}");
         s.allow_insecure_ws = true;
         assert!(s.streaming_url().is_ok());
+    }
+
+    #[test]
+    fn the_v2_model_picks_the_v2_host_unless_base_url_is_set() {
+        let mut s = settings_with_key();
+        let host = |s: &Settings| s.streaming_url().unwrap().host_str().unwrap().to_owned();
+        assert_eq!(
+            host(&s),
+            "audio-streaming.us-virginia-1.direct.fireworks.ai"
+        );
+        s.model = Some("fireworks-asr-large".into());
+        assert_eq!(
+            host(&s),
+            "audio-streaming.us-virginia-1.direct.fireworks.ai"
+        );
+        s.model = Some(V2_MODEL.into());
+        assert_eq!(host(&s), "audio-streaming-v2.api.fireworks.ai");
+        let url = s.streaming_url().unwrap();
+        assert!(url
+            .as_str()
+            .starts_with("wss://audio-streaming-v2.api.fireworks.ai/v1/audio/transcriptions/streaming?model=fireworks-asr-v2&"));
+        s.base_url = Some("wss://audio-streaming.api.fireworks.ai/v1".into());
+        assert_eq!(host(&s), "audio-streaming.api.fireworks.ai");
     }
 
     #[test]

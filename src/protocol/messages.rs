@@ -59,9 +59,13 @@ pub enum ServerMessage {
     StateCleared {
         reset_id: Option<String>,
     },
-    /// A top-level `error` key: a string as-is, any other JSON value rendered compactly.
+    /// A top-level `error` key (docs/protocol.md#control-and-error-messages): a string as-is;
+    /// an object with a string `message` (the v2 shape `{"message": …, "code": …}`) gives that
+    /// message and its `code`; any other value is rendered as compact JSON.
     Error {
         message: String,
+        /// The object's `code`, a string as-is or another value as compact JSON.
+        code: Option<String>,
     },
     /// Any other JSON object; the client ignores it.
     Other,
@@ -76,9 +80,35 @@ pub struct TranscriptionMessage {
     pub segments: Vec<Segment>,
 }
 
+/// A segment id (docs/protocol.md#tv12). The service's schema has integers; v2 clients model
+/// them as strings. An integer, an integral float, or a string that reads as a decimal integer
+/// (optional sign, ASCII digits) is a [`SegmentId::Number`], so `"7"` and `7` are the same id
+/// and numeric strings order numerically. Any other string is a [`SegmentId::Text`]: text ids
+/// order after every number and among themselves byte by byte.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SegmentId {
+    Number(i64),
+    Text(String),
+}
+
+impl fmt::Display for SegmentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Number(id) => write!(f, "{id}"),
+            Self::Text(id) => write!(f, "{id:?}"),
+        }
+    }
+}
+
+impl From<i64> for SegmentId {
+    fn from(id: i64) -> Self {
+        Self::Number(id)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Segment {
-    pub id: i64,
+    pub id: SegmentId,
     pub text: Option<String>,
     /// `None` when the field is missing or null, which is not the same as an empty list.
     pub words: Option<Vec<Word>>,
@@ -92,6 +122,8 @@ pub struct Word {
     /// True only for JSON `true`.
     pub is_final: bool,
     pub probability: Option<f64>,
+    /// The service's estimate that the word was not spoken (v1 and v2 send it; 0 is sure).
+    pub hallucination_score: Option<f64>,
     pub start: Option<f64>,
     pub end: Option<f64>,
     pub language: Option<String>,
@@ -182,9 +214,7 @@ impl Frame {
     fn classify(self) -> Result<ServerMessage, String> {
         // `"error": null` is how some services say "no error"; only a real value is an error.
         if let Some(error) = self.error.filter(|e| !e.is_null()) {
-            return Ok(ServerMessage::Error {
-                message: value_text(error),
-            });
+            return Ok(error_message(error));
         }
         if let Some(id) = self.checkpoint_id {
             return Ok(ServerMessage::CheckpointEcho {
@@ -220,6 +250,25 @@ enum ObjectKind {
     StateCleared,
     /// Any other string, or not a string.
     Other,
+}
+
+/// The `error` value: a string, a `{"message": "…", "code": …}` object, or anything else
+/// rendered whole.
+fn error_message(error: Value) -> ServerMessage {
+    match error {
+        Value::Object(mut fields) if fields.get("message").is_some_and(Value::is_string) => {
+            let message = fields.remove("message").map(value_text).unwrap_or_default();
+            let code = fields
+                .remove("code")
+                .filter(|code| !code.is_null())
+                .map(value_text);
+            ServerMessage::Error { message, code }
+        }
+        other => ServerMessage::Error {
+            message: value_text(other),
+            code: None,
+        },
+    }
 }
 
 /// A string as-is; any other value as compact JSON.
@@ -617,7 +666,9 @@ impl<'de> Field<'de> for SegmentField {
         let id = match id {
             None => return Ok(Err(format!("segment #{index} has no `id`"))),
             Some(Err(kind)) => {
-                return Ok(Err(format!("segment #{index} has a non-integer id {kind}")))
+                return Ok(Err(format!(
+                    "segment #{index} has an id that is neither an integer nor a string: {kind}"
+                )))
             }
             Some(Ok(id)) => id,
         };
@@ -635,13 +686,14 @@ impl<'de> Field<'de> for SegmentField {
     }
 }
 
-/// A segment id. Ids are JSON integers; an integral float such as `2.0` is accepted too (Python
-/// compares it equal to `2`), but strings and fractions are not (docs/protocol.md#tv12). `Err`
+/// A segment id ([`SegmentId`], docs/protocol.md#tv12). JSON integers, integral floats such as
+/// `2.0` (Python compares it equal to `2`) and strings are ids; fractions, numbers beyond `i64`
+/// (as numbers or as numeric strings), null, booleans, arrays and objects are not. `Err`
 /// describes the value.
 struct IdField;
 
 impl Field<'_> for IdField {
-    type Out = Result<i64, String>;
+    type Out = Result<SegmentId, String>;
 
     fn other(self, kind: Kind<'_>) -> Self::Out {
         Err(kind.describe())
@@ -649,15 +701,26 @@ impl Field<'_> for IdField {
 
     fn number(self, value: Number) -> Self::Out {
         if let Some(id) = value.as_i64() {
-            return Ok(id);
+            return Ok(SegmentId::Number(id));
         }
         match value.as_f64() {
             // The range check makes the cast exact.
             Some(float) if float.fract() == 0.0 && float.abs() <= MAX_EXACT_FLOAT_INTEGER => {
-                Ok(float as i64)
+                Ok(SegmentId::Number(float as i64))
             }
             _ => Err(Kind::Number(value).describe()),
         }
+    }
+
+    fn string(self, value: &str) -> Self::Out {
+        let digits = value.strip_prefix(['-', '+']).unwrap_or(value);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(SegmentId::Text(value.to_owned()));
+        }
+        value
+            .parse()
+            .map(SegmentId::Number)
+            .map_err(|_| Kind::String(value).describe())
     }
 }
 
@@ -693,6 +756,7 @@ enum WordKey {
     Word,
     IsFinal,
     Probability,
+    HallucinationScore,
     Start,
     End,
     Language,
@@ -705,6 +769,7 @@ impl KeyName for WordKey {
             "word" => WordKey::Word,
             "is_final" => WordKey::IsFinal,
             "probability" => WordKey::Probability,
+            "hallucination_score" => WordKey::HallucinationScore,
             "start" => WordKey::Start,
             "end" => WordKey::End,
             "language" => WordKey::Language,
@@ -721,6 +786,7 @@ impl<'de> Field<'de> for WordField {
             word: None,
             is_final: false,
             probability: None,
+            hallucination_score: None,
             start: None,
             end: None,
             language: None,
@@ -735,6 +801,9 @@ impl<'de> Field<'de> for WordField {
                 WordKey::IsFinal => word.is_final = entries.next_value_seed(Lenient(TrueField))?,
                 WordKey::Probability => {
                     word.probability = entries.next_value_seed(Lenient(NumberField))?
+                }
+                WordKey::HallucinationScore => {
+                    word.hallucination_score = entries.next_value_seed(Lenient(NumberField))?
                 }
                 WordKey::Start => word.start = entries.next_value_seed(Lenient(NumberField))?,
                 WordKey::End => word.end = entries.next_value_seed(Lenient(NumberField))?,
@@ -809,7 +878,7 @@ mod tests {
         assert_eq!(
             message.segments,
             vec![Segment {
-                id: 3,
+                id: SegmentId::Number(3),
                 text: Some("hi there".into()),
                 start: Some(1.5),
                 end: Some(2.0),
@@ -818,6 +887,7 @@ mod tests {
                         word: Some("hi".into()),
                         is_final: true,
                         probability: Some(0.9),
+                        hallucination_score: Some(0.0),
                         start: Some(1.5),
                         end: Some(1.75),
                         language: Some("en".into()),
@@ -826,6 +896,7 @@ mod tests {
                         word: Some("there".into()),
                         is_final: false,
                         probability: None,
+                        hallucination_score: None,
                         start: None,
                         end: None,
                         language: None,
@@ -867,26 +938,42 @@ mod tests {
         );
     }
 
+    fn error(message: &str, code: Option<&str>) -> ServerMessage {
+        ServerMessage::Error {
+            message: message.into(),
+            code: code.map(Into::into),
+        }
+    }
+
     #[test]
     fn errors_are_reported_with_the_server_text() {
-        assert_eq!(
-            parse(json!({"error": "boom"})),
-            ServerMessage::Error {
-                message: "boom".into()
-            }
-        );
+        assert_eq!(parse(json!({"error": "boom"})), error("boom", None));
+        // The v2 shape: the message, and the code as text whatever its JSON type.
         assert_eq!(
             parse(json!({"error": {"code": 401, "message": "bad key"}})),
-            ServerMessage::Error {
-                message: r#"{"code":401,"message":"bad key"}"#.into()
-            }
+            error("bad key", Some("401"))
+        );
+        assert_eq!(
+            parse(json!({"error": {"message": "over budget", "code": "spend_limit", "x": 1}})),
+            error("over budget", Some("spend_limit"))
+        );
+        assert_eq!(
+            parse(json!({"error": {"message": "m", "code": null}})),
+            error("m", None)
+        );
+        // An object without a string message is shown whole, as before.
+        assert_eq!(
+            parse(json!({"error": {"code": 7, "detail": "x"}})),
+            error(r#"{"code":7,"detail":"x"}"#, None)
+        );
+        assert_eq!(
+            parse(json!({"error": {"message": 5}})),
+            error(r#"{"message":5}"#, None)
         );
         // `error` wins over everything else.
         assert_eq!(
             parse(json!({"error": "x", "checkpoint_id": "final", "segments": []})),
-            ServerMessage::Error {
-                message: "x".into()
-            }
+            error("x", None)
         );
         // A null error is no error.
         assert_eq!(
@@ -951,14 +1038,74 @@ mod tests {
     }
 
     #[test]
-    fn tv12_string_and_fractional_ids_are_rejected() {
-        assert!(malformed(json!({"segments": [{"id": "0", "text": "x"}]})).contains("\"0\""));
+    fn tv12_string_ids_are_ids_and_only_values_of_neither_kind_are_rejected() {
+        let ids = |value: Value| -> Vec<SegmentId> {
+            transcription_of(value)
+                .segments
+                .into_iter()
+                .map(|s| s.id)
+                .collect()
+        };
+        use SegmentId::{Number, Text};
+        assert_eq!(
+            ids(json!({"segments": [
+                {"id": "0"}, {"id": "12"}, {"id": "-3"}, {"id": "+4"}, {"id": "007"}, {"id": 5}
+            ]})),
+            [
+                Number(0),
+                Number(12),
+                Number(-3),
+                Number(4),
+                Number(7),
+                Number(5)
+            ]
+        );
+        assert_eq!(
+            ids(json!({"segments": [{"id": "seg-a"}, {"id": ""}, {"id": " 1"}, {"id": "1.5"}]})),
+            [
+                Text("seg-a".into()),
+                Text("".into()),
+                Text(" 1".into()),
+                Text("1.5".into())
+            ]
+        );
+        // Numeric strings order numerically, text ids after every number.
+        assert!(Number(9) < Number(10) && Number(i64::MAX) < Text("0a".into()));
+        assert!(Text("a".into()) < Text("b".into()));
+        assert!(
+            malformed(json!({"segments": [{"id": "99999999999999999999", "text": "x"}]}))
+                .contains("neither an integer nor a string")
+        );
         malformed(json!({"segments": [{"id": 1.5, "text": "x"}]}));
         malformed(json!({"segments": [{"id": null, "text": "x"}]}));
         malformed(json!({"segments": [{"id": true, "text": "x"}]}));
+        malformed(json!({"segments": [{"id": ["0"], "text": "x"}]}));
+        malformed(json!({"segments": [{"id": {"n": 0}, "text": "x"}]}));
         malformed(json!({"segments": [{"text": "x"}]}));
         // One bad segment rejects the whole message.
-        malformed(json!({"segments": [{"id": 0, "text": "ok"}, {"id": "1", "text": "x"}]}));
+        malformed(json!({"segments": [{"id": 0, "text": "ok"}, {"id": 0.5, "text": "x"}]}));
+    }
+
+    #[test]
+    fn v2_segment_and_word_fields_are_read_or_ignored() {
+        let message = transcription_of(json!({
+            "task": "transcribe", "language": "de", "duration": 1.5, "segments": [{
+                "id": "3", "seek": 0, "language": "de", "text": "hallo", "avg_logprob": -0.2,
+                "words": [{"word": "hallo", "is_final": true, "probability": 0.75,
+                           "hallucination_score": 0.25, "language": "de", "speaker": null}]
+            }]
+        }));
+        let segment = &message.segments[0];
+        assert_eq!(segment.id, SegmentId::Number(3));
+        let word = &segment.words.as_ref().expect("words")[0];
+        assert_eq!(
+            (
+                word.probability,
+                word.hallucination_score,
+                word.language.as_deref()
+            ),
+            (Some(0.75), Some(0.25), Some("de"))
+        );
     }
 
     #[test]
@@ -966,8 +1113,12 @@ mod tests {
         let message = transcription_of(json!({"segments": [
             {"id": 2.0}, {"id": -1}, {"id": i64::MAX}, {"id": 9007199254740992.0}
         ]}));
-        let ids: Vec<i64> = message.segments.iter().map(|s| s.id).collect();
-        assert_eq!(ids, vec![2, -1, i64::MAX, 9_007_199_254_740_992]);
+        let ids: Vec<SegmentId> = message.segments.iter().map(|s| s.id.clone()).collect();
+        let want: Vec<SegmentId> = [2, -1, i64::MAX, 9_007_199_254_740_992]
+            .into_iter()
+            .map(SegmentId::Number)
+            .collect();
+        assert_eq!(ids, want);
         malformed(json!({"segments": [{"id": u64::MAX}]}));
         malformed(json!({"segments": [{"id": 1e20}]}));
     }
@@ -1122,13 +1273,13 @@ mod tests {
             panic!("{message:?}");
         };
         assert_eq!(message.text, None);
-        assert_eq!(message.segments[0].id, 4);
+        assert_eq!(message.segments[0].id, SegmentId::Number(4));
         let words = message.segments[0].words.as_ref().expect("words");
         assert_eq!((words[0].word.as_deref(), words[0].is_final), (None, false));
         assert_eq!((words[1].is_final, words[1].end), (true, Some(2.5)));
         assert_eq!(
-            parse_server_message(r#"{"segments":[{"id":0}],"segments":[{"id":"0"}]}"#)
-                .map_err(|e| e.to_string().contains("non-integer id")),
+            parse_server_message(r#"{"segments":[{"id":0}],"segments":[{"id":null}]}"#)
+                .map_err(|e| e.to_string().contains("neither an integer nor a string")),
             Err(true)
         );
     }
@@ -1137,22 +1288,20 @@ mod tests {
     fn shape_problems_do_not_hide_later_keys_or_syntax_errors() {
         // A later `error` key still wins over malformed segments.
         assert_eq!(
-            parse_server_message(r#"{"segments":[{"id":"0"}],"error":"boom"}"#),
-            Ok(ServerMessage::Error {
-                message: "boom".into()
-            })
+            parse_server_message(r#"{"segments":[{"id":false}],"error":"boom"}"#),
+            Ok(error("boom", None))
         );
         assert!(matches!(
             parse_server_message(r#"{"segments":7,"checkpoint_id":"final"}"#),
             Ok(ServerMessage::CheckpointEcho { .. })
         ));
         // The first bad segment in message order is the one reported.
-        let reason = malformed(json!({"segments": [{"id": 0, "words": 1}, {"id": "1"}]}));
+        let reason = malformed(json!({"segments": [{"id": 0, "words": 1}, {"id": 0.5}]}));
         assert!(reason.contains("segment 0 has `words`"), "{reason}");
         // A syntax error after a shape problem still makes the frame invalid JSON.
         for text in [
-            r#"{"segments":[{"id":"0"},{"id":1,]}"#,
-            r#"{"segments":[{"id":"0"}],"x":}"#,
+            r#"{"segments":[{"id":null},{"id":1,]}"#,
+            r#"{"segments":[{"id":null}],"x":}"#,
             r#"{"segments":5,"x":[1,}"#,
             r#"{"error":"boom","x":tru}"#,
         ] {
@@ -1202,15 +1351,15 @@ mod tests {
         let Ok(ServerMessage::Transcription(message)) = message else {
             panic!("{message:?}");
         };
-        assert_eq!(message.segments[0].id, 1);
+        assert_eq!(message.segments[0].id, SegmentId::Number(1));
         assert!(message.segments[0].words.as_ref().expect("words")[0].is_final);
     }
 
     #[test]
     fn malformed_error_text_mentions_the_problem() {
-        let err = parse_server_message(r#"{"segments":[{"id":"0","text":"x"}]}"#).unwrap_err();
+        let err = parse_server_message(r#"{"segments":[{"id":true,"text":"x"}]}"#).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("malformed transcription"), "{text}");
-        assert!(text.contains("non-integer id"), "{text}");
+        assert!(text.contains("neither an integer nor a string"), "{text}");
     }
 }

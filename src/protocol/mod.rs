@@ -5,6 +5,7 @@
 //! Nothing in here does I/O or knows about GStreamer or tokio, so all of it is unit tested with
 //! the protocol document's test vectors.
 
+pub mod keyterms;
 pub mod language;
 pub mod messages;
 pub mod options;
@@ -17,9 +18,10 @@ mod test_support;
 #[cfg(test)]
 mod test_vectors;
 
+pub use keyterms::{prompt_with_keyterms, KeytermsError};
 pub use language::{normalize_language_code, LanguageError, SUPPORTED_LANGUAGES};
 pub use messages::{
-    checkpoint_message, parse_server_message, ParseError, Segment, ServerMessage,
+    checkpoint_message, parse_server_message, ParseError, Segment, SegmentId, ServerMessage,
     TranscriptionMessage, Word, END_OF_STREAM_CHECKPOINT,
 };
 pub use options::{

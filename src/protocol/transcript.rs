@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::messages::{Segment, TranscriptionMessage, Word};
+use super::messages::{Segment, SegmentId, TranscriptionMessage, Word};
 
 /// One word of a transcript. Times are seconds relative to the start of the connection.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +24,8 @@ pub struct TranscriptWord {
     pub start: Option<f64>,
     pub end: Option<f64>,
     pub probability: Option<f64>,
+    /// The service's estimate that the word was not really spoken.
+    pub hallucination_score: Option<f64>,
     pub is_final: bool,
 }
 
@@ -58,7 +60,7 @@ pub enum TranscriptEvent {
 #[derive(Debug, Clone, PartialEq)]
 pub enum TranscriptError {
     /// A new segment (id above the last finalized one) without a `text` field.
-    MissingSegmentText { id: i64 },
+    MissingSegmentText { id: SegmentId },
 }
 
 impl fmt::Display for TranscriptError {
@@ -74,8 +76,9 @@ impl fmt::Display for TranscriptError {
 
 impl std::error::Error for TranscriptError {}
 
-/// The "no segment finalized yet" id of the base rules.
-const NO_FINAL_SEGMENT: i64 = -1;
+/// The "no segment finalized yet" id of the base rules. Ids are [`SegmentId`]s, ordered as
+/// numbers, with text ids after every number (docs/protocol.md#tv12).
+const NO_FINAL_SEGMENT: SegmentId = SegmentId::Number(-1);
 
 /// Most segments held for the open utterance on one connection.
 ///
@@ -88,7 +91,7 @@ pub const MAX_PENDING_SEGMENTS: usize = 1024;
 
 /// Most bytes held for the open utterance on one connection, as counted by
 /// [`TranscriptState::pending_bytes`]: text bytes plus, per word, its text and the size of a
-/// [`TranscriptWord`] (80 bytes on 64-bit targets).
+/// [`TranscriptWord`] (96 bytes on 64-bit targets).
 ///
 /// 1 MiB is about 12,000 words, well over an hour of continuous speech that the server never
 /// finalized. Beyond it the lowest ids are dropped; a single segment larger than this on its own
@@ -143,8 +146,8 @@ impl SegmentEntry {
 #[derive(Debug)]
 pub struct TranscriptState {
     /// Segment id → current text; `texts` in the base rules.
-    segments: BTreeMap<i64, SegmentEntry>,
-    last_final_id: i64,
+    segments: BTreeMap<SegmentId, SegmentEntry>,
+    last_final_id: SegmentId,
     /// Words of segment `last_final_id` already emitted in a final. The base rules keep a map
     /// from id to count, but only reads the entry of the last final id, which every final sets.
     finalized_word_count: usize,
@@ -215,7 +218,7 @@ impl TranscriptState {
         if ends_in_final_word(latest) {
             events.push(TranscriptEvent::Final(transcript));
             self.segments.clear();
-            self.last_final_id = latest.id;
+            self.last_final_id = latest.id.clone();
             self.finalized_word_count = latest.words.as_ref().map_or(0, Vec::len);
             events.push(self.close_utterance());
         } else {
@@ -285,7 +288,7 @@ impl TranscriptState {
             .iter()
             .find(|s| s.id > self.last_final_id && s.text.is_none())
         {
-            Some(bad) => Err(TranscriptError::MissingSegmentText { id: bad.id }),
+            Some(bad) => Err(TranscriptError::MissingSegmentText { id: bad.id.clone() }),
             None => Ok(()),
         }
     }
@@ -299,7 +302,7 @@ impl TranscriptState {
             let words = segment.words.as_deref().unwrap_or_default();
             let text = segment.text.as_deref().unwrap_or_default();
             let entry = SegmentEntry::new(text, words, segment.start, segment.end);
-            self.segments.insert(segment.id, entry);
+            self.segments.insert(segment.id.clone(), entry);
             return;
         }
         // The last finalized segment: only words beyond those already emitted are new, and
@@ -308,7 +311,7 @@ impl TranscriptState {
         match words.get(self.finalized_word_count..) {
             Some(new_words) if !new_words.is_empty() => {
                 let entry = SegmentEntry::from_new_words(new_words, segment.end);
-                self.segments.insert(segment.id, entry);
+                self.segments.insert(segment.id.clone(), entry);
             }
             _ => {
                 self.segments.remove(&segment.id);
@@ -378,7 +381,10 @@ impl TranscriptState {
 
     #[cfg(test)]
     pub(super) fn last_final_id(&self) -> i64 {
-        self.last_final_id
+        match &self.last_final_id {
+            SegmentId::Number(id) => *id,
+            SegmentId::Text(id) => panic!("text id {id:?}"),
+        }
     }
 
     #[cfg(test)]
@@ -420,6 +426,7 @@ fn transcript_words(words: &[Word], budget: usize) -> Vec<TranscriptWord> {
                 start: word.start,
                 end: word.end,
                 probability: word.probability,
+                hallucination_score: word.hallucination_score,
                 is_final: word.is_final,
             })
         })
@@ -502,6 +509,7 @@ mod tests {
                     start: Some(0.25),
                     end: Some(0.8),
                     probability: Some(0.9),
+                    hallucination_score: None,
                     is_final: true,
                 },
                 TranscriptWord {
@@ -509,6 +517,7 @@ mod tests {
                     start: Some(1.1),
                     end: Some(1.5),
                     probability: Some(0.8),
+                    hallucination_score: None,
                     is_final: true,
                 },
             ]
@@ -681,7 +690,7 @@ mod tests {
             json!({"id": 5, "words": [{"word": "x", "is_final": true}]}),
         ]);
         let err = state.handle(&bad).unwrap_err();
-        assert_eq!(err, TranscriptError::MissingSegmentText { id: 5 });
+        assert_eq!(err, TranscriptError::MissingSegmentText { id: 5.into() });
         assert!(err.to_string().contains("segment 5"));
         // Segment 1 would have been retracted and 0 changed; neither happened.
         assert_eq!(

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::audio::{samples_to_seconds, synthesize, Script};
-use crate::config::{ServerConfig, TlsIdentity};
+use crate::config::{Dialect, ServerConfig, TlsIdentity};
 use crate::server::TestServer;
 
 pub const SERVER_USAGE: &str = "\
@@ -43,6 +43,8 @@ options:
   --grow-finalized-segment        scenario: speech after a final grows the same segment id
   --retract-trailing-segment      scenario: occasionally retract a trailing segment
   --string-ids                    scenario: send segment ids as strings
+  --dialect v1|v2                 message shapes: v1 (default) or v2 (string ids, error
+                                  objects with a code, extra segment fields)
   --record                        keep received audio and sent messages in memory
   --exit-on-stdin-eof             stop when standard input reaches end of file
   -h, --help                      this help
@@ -152,6 +154,13 @@ pub fn parse_serve_args(
             "--grow-finalized-segment" => o.config.grow_finalized_segment = true,
             "--retract-trailing-segment" => o.config.retract_trailing_segment = true,
             "--string-ids" => o.config.send_string_ids = true,
+            "--dialect" => {
+                o.config.dialect = match args.value(&a)?.as_str() {
+                    "v1" => Dialect::V1,
+                    "v2" => Dialect::V2,
+                    other => return Err(format!("--dialect must be v1 or v2, not {other:?}")),
+                }
+            }
             "--record" => o.config = o.config.with_recording(true, true),
             "--exit-on-stdin-eof" => o.exit_on_stdin_eof = true,
             other => return Err(format!("unknown argument {other:?}")),
@@ -377,6 +386,7 @@ mod tests {
             "--grow-finalized-segment",
             "--retract-trailing-segment",
             "--string-ids",
+            "--dialect=v2",
             "--exit-on-stdin-eof",
         ]))
         .unwrap() else {
@@ -389,6 +399,7 @@ mod tests {
         assert!(!o.config.revise_partial_words);
         assert!(o.config.grow_finalized_segment && o.config.retract_trailing_segment);
         assert!(o.config.send_string_ids && o.exit_on_stdin_eof);
+        assert_eq!(o.config.dialect, Dialect::V2);
         assert!(!o.config.record_audio && !o.config.record_messages);
 
         let Command::Run(d) = parse_serve_args(Vec::<String>::new()).unwrap() else {

@@ -122,6 +122,31 @@ impl Fault {
     }
 }
 
+/// The message shapes the server speaks (docs/protocol.md#dialects).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dialect {
+    /// The documented schema: integer segment ids, `{"error": "text"}`.
+    #[default]
+    V1,
+    /// What clients of the v2 endpoint model: segment ids as strings (`"0"`), errors as objects
+    /// `{"error": {"message": "text", "code": "…"}}`, and fields clients must ignore (`seek` and
+    /// `language` on segments, `duration` on messages).
+    V2,
+}
+
+impl Dialect {
+    pub const ALL: [Dialect; 2] = [Dialect::V1, Dialect::V2];
+
+    /// `{"error": …}` in this dialect. `code` is a short machine-readable name, sent in v2 only.
+    pub fn error_json(self, message: &str, code: &str) -> String {
+        match self {
+            Dialect::V1 => serde_json::json!({ "error": message }),
+            Dialect::V2 => serde_json::json!({ "error": {"message": message, "code": code} }),
+        }
+        .to_string()
+    }
+}
+
 /// Configuration of a [`TestServer`](crate::TestServer).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -141,8 +166,13 @@ pub struct ServerConfig {
     /// Scenario (TV5): when a segment gets its second word, first send a message that puts that
     /// word in a new trailing segment, then one that merges it back (the highest id goes down).
     pub retract_trailing_segment: bool,
-    /// Scenario (TV12): send segment ids as strings (`"0"`), which clients must reject.
+    /// Scenario (TV12): send segment ids as strings (`"0"`), as the v2 dialect does.
     pub send_string_ids: bool,
+    /// The message shapes spoken on every connection; [`Dialect::V2`] implies string ids.
+    pub dialect: Dialect,
+    /// Say which language the text is in (`language` on messages and words); off, the
+    /// messages carry no language at all, as a service that does not report one.
+    pub report_language: bool,
     /// Faults: (connection index, fault). Connection indexes count accepted TCP connections from 0.
     pub faults: Vec<(usize, Fault)>,
     /// Keep the received audio bytes in the records (turn off for long runs).
@@ -179,6 +209,8 @@ impl Default for ServerConfig {
             grow_finalized_segment: false,
             retract_trailing_segment: false,
             send_string_ids: false,
+            dialect: Dialect::V1,
+            report_language: true,
             faults: Vec::new(),
             record_audio: true,
             record_messages: true,
@@ -236,6 +268,14 @@ impl ServerConfig {
     }
     pub fn with_string_ids(mut self, on: bool) -> Self {
         self.send_string_ids = on;
+        self
+    }
+    pub fn with_dialect(mut self, dialect: Dialect) -> Self {
+        self.dialect = dialect;
+        self
+    }
+    pub fn with_report_language(mut self, on: bool) -> Self {
+        self.report_language = on;
         self
     }
     /// Serves `wss://` with `identity` instead of plain `ws://`.

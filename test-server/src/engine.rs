@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::audio::{samples_to_seconds, DecodeEvent, StreamDecoder, SILENCE_THRESHOLD};
-use crate::config::ServerConfig;
+use crate::config::{Dialect, ServerConfig};
 use crate::query::SessionOptions;
 use crate::recognizer::{Pass, Recognition, Recognizer, RECOGNIZER_NAME};
 use crate::speech::{Segmenter, UtteranceAudio};
@@ -22,6 +22,8 @@ pub struct Behaviour {
     pub retract_trailing_segment: bool,
     pub send_string_ids: bool,
     pub finalize_on_checkpoint: bool,
+    pub dialect: Dialect,
+    pub report_language: bool,
 }
 
 impl From<&ServerConfig> for Behaviour {
@@ -31,8 +33,10 @@ impl From<&ServerConfig> for Behaviour {
             revise_partial_words: c.revise_partial_words,
             grow_finalized_segment: c.grow_finalized_segment,
             retract_trailing_segment: c.retract_trailing_segment,
-            send_string_ids: c.send_string_ids,
+            send_string_ids: c.send_string_ids || c.dialect == Dialect::V2,
             finalize_on_checkpoint: c.finalize_on_checkpoint,
+            dialect: c.dialect,
+            report_language: c.report_language,
         }
     }
 }
@@ -170,7 +174,8 @@ enum WireId {
 #[derive(Serialize)]
 struct WireWord<'a> {
     word: &'a str,
-    language: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    language: Option<&'a str>,
     probability: f64,
     hallucination_score: f64,
     is_final: bool,
@@ -183,6 +188,11 @@ struct WireWord<'a> {
 #[derive(Serialize)]
 struct WireSegment<'a> {
     id: WireId,
+    /// v2 only: fields clients ignore.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seek: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    language: Option<&'a str>,
     text: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     start: Option<f64>,
@@ -194,8 +204,12 @@ struct WireSegment<'a> {
 #[derive(Serialize)]
 struct WireTranscript<'a> {
     task: &'static str,
-    language: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    language: Option<&'a str>,
     text: String,
+    /// v2 only: seconds of audio received.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration: Option<f64>,
     segments: Vec<WireSegment<'a>>,
 }
 
@@ -742,6 +756,8 @@ impl Transcriber {
 
     fn render(&self, segments: &[Segment]) -> String {
         let lang = self.language.as_str();
+        let reported = self.behaviour.report_language.then_some(lang);
+        let v2 = self.behaviour.dialect == Dialect::V2;
         let mut texts = Vec::with_capacity(segments.len());
         let wire: Vec<WireSegment<'_>> = segments
             .iter()
@@ -761,6 +777,8 @@ impl Transcriber {
                     } else {
                         WireId::Num(s.id)
                     },
+                    seek: v2.then_some(0),
+                    language: reported.filter(|_| v2),
                     text,
                     start: self.segment_times.then(|| samples_to_seconds(first.start)),
                     end: self.segment_times.then(|| samples_to_seconds(last.end)),
@@ -769,7 +787,7 @@ impl Transcriber {
                         .iter()
                         .map(|w| WireWord {
                             word: &w.text,
-                            language: lang,
+                            language: reported,
                             probability: w.probability,
                             hallucination_score: 0.0,
                             is_final: w.is_final,
@@ -782,8 +800,9 @@ impl Transcriber {
             .collect();
         let msg = WireTranscript {
             task: "transcribe",
-            language: lang,
+            language: reported,
             text: texts.join(" "),
+            duration: v2.then(|| samples_to_seconds(self.decoder.position())),
             segments: wire,
         };
         serde_json::to_string(&msg).unwrap_or_default()
@@ -1030,6 +1049,35 @@ mod tests {
         };
         let (out, _) = run(b, &SessionOptions::default(), &audio.to_le_bytes());
         assert!(out.iter().all(|m| m.contains(r#""id":"0""#)));
+    }
+
+    #[test]
+    fn v2_dialect_writes_string_ids_and_extra_fields() {
+        let audio = synthesize_utterances(&["hi"]).unwrap();
+        let b = Behaviour {
+            dialect: Dialect::V2,
+            ..(&ServerConfig::default().with_dialect(Dialect::V2)).into()
+        };
+        let (out, _) = run(b, &SessionOptions::default(), &audio.to_le_bytes());
+        assert!(!out.is_empty());
+        for message in &out {
+            let v: Value = serde_json::from_str(message).unwrap();
+            assert!(v["duration"].is_f64(), "{message}");
+            for segment in v["segments"].as_array().unwrap() {
+                assert!(segment["id"].is_string(), "{message}");
+                assert_eq!(segment["seek"], 0, "{message}");
+                assert_eq!(segment["language"], "en", "{message}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_language_can_go_unreported() {
+        let audio = synthesize_utterances(&["hi"]).unwrap();
+        let b: Behaviour = (&ServerConfig::default().with_report_language(false)).into();
+        let (out, _) = run(b, &SessionOptions::default(), &audio.to_le_bytes());
+        assert!(!out.is_empty());
+        assert!(out.iter().all(|m| !m.contains("language")), "{out:?}");
     }
 
     #[test]

@@ -113,6 +113,12 @@
 //!   (TV5: whenever a segment receives its second word, the server first sends that word as a new
 //!   trailing segment and then the merged window, whose highest id is lower),
 //!   [`ServerConfig::send_string_ids`] (TV12: ids as strings).
+//! * **Dialects** ([`Dialect`], docs/protocol.md#dialects): [`Dialect::V2`] speaks the message
+//!   shapes of the v2 endpoint's clients on every connection: string segment ids, errors as
+//!   `{"message", "code"}` objects (upgrade refusals and in-stream errors alike), and extra
+//!   fields (`seek`, `language` on segments, `duration` on messages) that clients must ignore.
+//!   [`ServerConfig::report_language`] off leaves `language` out of every message, as a service
+//!   that does not say which language it heard.
 //! * **Faults** ([`Fault`], per connection index, counted from 0 over accepted TCP connections,
 //!   "after bytes" ones firing once that much audio has been received and processed): HTTP
 //!   rejection, no upgrade answer, abrupt TCP drop (RST), close frame, `{"error"}` with or without a
@@ -168,7 +174,7 @@ pub use audio::{
     synthesize, synthesize_speech_like, synthesize_utterances, write_wav, ExpectedWord, Script,
     SynthAudio, SAMPLE_RATE,
 };
-pub use config::{Fault, ServerConfig, TlsIdentity};
+pub use config::{Dialect, Fault, ServerConfig, TlsIdentity};
 pub use engine::{FinalUtterance, FinalWord};
 pub use query::{SessionOptions, STREAMING_PATH};
 pub use record::{CheckpointRecord, ConnectionEnd, ConnectionRecord};

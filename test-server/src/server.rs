@@ -420,10 +420,6 @@ fn error_response(status: u16, body: String) -> ErrorResponse {
     resp
 }
 
-fn json_error(message: &str) -> String {
-    json!({ "error": message }).to_string()
-}
-
 /// Inspects and records the upgrade request; decides whether to accept it.
 fn inspect_request(
     req: &Request,
@@ -457,15 +453,19 @@ fn inspect_request(
     let decision = if let Some(r) = reject {
         Err(r)
     } else if path != STREAMING_PATH {
-        Err((404, json_error(&format!("not found: {path}"))))
+        let body = format!("not found: {path}");
+        Err((404, config.dialect.error_json(&body, "not_found")))
     } else if !check_auth(
         config.api_key.as_deref(),
         auth_header.as_deref(),
         auth_query.as_deref(),
     ) {
-        Err((401, json_error("invalid or missing API key")))
+        let body = config
+            .dialect
+            .error_json("invalid or missing API key", "unauthorized");
+        Err((401, body))
     } else {
-        parse_options(&query).map_err(|m| (400, json_error(&m)))
+        parse_options(&query).map_err(|m| (400, config.dialect.error_json(&m, "invalid_request")))
     };
 
     recorder.update(index, |r| {
@@ -848,7 +848,11 @@ impl Session {
     /// connection closed.
     async fn run_decodes(&mut self, ws: &mut Ws) -> Option<Outcome> {
         if let Some(message) = self.transcriber.take_fatal() {
-            if let Err(e) = self.send_control(ws, json_error(&message)).await {
+            let error = self
+                .config
+                .dialect
+                .error_json(&message, "unsupported_language");
+            if let Err(e) = self.send_control(ws, error).await {
                 return Some(dropped(e));
             }
             close_ws(ws, 1003, "unsupported language", self.config.close_timeout).await;
@@ -1058,7 +1062,8 @@ impl Session {
                     close_code,
                     ..
                 } => {
-                    if let Err(e) = self.send_control(ws, json_error(&message)).await {
+                    let error = self.config.dialect.error_json(&message, "server_error");
+                    if let Err(e) = self.send_control(ws, error).await {
                         return Some(dropped(e));
                     }
                     if let Some(code) = close_code {

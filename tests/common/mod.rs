@@ -10,7 +10,34 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 
 pub use fireworks_test_server::audio::{synthesize, synthesize_utterances, Script, SynthAudio};
-pub use fireworks_test_server::{Fault, ServerConfig, TestServer};
+pub use fireworks_test_server::{Dialect, Fault, ServerConfig, TestServer};
+
+/// Runs each test twice, against the local server speaking each dialect of the service
+/// (docs/protocol.md#dialects): as `NAME::v1` and `NAME::v2`. The test receives the dialect and
+/// starts its server with `ServerConfig::default().with_dialect(dialect)`.
+#[allow(unused_macros)] // Not every test file runs in both dialects.
+macro_rules! in_both_dialects {
+    ($($(#[$meta:meta])* fn $name:ident($dialect:ident: Dialect) $body:block)*) => {
+        $(
+            mod $name {
+                use super::*;
+
+                $(#[$meta])*
+                fn run($dialect: Dialect) $body
+
+                #[test]
+                fn v1() {
+                    run(Dialect::V1)
+                }
+
+                #[test]
+                fn v2() {
+                    run(Dialect::V2)
+                }
+            }
+        )*
+    };
+}
 
 pub const TEST_KEY: &str = "test-key-0123456789";
 pub const MS: u64 = 1_000_000;

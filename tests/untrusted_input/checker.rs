@@ -9,8 +9,8 @@
 
 use gstfireworks::protocol::transcript::{MAX_PENDING_BYTES, MAX_PENDING_SEGMENTS};
 use gstfireworks::protocol::{
-    parse_server_message, ParseError, ServerMessage, Transcript, TranscriptEvent, TranscriptState,
-    TranscriptWord, TranscriptionMessage,
+    parse_server_message, ParseError, SegmentId, ServerMessage, Transcript, TranscriptEvent,
+    TranscriptState, TranscriptWord, TranscriptionMessage,
 };
 use serde_json::Value;
 
@@ -441,8 +441,18 @@ fn check_transcription_shape(json: &Value, message: &TranscriptionMessage) -> Re
     }
     for (item, segment) in items.iter().zip(&message.segments) {
         if let Some(id) = item["id"].as_i64() {
-            if id != segment.id {
+            if SegmentId::Number(id) != segment.id {
                 return Err(format!("id {id} parsed as {}", segment.id));
+            }
+        }
+        // A string id is kept: as its number when it reads as one, else as its text.
+        if let Some(id) = item["id"].as_str() {
+            let kept = match &segment.id {
+                SegmentId::Number(n) => id.parse::<i64>() == Ok(*n),
+                SegmentId::Text(text) => text == id,
+            };
+            if !kept {
+                return Err(format!("id {id:?} parsed as {}", segment.id));
             }
         }
         let words = item.get("words").and_then(Value::as_array).map(Vec::len);
