@@ -230,6 +230,18 @@ impl std::fmt::Display for Step {
     }
 }
 
+/// How end of stream went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainOutcome {
+    /// The service echoed the end-of-stream checkpoint or closed the connection.
+    Completed,
+    /// `drain-timeout` passed on a connection that was answering (a silent one is replaced
+    /// and the audio replayed instead); unfinished text, if any, was delivered as final.
+    TimedOut,
+    /// The session failed: its error, with the audio never transcribed, was reported.
+    Failed,
+}
+
 /// Where the client delivers its events. Called from the network task the moment a server
 /// message is parsed, so implementations must be quick and must not block.
 pub trait EventSink: Send + Sync + 'static {

@@ -9,21 +9,9 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::task::JoinHandle;
 
-use super::events::{ClientEvent, EventSink, Failure, FailureKind};
+use super::events::{ClientEvent, DrainOutcome, EventSink, Failure, FailureKind};
 use super::supervisor::{drain_budget, Command, Supervisor};
 use super::{runtime, ClientConfig};
-
-/// How end of stream went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DrainOutcome {
-    /// The service echoed the end-of-stream checkpoint or closed the connection.
-    Completed,
-    /// `drain-timeout` passed on a connection that was answering (a silent one is replaced
-    /// and the audio replayed instead); unfinished text, if any, was delivered as final.
-    TimedOut,
-    /// The session failed: its error, with the audio never transcribed, was reported.
-    Failed,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushError {

@@ -19,8 +19,10 @@ mod tls;
 
 pub use backoff::{longest_pauses, longest_retry_pauses};
 pub use config::ClientConfig;
-pub use events::{ClientEvent, EventSink, Failure, FailureKind, Step, TimedTranscript, TimedWord};
-pub use handle::{DrainOutcome, PushError, Refill, SessionAbort, StreamClient};
+pub use events::{
+    ClientEvent, DrainOutcome, EventSink, Failure, FailureKind, Step, TimedTranscript, TimedWord,
+};
+pub use handle::{PushError, Refill, SessionAbort, StreamClient};
 pub use runtime::runtime;
 pub use secret::ApiKey;
 pub use supervisor::MAX_WRITE_STALL_TIMEOUTS;

@@ -21,10 +21,9 @@ use super::backoff;
 use super::connect::{self, WsStream};
 use super::duplex::{PendingWrite, WriteProgress};
 use super::events::{
-    ClientEvent, EventSink, Failure, FailureKind, ServerErrorReport, Step, TimedTranscript,
-    TimedWord,
+    ClientEvent, DrainOutcome, EventSink, Failure, FailureKind, ServerErrorReport, Step,
+    TimedTranscript, TimedWord,
 };
-use super::handle::DrainOutcome;
 use super::{samples_to_ns, seconds_to_samples, ClientConfig, BYTES_PER_SAMPLE};
 use crate::protocol::{
     checkpoint_message, parse_server_message, ServerMessage, Transcript, TranscriptEvent,

@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: MPL-2.0
 //! The `fireworksstt` element: the GObject/GStreamer entry points. The work behind them lives
-//! in `session.rs` (the stream's state and audio in), `bridge.rs` (events from the network) and
-//! `downstream.rs` (the src pad task: everything that goes out of the src pad).
+//! in the threads' files: `streaming.rs` (audio and serialized events in), `network_events.rs`
+//! (events from the network task), `src_task.rs` (the src pad task: everything that goes out of
+//! the src pad) and `reporting.rs` (bus posts every thread makes).
 //!
 //! Threads: the streaming thread (audio and serialized events in), the network task (client
 //! events), the src pad task (pushes downstream) and application threads (properties, state
-//! changes). They share one [`Session`] behind one mutex, held only for short bookkeeping:
+//! changes). They share one [`State`] behind one mutex, held only for short bookkeeping:
 //! never across a push, a network wait or a bus post. `settings` holds the property values and
-//! is never locked while `session` is held.
+//! is never locked while `state` is held.
 
 use std::sync::{Condvar, Mutex};
 
@@ -20,24 +21,17 @@ use gst_base::subclass::prelude::*;
 use once_cell::sync::Lazy;
 
 use super::properties;
-use super::session::{Reset, Session};
 use super::settings::Settings;
-
-pub static CAT: Lazy<gst::DebugCategory> = Lazy::new(|| {
-    gst::DebugCategory::new(
-        "fireworksstt",
-        gst::DebugColorFlags::empty(),
-        Some("Fireworks AI speech-to-text element"),
-    )
-});
+use super::state::{Reset, State};
+use super::CAT;
 
 pub struct FireworksStt {
     pub(super) settings: Mutex<Settings>,
-    /// The one owner of the stream's state (see [`Session`]).
-    pub(super) session: Mutex<Session>,
-    /// Signalled whenever `session` changes in a way a waiter may care about: output queued
+    /// The one owner of the stream's state (see [`State`]).
+    pub(super) state: Mutex<State>,
+    /// Signalled whenever `state` changes in a way a waiter may care about: output queued
     /// or taken, a state change, a flush, a failure.
-    pub(super) changed: Condvar,
+    pub(super) state_cond: Condvar,
 }
 
 #[glib::object_subclass]
@@ -49,8 +43,8 @@ impl ObjectSubclass for FireworksStt {
     fn new() -> Self {
         FireworksStt {
             settings: Mutex::new(Settings::default()),
-            session: Mutex::new(Session::default()),
-            changed: Condvar::new(),
+            state: Mutex::new(State::default()),
+            state_cond: Condvar::new(),
         }
     }
 }
@@ -73,7 +67,7 @@ impl ObjectImpl for FireworksStt {
         properties::set(&mut self.settings.lock().unwrap(), name, value);
         if properties::SESSION_OPTIONS.contains(&name) {
             // After the value is stored: a running session picks it up at its next buffer.
-            self.session.lock().unwrap().settings_generation += 1;
+            self.state.lock().unwrap().settings_generation += 1;
         }
         if name == "latency" {
             let element = self.obj();
@@ -84,9 +78,9 @@ impl ObjectImpl for FireworksStt {
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         match pspec.name() {
             "max-observed-delay" => {
-                ms_u32(self.session.lock().unwrap().stats.max_observed_delay).to_value()
+                ms_u32(self.state.lock().unwrap().stats.max_observed_delay).to_value()
             }
-            "dropped-audio" => ms_u32(self.session.lock().unwrap().stats.dropped_audio).to_value(),
+            "dropped-audio" => ms_u32(self.state.lock().unwrap().stats.dropped_audio).to_value(),
             name => properties::get(&self.settings.lock().unwrap(), name),
         }
     }
@@ -193,10 +187,10 @@ impl BaseTransformImpl for FireworksStt {
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         self.reset(Reset::Stop);
-        let mut session = self.session.lock().unwrap();
-        session.flushing = false;
+        let mut state = self.state.lock().unwrap();
+        state.flushing = false;
         // Statistics describe one run; they stay readable after it stops.
-        session.stats = Default::default();
+        state.stats = Default::default();
         Ok(())
     }
 

@@ -16,20 +16,36 @@
 
 use gst::glib;
 use gst::prelude::*;
+use once_cell::sync::Lazy;
 
-mod bridge;
+// Leaves: data and pure logic, no element code (they never import `imp`).
 mod bus;
-mod downstream;
-mod imp;
 pub mod item_meta;
 mod output;
+mod output_queue;
 mod properties;
-mod session;
 pub(crate) mod settings;
+mod state;
 mod timeline;
 pub mod transcriber_events;
+// The element type and its GObject/GStreamer entry points.
+mod imp;
+// The threads' code: inherent `impl FireworksStt` blocks, one file per thread or job.
+mod network_events;
+mod reporting;
+mod src_task;
+mod streaming;
 
 pub use settings::OutputMode;
+
+/// The element's debug category (`GST_DEBUG=fireworksstt:6` follows the network life).
+pub(crate) static CAT: Lazy<gst::DebugCategory> = Lazy::new(|| {
+    gst::DebugCategory::new(
+        "fireworksstt",
+        gst::DebugColorFlags::empty(),
+        Some("Fireworks AI speech-to-text element"),
+    )
+});
 
 /// Which timestamps the service is asked for.
 #[glib::flags(name = "GstFireworksSttTimestampGranularities")]

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MPL-2.0
 //! Turns transcripts into what goes out of the src pad, in order: text with PTS and
 //! duration, the end-of-utterance marker, and how far the position may advance. Text carries
-//! no line end: whether one is added is decided at the src pad (see `downstream.rs`).
+//! no line end: whether one is added is decided at the src pad (see `src_task.rs`).
 
 use gst::ClockTime;
 
@@ -186,7 +186,7 @@ fn not_yet_pushed(item: &OutputItem, pushed_until: Option<ClockTime>) -> bool {
 /// src pad task checks them against the clock at every heartbeat step.
 #[derive(Debug, Default)]
 pub struct InterimWordTimes {
-    /// Which interim these are for (see `SessionShared::interim_serial`).
+    /// Which interim these are for (see `State::interim_serial`).
     serial: Option<u64>,
     times: Vec<WordTime>,
 }

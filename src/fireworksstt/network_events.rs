@@ -1,22 +1,24 @@
 // SPDX-License-Identifier: MPL-2.0
-//! Where client events enter GStreamer: bus messages go out at once (on the network thread),
-//! transcripts are handed to the session's output queue for the src pad task.
+//! The network task's side of the element, where client events enter GStreamer: bus messages
+//! go out at once (on the network thread), transcripts go to the output queue for the src pad
+//! task.
 
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use crate::client::{ClientEvent, EventSink, Failure, TimedTranscript};
+use crate::client::{ClientEvent, EventSink, TimedTranscript};
 
 use super::bus;
-use super::imp::{self, CAT};
+use super::imp;
 use super::timeline::audio_time;
+use super::CAT;
 
 /// The client's [`EventSink`] for one network session. Holds the element weakly: a session
 /// that outlives its element just drops its events.
 pub struct Bridge {
     element: glib::WeakRef<super::FireworksStt>,
-    /// Which network session this is (`Session::serial`): events of a session the element has
+    /// Which network session this is (`State::serial`): events of a session the element has
     /// moved on from are dropped.
     serial: u64,
 }
@@ -39,43 +41,12 @@ impl EventSink for Bridge {
 }
 
 impl imp::FireworksStt {
-    fn post_structure(&self, structure: gst::Structure) {
-        let element = self.obj();
-        let _ = element.post_message(
-            gst::message::Element::builder(structure)
-                .src(&*element)
-                .build(),
-        );
-    }
-
-    pub(super) fn post_failure(&self, failure: &Failure, fatal: bool) {
-        let element = self.obj();
-        let error = bus::failure_error(failure);
-        let details = bus::failure_details(failure);
-        let message = if fatal {
-            gst::error!(CAT, imp = self, "{}", failure.message);
-            gst::message::Error::builder_from_error(error)
-                .debug(&failure.debug)
-                .details(details)
-                .src(&*element)
-                .build()
-        } else {
-            gst::warning!(CAT, imp = self, "{}", failure.message);
-            gst::message::Warning::builder_from_error(error)
-                .debug(&failure.debug)
-                .details(details)
-                .src(&*element)
-                .build()
-        };
-        let _ = element.post_message(message);
-    }
-
     pub(super) fn on_client_event(&self, serial: u64, event: ClientEvent) {
-        if self.session.lock().unwrap().serial != serial {
+        if self.state.lock().unwrap().serial != serial {
             gst::debug!(
                 CAT,
                 imp = self,
-                "dropping an event of a finished session: {event:?}"
+                "dropping an event of a finished state: {event:?}"
             );
             return;
         }
@@ -96,10 +67,10 @@ impl imp::FireworksStt {
                 ));
             }
             ClientEvent::SpeechEnded { utterance } => {
-                let mut session = self.session.lock().unwrap();
-                session.open_utterance_start = None;
-                session.open_interim = None;
-                drop(session);
+                let mut state = self.state.lock().unwrap();
+                state.open_utterance_start = None;
+                state.open_interim = None;
+                drop(state);
                 self.post_structure(bus::speech_boundary(bus::SPEECH_ENDED, utterance, arrival));
             }
             ClientEvent::Transcript(transcript) => self.on_transcript(serial, transcript, arrival),
@@ -113,12 +84,12 @@ impl imp::FireworksStt {
                 // Post before flagging the failure: the streaming thread then returns a flow
                 // error, and upstream's generic "Internal data stream error" must come second.
                 self.post_failure(&failure, true);
-                let mut session = self.session.lock().unwrap();
-                if session.serial == serial {
-                    session.failed = true;
+                let mut state = self.state.lock().unwrap();
+                if state.serial == serial {
+                    state.failed = true;
                 }
-                drop(session);
-                self.changed.notify_all();
+                drop(state);
+                self.state_cond.notify_all();
             }
         }
     }
@@ -155,23 +126,23 @@ impl imp::FireworksStt {
             )
         };
         let (structure, live, dropped) = {
-            let mut guard = self.session.lock().unwrap();
+            let mut guard = self.state.lock().unwrap();
             if guard.serial != serial {
                 return;
             }
-            let session = &mut *guard;
+            let state = &mut *guard;
             let structure = (transcript.is_final || interim_results).then(|| {
                 let to_stream_time = |audio: u64| {
-                    let pts = session.timeline.pts_for(audio_time(audio))?;
-                    session.segment.to_stream_time(pts)
+                    let pts = state.timeline.pts_for(audio_time(audio))?;
+                    state.segment.to_stream_time(pts)
                 };
                 let mut structure = bus::transcript(&transcript, to_stream_time, arrival);
                 // End of speech to final: from the running time of the last word's end to the
                 // final's arrival.
                 let end_running_time = transcript
                     .end
-                    .and_then(|audio| session.timeline.pts_for(audio_time(audio)))
-                    .and_then(|pts| session.segment.to_running_time(pts));
+                    .and_then(|audio| state.timeline.pts_for(audio_time(audio)))
+                    .and_then(|pts| state.segment.to_running_time(pts));
                 if let (true, Some(end), Some(arrival)) =
                     (transcript.is_final, end_running_time, arrival)
                 {
@@ -185,24 +156,23 @@ impl imp::FireworksStt {
             }
             let mut dropped = None;
             if transcript.is_final {
-                session.open_utterance_start = None;
-                session.open_interim = None;
-                dropped =
-                    session
-                        .output
-                        .queue_final(&transcript, mode, &session.timeline, session.live);
+                state.open_utterance_start = None;
+                state.open_interim = None;
+                dropped = state
+                    .output
+                    .queue_final(&transcript, mode, &state.timeline, state.live);
             } else {
-                if session.open_utterance_start.is_none() {
-                    session.open_utterance_start = transcript.start.map(audio_time);
+                if state.open_utterance_start.is_none() {
+                    state.open_utterance_start = transcript.start.map(audio_time);
                 }
-                session.interim_serial = session.interim_serial.wrapping_add(1);
-                session.open_interim = Some(transcript.clone());
+                state.interim_serial = state.interim_serial.wrapping_add(1);
+                state.open_interim = Some(transcript.clone());
             }
-            (structure, session.live, dropped)
+            (structure, state.live, dropped)
         };
         if transcript.is_final {
             // Text to push: wakes the src pad task (interims wait for its next heartbeat step).
-            self.changed.notify_all();
+            self.state_cond.notify_all();
         }
         // Non-live: the service's delay for the words of a final (live streams measure the lag
         // of each buffer as it is pushed instead, which covers early words too).
@@ -226,45 +196,8 @@ impl imp::FireworksStt {
             (
                 "Downstream is not taking the text: {} text buffers dropped so far (at most {} wait)",
                 total,
-                super::downstream::MAX_WAITING_TEXT
+                super::output_queue::MAX_WAITING_TEXT
             )
         );
-    }
-
-    /// Keeps `max-observed-delay` and warns when words come later than the pipeline allows.
-    pub(super) fn observe_delay(&self, delay: gst::ClockTime) {
-        let live = {
-            let mut session = self.session.lock().unwrap();
-            if delay <= session.stats.max_observed_delay {
-                return;
-            }
-            session.stats.max_observed_delay = delay;
-            session.live
-        };
-        self.obj().notify("max-observed-delay");
-        let budget = {
-            let settings = self.settings.lock().unwrap();
-            gst::ClockTime::from_mseconds(
-                u64::from(settings.latency_ms) + u64::from(settings.lateness_ms),
-            )
-        };
-        let delay_ms = delay.mseconds();
-        let budget_ms = budget.mseconds();
-        if live && delay > budget {
-            let element = self.obj();
-            let details = gst::Structure::builder(bus::EXCESSIVE_DELAY)
-                .field("new-observed-max-delay", delay)
-                .build();
-            let text = format!(
-                "Transcripts arrive {delay_ms} ms after the audio, more than latency + lateness \
-                 ({budget_ms} ms): captions will be late; raise the latency property"
-            );
-            let _ = element.post_message(
-                gst::message::Warning::builder(gst::CoreError::Clock, &text)
-                    .details(details)
-                    .src(&*element)
-                    .build(),
-            );
-        }
     }
 }

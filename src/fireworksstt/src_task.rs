@@ -1,0 +1,425 @@
+// SPDX-License-Identifier: MPL-2.0
+//! What goes out of the src pad, and the src pad task that pushes it.
+//!
+//! Everything downstream sees goes through one ordered queue (`Output`): serialized events
+//! from upstream (stream-start, caps, segment, tags, EOS), final words or utterances with the
+//! end-of-utterance event, and GAPs. The streaming thread and the network task only append to
+//! it; the src pad task alone pushes, without holding any lock, so a slow, synchronising or
+//! blocked downstream holds up nothing but that task: audio keeps flowing to the service and
+//! bus messages keep being posted. With live input the task also wakes on its own every
+//! heartbeat step (see [`heartbeat_step`]) to push the early words whose deadline has come and a GAP up to where
+//! nothing more can be said, so both move with time rather than with the next input buffer.
+//!
+//! The queue and its bound are in `output_queue.rs`.
+
+use std::time::{Duration, Instant};
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+
+use super::imp::FireworksStt;
+use super::output::{due_interim_words, OutputItem};
+use super::output_queue::{Queued, MAX_WAITING_TEXT};
+use super::settings::{OutputMode, Settings};
+use super::state::State;
+use super::{item_meta, transcriber_events, CAT};
+
+const FINAL_TRANSCRIPT_EVENT: &str = "rstranscribe/final-transcript";
+/// How often the task wakes with live input, and the smallest step of the heartbeat GAP: an
+/// eighth of `latency` (so early words and GAPs stay well inside it), between 20 and 100 ms
+/// (each wake-up is a context switch; at 1,000 streams they are the task's main cost).
+fn heartbeat_step(latency: gst::ClockTime) -> gst::ClockTime {
+    (latency / 8).clamp(
+        gst::ClockTime::from_mseconds(20),
+        gst::ClockTime::from_mseconds(100),
+    )
+}
+/// With nothing to do and no live input the task still looks again this often.
+const IDLE_WAIT: Duration = Duration::from_millis(200);
+
+/// Early words go out this long before their deadline (half the latency, at most a second),
+/// leaving that much for everything downstream.
+fn early_margin(latency: gst::ClockTime) -> gst::ClockTime {
+    (latency / 2).min(gst::ClockTime::SECOND)
+}
+
+/// The few settings the output side reads, copied rather than cloning all of them.
+#[derive(Clone, Copy)]
+pub(super) struct OutputSettings {
+    pub output_mode: OutputMode,
+    early_words: bool,
+    latency: gst::ClockTime,
+    lateness: gst::ClockTime,
+}
+
+impl From<&Settings> for OutputSettings {
+    fn from(s: &Settings) -> Self {
+        OutputSettings {
+            output_mode: s.output_mode,
+            early_words: s.early_words,
+            latency: gst::ClockTime::from_mseconds(s.latency_ms.into()),
+            lateness: gst::ClockTime::from_mseconds(s.lateness_ms.into()),
+        }
+    }
+}
+
+/// With live input, anything older than `latency` before the newest audio can no longer get
+/// words in time, unless an utterance that began earlier is still open.
+fn live_heartbeat(state: &State, latency: gst::ClockTime) -> Option<gst::ClockTime> {
+    let end = state.timeline.end_pts()?;
+    let mut until = end.checked_sub(latency)?;
+    if let Some(open) = state
+        .open_utterance_start
+        .and_then(|a| state.timeline.pts_for(a))
+    {
+        until = until.min(open);
+    }
+    Some(until)
+}
+
+/// The open utterance's words whose deadline (running time + latency + lateness, less the
+/// margin) has passed by `now`, queued.
+fn queue_due_early_words(state: &mut State, settings: &OutputSettings, now: gst::ClockTime) {
+    let Some(interim) = state.open_interim.as_ref() else {
+        return;
+    };
+    let output = &mut state.output;
+    let pushed_until = output
+        .early
+        .filter(|(utterance, _)| *utterance == interim.utterance)
+        .map(|(_, until)| until);
+    let slack =
+        (settings.lateness + settings.latency).saturating_sub(early_margin(settings.latency));
+    let segment = &state.segment;
+    let is_due = |pts: gst::ClockTime| {
+        segment
+            .to_running_time(pts)
+            .is_some_and(|rt| rt.saturating_add(slack) <= now)
+    };
+    let times = output
+        .interim_times
+        .for_interim(state.interim_serial, interim, &state.timeline);
+    let (items, until) = due_interim_words(interim, times, pushed_until, is_due);
+    if let Some(until) = until {
+        output.early = Some((interim.utterance, until));
+    }
+    for item in items {
+        output.queue_item(item, OutputMode::Words);
+    }
+}
+
+/// One thing to push, worked out under the lock and pushed without it.
+enum Push {
+    Buffer {
+        buffer: gst::Buffer,
+        /// Live: the segment, to measure how late the text is.
+        lag: Option<gst::FormattedSegment<gst::ClockTime>>,
+    },
+    Event(gst::Event),
+    /// Out of the sink pad (`rstranscribe/new-item`).
+    Upstream(gst::Event),
+}
+
+fn gap(from: gst::ClockTime, until: gst::ClockTime) -> Push {
+    Push::Event(
+        gst::event::Gap::builder(from)
+            .duration(until.saturating_sub(from))
+            .build(),
+    )
+}
+
+fn text_buffer(text: String, pts: gst::ClockTime, duration: gst::ClockTime) -> gst::Buffer {
+    let mut buffer = gst::Buffer::from_mut_slice(text.into_bytes());
+    {
+        let buffer = buffer.get_mut().expect("new buffer is writable");
+        buffer.set_pts(pts);
+        buffer.set_duration(duration);
+    }
+    buffer
+}
+
+impl FireworksStt {
+    pub(super) fn queue_event(&self, event: gst::Event) {
+        let mut state = self.state.lock().unwrap();
+        if state.flushing {
+            return;
+        }
+        state.output.queue_event(event);
+        drop(state);
+        self.state_cond.notify_all();
+    }
+
+    /// EOS goes out after everything the drain brought back. Lost when a flush or a stop
+    /// cut the drain short (downstream is flushing then, and a new stream follows).
+    pub(super) fn queue_end_of_stream(&self, event: gst::Event) {
+        let mut state = self.state.lock().unwrap();
+        if state.flushing {
+            return;
+        }
+        state.output.eos_queued = true;
+        state.output.queue_event(event);
+        drop(state);
+        self.state_cond.notify_all();
+    }
+
+    /// Non-live input waits here while `MAX_WAITING_TEXT` text buffers wait for downstream.
+    pub(super) fn wait_for_output_room<'a>(
+        &'a self,
+        mut state: std::sync::MutexGuard<'a, State>,
+    ) -> Result<std::sync::MutexGuard<'a, State>, gst::FlowError> {
+        while !state.live
+            && !state.flushing
+            && state.output.texts >= MAX_WAITING_TEXT
+            && state.output.flow.is_ok()
+        {
+            state = self.state_cond.wait_timeout(state, IDLE_WAIT).unwrap().0;
+        }
+        if state.flushing {
+            return Err(gst::FlowError::Flushing);
+        }
+        state.output.flow?;
+        Ok(state)
+    }
+
+    pub(super) fn start_output_task(&self) -> Result<(), glib::BoolError> {
+        let element = self.obj().downgrade();
+        self.obj().src_pad().start_task(move || {
+            let Some(element) = element.upgrade() else {
+                return;
+            };
+            if !element.imp().output_iteration() {
+                let _ = element.src_pad().pause_task();
+            }
+        })
+    }
+
+    /// Stops the task, waiting for its current iteration (call once pushes cannot block:
+    /// flushing, or the pads deactivated).
+    pub(super) fn stop_output_task(&self) {
+        let _ = self.obj().src_pad().stop_task();
+    }
+
+    /// One turn of the src pad task: waits (bounded) for something to push, pushes it.
+    /// Returns false when the task should pause (flushing, or downstream refused data).
+    fn output_iteration(&self) -> bool {
+        let settings = OutputSettings::from(&*self.settings.lock().unwrap());
+        let (pushes, is_caps) = {
+            let mut state = self.state.lock().unwrap();
+            let queued = loop {
+                if state.flushing || state.output.flow.is_err() {
+                    gst::debug!(CAT, imp = self, "output task pausing");
+                    return false;
+                }
+                let live = state.live && state.active;
+                if live {
+                    self.tick(&mut state, &settings);
+                }
+                if let Some(queued) = state.output.queue.pop_front() {
+                    break queued;
+                }
+                let wait = if live {
+                    state.output.next_tick.map_or(Duration::ZERO, |t| {
+                        t.saturating_duration_since(Instant::now())
+                    })
+                } else {
+                    IDLE_WAIT
+                };
+                state = self.state_cond.wait_timeout(state, wait).unwrap().0;
+            };
+            let is_caps = matches!(&queued, Queued::Event(e) if e.type_() == gst::EventType::Caps);
+            let was_full = state.output.texts >= MAX_WAITING_TEXT;
+            let pushes = self.to_pushes(&mut state, queued);
+            if was_full && state.output.texts < MAX_WAITING_TEXT {
+                // Room for a streaming thread waiting in `wait_for_output_room`.
+                self.state_cond.notify_all();
+            }
+            (pushes, is_caps)
+        };
+        let srcpad = self.obj().src_pad().clone();
+        for push in pushes {
+            match push {
+                Push::Event(event) => {
+                    gst::log!(CAT, imp = self, "pushing {event:?}");
+                    srcpad.push_event(event);
+                }
+                Push::Upstream(event) => {
+                    gst::log!(CAT, imp = self, "sending upstream {event:?}");
+                    self.obj().sink_pad().push_event(event);
+                }
+                Push::Buffer { buffer, lag } => {
+                    // Measured as the text is handed over: a synchronising sink's wait for
+                    // the render time is not delay.
+                    if let (Some(segment), Some(pts)) = (lag, buffer.pts()) {
+                        self.observe_lag(&segment, pts);
+                    }
+                    gst::log!(CAT, imp = self, "pushing {buffer:?}");
+                    if let Err(err) = srcpad.push(buffer) {
+                        self.on_flow_error(err);
+                        return false;
+                    }
+                }
+            }
+        }
+        if is_caps {
+            // A file or an application takes any caps and reads lines; a text element
+            // (subtitle encoders, overlays) wants the text alone.
+            let line_ends = srcpad.peer_query_caps(None).is_any();
+            gst::debug!(
+                CAT,
+                imp = self,
+                "utterances end with a line end: {line_ends}"
+            );
+            self.state.lock().unwrap().output.line_ends = line_ends;
+        }
+        true
+    }
+
+    /// Downstream refused text. The streaming thread returns the flow upstream with its next
+    /// buffer; when no buffer will come any more (EOS is queued) the error is posted here and
+    /// EOS still goes out, as a source would do.
+    fn on_flow_error(&self, err: gst::FlowError) {
+        let mut state = self.state.lock().unwrap();
+        if state.flushing {
+            return;
+        }
+        gst::debug!(CAT, imp = self, "downstream returned {err:?}");
+        state.output.flow = Err(err);
+        let eos_queued = state.output.eos_queued;
+        drop(state);
+        self.state_cond.notify_all();
+        if eos_queued && !matches!(err, gst::FlowError::Flushing | gst::FlowError::Eos) {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Failed,
+                ("Internal data stream error."),
+                ["downstream refused the text: {:?}", err]
+            );
+            self.obj().src_pad().push_event(gst::event::Eos::new());
+        }
+    }
+
+    /// Live: early words whose deadline has come, and the heartbeat GAP, once per step.
+    fn tick(&self, state: &mut State, settings: &OutputSettings) {
+        let now_instant = Instant::now();
+        if state
+            .output
+            .next_tick
+            .is_some_and(|next| now_instant < next)
+        {
+            return;
+        }
+        let step = heartbeat_step(settings.latency);
+        state.output.next_tick = Some(now_instant + Duration::from(step));
+        let early = settings.early_words && settings.output_mode == OutputMode::Words;
+        if early && state.open_interim.is_some() {
+            if let Some(now) = self.obj().current_running_time() {
+                queue_due_early_words(state, settings, now);
+            }
+        }
+        let heartbeat = live_heartbeat(state, settings.latency).filter(|until| {
+            state
+                .output
+                .position
+                .is_none_or(|position| *until >= position.saturating_add(step))
+        });
+        if let Some(until) = heartbeat {
+            state.output.queue_gap_until(until);
+        }
+    }
+
+    /// What one queue entry means for the pad, keeping the position: a GAP before text
+    /// that starts after it. A late word (before the position) still goes out with its true
+    /// times: downstream decides what late means to it.
+    fn to_pushes(&self, state: &mut State, queued: Queued) -> Vec<Push> {
+        let first_pts = state.timeline.first_pts();
+        let output = &mut state.output;
+        let (item, line) = match queued {
+            Queued::Event(event) => {
+                if event.type_() == gst::EventType::Segment {
+                    output.position = None;
+                    output.early = None;
+                }
+                if event.type_() == gst::EventType::StreamStart {
+                    output.tagged_language = None;
+                }
+                return vec![Push::Event(event)];
+            }
+            Queued::Preroll(pts) => {
+                let pts = pts.or(first_pts);
+                return pts
+                    .map(|pts| {
+                        Push::Event(
+                            gst::event::Gap::builder(pts)
+                                .duration(gst::ClockTime::ZERO)
+                                .build(),
+                        )
+                    })
+                    .into_iter()
+                    .collect();
+            }
+            Queued::Item(item) => (item, false),
+            Queued::Utterance(item) => (item, output.line_ends),
+        };
+        match item {
+            OutputItem::Text {
+                mut text,
+                pts,
+                duration,
+                item,
+            } => {
+                output.texts = output.texts.saturating_sub(1);
+                let mut pushes = Vec::with_capacity(4);
+                // The language as a tag, before the first text in it (transcriber_events.rs).
+                if item.language.is_some() && item.language != output.tagged_language {
+                    output.tagged_language = item.language.clone();
+                    let language = item.language.as_deref().unwrap_or_default();
+                    pushes.push(Push::Event(transcriber_events::language_tag(language)));
+                }
+                let position = *output.position.get_or_insert(pts);
+                if pts > position {
+                    pushes.push(gap(position, pts));
+                }
+                output.position = Some(position.max(pts.saturating_add(duration)));
+                if line {
+                    text.push('\n');
+                }
+                let lag = state.live.then(|| state.segment.clone());
+                if let Some(running_time) = state.segment.to_running_time(pts) {
+                    let new_item = transcriber_events::new_item(&text, running_time, duration);
+                    pushes.push(Push::Upstream(new_item));
+                }
+                let mut buffer = text_buffer(text, pts, duration);
+                item_meta::attach(buffer.get_mut().expect("new buffer"), &item);
+                pushes.push(Push::Buffer { buffer, lag });
+                pushes
+            }
+            OutputItem::FinalTranscript => {
+                let structure = gst::Structure::new_empty(FINAL_TRANSCRIPT_EVENT);
+                vec![Push::Event(gst::event::CustomDownstream::new(structure))]
+            }
+            OutputItem::GapUntil(until) => {
+                // Output starts where the audio started: the first GAP covers leading silence.
+                let position = *output.position.get_or_insert(first_pts.unwrap_or(until));
+                if until > position {
+                    output.position = Some(until);
+                    vec![gap(position, until)]
+                } else {
+                    Vec::new()
+                }
+            }
+        }
+    }
+
+    /// Live: how far a word lags behind its own running time is what downstream has to
+    /// absorb, so that is the delay `max-observed-delay` reports.
+    fn observe_lag(&self, segment: &gst::FormattedSegment<gst::ClockTime>, pts: gst::ClockTime) {
+        let running = segment.to_running_time(pts);
+        if let (Some(now), Some(running)) = (self.obj().current_running_time(), running) {
+            if let Some(lag) = now.checked_sub(running) {
+                self.observe_delay(lag);
+            }
+        }
+    }
+}
