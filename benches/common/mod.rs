@@ -482,13 +482,12 @@ impl Drop for ServerProcess {
     }
 }
 
-/// The full streaming URL the element builds with its defaults (same query for every client).
+/// The full streaming URL the element builds with its defaults (same query for every client),
+/// built by the element's own code.
 pub fn streaming_url(base_url: &str) -> String {
-    format!(
-        "{}/audio/transcriptions/streaming?text_timeout_seconds=1.0&response_format=verbose_json\
-         &timestamp_granularities=word&timestamp_granularities=segment",
-        base_url.trim_end_matches('/')
-    )
+    gstfireworks::protocol::streaming_url(base_url, &Default::default())
+        .expect("the local server's base URL is valid")
+        .to_string()
 }
 
 /// Speech-like test audio as S16LE bytes, cached in a file so that every client process (the

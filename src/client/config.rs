@@ -5,6 +5,26 @@ use url::Url;
 
 use super::{ApiKey, TlsSettings};
 
+/// The defaults of the client's settings: the one place they are written down (the element's
+/// property defaults are these).
+pub mod defaults {
+    use std::time::Duration;
+
+    pub const CHUNK_DURATION: Duration = Duration::from_millis(50);
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const TEXT_TIMEOUT: Duration = Duration::from_secs(1);
+    pub const MAX_RETRIES: u32 = 3;
+    pub const RETRY_INTERVAL: Duration = Duration::from_secs(2);
+    /// The first retry comes after this, or `retry_interval` if shorter (as LiveKit's plugin).
+    pub const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
+    pub const USAGE_INTERVAL: Duration = Duration::from_secs(10);
+    pub const STALL_TIMEOUT: Duration = Duration::from_secs(15);
+    /// A ping goes out after a third of `stall_timeout` without traffic.
+    pub const KEEPALIVE_SHARE_OF_STALL: u32 = 3;
+    pub const REPLAY_LIMIT: Duration = Duration::from_secs(60);
+}
+
 /// Everything one streaming session needs, resolved from the element's properties when the
 /// first buffer arrives.
 #[derive(Debug, Clone)]
@@ -49,17 +69,17 @@ impl ClientConfig {
             url,
             api_key,
             tls: TlsSettings::default(),
-            chunk_bytes: 1600,
-            connect_timeout: Duration::from_secs(10),
-            drain_timeout: Duration::from_secs(5),
-            text_timeout: Duration::from_secs(1),
-            max_retries: 3,
-            retry_interval: Duration::from_secs(2),
-            first_retry_delay: Duration::from_millis(100),
-            usage_interval: Duration::from_secs(10),
-            keepalive_interval: Duration::from_secs(5),
-            stall_timeout: Duration::from_secs(15),
-            replay_limit: Duration::from_secs(60),
+            chunk_bytes: super::duration_to_bytes(defaults::CHUNK_DURATION),
+            connect_timeout: defaults::CONNECT_TIMEOUT,
+            drain_timeout: defaults::DRAIN_TIMEOUT,
+            text_timeout: defaults::TEXT_TIMEOUT,
+            max_retries: defaults::MAX_RETRIES,
+            retry_interval: defaults::RETRY_INTERVAL,
+            first_retry_delay: defaults::FIRST_RETRY_DELAY,
+            usage_interval: defaults::USAGE_INTERVAL,
+            keepalive_interval: defaults::STALL_TIMEOUT / defaults::KEEPALIVE_SHARE_OF_STALL,
+            stall_timeout: defaults::STALL_TIMEOUT,
+            replay_limit: defaults::REPLAY_LIMIT,
             // Real messages are a few KB; a bound keeps a hostile one from costing much memory
             // while it is parsed.
             max_message_bytes: 1024 * 1024,

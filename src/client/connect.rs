@@ -37,6 +37,23 @@ pub enum ConnectError {
     Invalid(String),
 }
 
+impl std::fmt::Display for ConnectError {
+    /// A short description; [`ConnectError::to_failure`] gives the text a user reads.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Rejected { status, .. } => {
+                write!(f, "upgrade refused with HTTP {status}")
+            }
+            ConnectError::Timeout(after) => write!(f, "no upgrade within {} ms", after.as_millis()),
+            ConnectError::Network(text) | ConnectError::Tls(text) | ConnectError::Invalid(text) => {
+                f.write_str(text)
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
 impl ConnectError {
     /// Time-outs, refused connections, 429 and 5xx may pass; a rejected key, a spend cap
     /// reached (402) or a bad request will not, so retrying those only makes a storm.

@@ -76,6 +76,14 @@ pub struct Failure {
     pub untranscribed: Option<Duration>,
 }
 
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
 /// An `{"error": …}` message from the service (docs/protocol.md#dialects).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerErrorReport {

@@ -22,6 +22,22 @@ pub enum PushError {
     Dropped { bytes: usize },
 }
 
+impl std::fmt::Display for PushError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PushError::Closed => f.write_str("the Fireworks session has ended"),
+            PushError::Dropped { bytes } => {
+                write!(
+                    f,
+                    "{bytes} bytes of audio dropped: the network did not take them"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for PushError {}
+
 /// What `push_audio` waits for when the queue to the network task is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refill {
@@ -38,6 +54,17 @@ enum SendError {
     Closed,
     Timeout,
 }
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SendError::Closed => "the network task has ended",
+            SendError::Timeout => "the network task's queue stayed full",
+        })
+    }
+}
+
+impl std::error::Error for SendError {}
 
 /// Stops a session from any thread, even while its streaming thread is blocked in
 /// [`StreamClient::push_audio`] (which then returns [`PushError::Closed`]).

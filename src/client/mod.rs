@@ -18,7 +18,7 @@ mod supervisor;
 mod tls;
 
 pub use backoff::{longest_pauses, longest_retry_pauses};
-pub use config::ClientConfig;
+pub use config::{defaults, ClientConfig};
 pub use events::{
     ClientEvent, DrainOutcome, EventSink, Failure, FailureKind, Step, TimedTranscript, TimedWord,
 };
@@ -35,6 +35,24 @@ pub const BYTES_PER_SAMPLE: u64 = 2;
 /// Nanoseconds of audio covered by `samples` samples.
 pub fn samples_to_ns(samples: u64) -> u64 {
     samples.saturating_mul(1_000_000_000) / SAMPLE_RATE
+}
+
+/// Nanoseconds of audio in `bytes` bytes of it.
+pub fn bytes_to_ns(bytes: u64) -> u64 {
+    samples_to_ns(bytes / BYTES_PER_SAMPLE)
+}
+
+/// Whole samples in `duration` of audio.
+pub fn duration_to_samples(duration: std::time::Duration) -> u64 {
+    (duration.as_nanos().saturating_mul(u128::from(SAMPLE_RATE)) / 1_000_000_000)
+        .try_into()
+        .unwrap_or(u64::MAX)
+}
+
+/// Bytes of audio in `duration` of it (whole samples).
+pub fn duration_to_bytes(duration: std::time::Duration) -> usize {
+    usize::try_from(duration_to_samples(duration).saturating_mul(BYTES_PER_SAMPLE))
+        .unwrap_or(usize::MAX)
 }
 
 /// Samples covered by `seconds` of audio (negative or non-finite → 0).

@@ -24,7 +24,7 @@ use super::events::{
     ClientEvent, DrainOutcome, EventSink, Failure, FailureKind, ServerErrorReport, Step,
     TimedTranscript, TimedWord,
 };
-use super::{samples_to_ns, seconds_to_samples, ClientConfig, BYTES_PER_SAMPLE};
+use super::{samples_to_ns, seconds_to_samples, ClientConfig, BYTES_PER_SAMPLE, SAMPLE_RATE};
 use crate::protocol::{
     checkpoint_message, parse_server_message, ServerMessage, Transcript, TranscriptEvent,
     TranscriptState, END_OF_STREAM_CHECKPOINT,
@@ -270,8 +270,7 @@ impl Supervisor {
         sink: Arc<dyn EventSink>,
         live: bool,
     ) -> Self {
-        let limit_bytes = (cfg.replay_limit.as_secs_f64() * super::SAMPLE_RATE as f64) as usize
-            * BYTES_PER_SAMPLE as usize;
+        let limit_bytes = super::duration_to_bytes(cfg.replay_limit);
         Supervisor {
             cfg,
             tls,
@@ -386,7 +385,7 @@ impl Supervisor {
     fn fail(&mut self, mut failure: Failure) {
         let lost = self.log.unconfirmed_samples();
         if lost > 0 {
-            let seconds = |samples: u64| samples as f64 / super::SAMPLE_RATE as f64;
+            let seconds = |samples: u64| samples as f64 / SAMPLE_RATE as f64;
             let from = self.log.confirmed_through();
             failure.untranscribed = Some(Duration::from_nanos(samples_to_ns(lost)));
             failure.message = format!(
@@ -686,7 +685,7 @@ impl Supervisor {
                      audio had no final transcript (silence, or speech the service had not \
                      finished: raise drain-timeout to wait longer)",
                     self.cfg.drain_timeout.as_millis(),
-                    without_final as f64 / super::SAMPLE_RATE as f64
+                    without_final as f64 / SAMPLE_RATE as f64
                 ),
                 "no checkpoint echo or close before the drain deadline",
             )));
@@ -790,7 +789,7 @@ impl Supervisor {
                 format!(
                     "{:.1} s of audio before the reconnect were older than the replay limit \
                      and could not be sent again",
-                    unreplayable as f64 / super::SAMPLE_RATE as f64
+                    unreplayable as f64 / SAMPLE_RATE as f64
                 ),
                 "replay buffer limit exceeded",
             )));

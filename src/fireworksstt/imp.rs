@@ -57,7 +57,7 @@ impl ObjectImpl for FireworksStt {
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let name = pspec.name();
-        if name == "language-code" {
+        if name == properties::LANGUAGE_CODE {
             if let Ok(Some(code)) = value.get::<Option<String>>() {
                 if let Err(err) = crate::protocol::normalize_language_code(&code) {
                     gst::warning!(CAT, imp = self, "{err}");
@@ -69,7 +69,7 @@ impl ObjectImpl for FireworksStt {
             // After the value is stored: a running session picks it up at its next buffer.
             self.state.lock().unwrap().settings_generation += 1;
         }
-        if name == "latency" {
+        if name == properties::LATENCY {
             let element = self.obj();
             let _ = element.post_message(gst::message::Latency::builder().src(&*element).build());
         }
@@ -77,10 +77,12 @@ impl ObjectImpl for FireworksStt {
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         match pspec.name() {
-            "max-observed-delay" => {
+            properties::MAX_OBSERVED_DELAY => {
                 ms_u32(self.state.lock().unwrap().stats.max_observed_delay).to_value()
             }
-            "dropped-audio" => ms_u32(self.state.lock().unwrap().stats.dropped_audio).to_value(),
+            properties::DROPPED_AUDIO => {
+                ms_u32(self.state.lock().unwrap().stats.dropped_audio).to_value()
+            }
             name => properties::get(&self.settings.lock().unwrap(), name),
         }
     }
@@ -107,7 +109,7 @@ impl ElementImpl for FireworksStt {
         static TEMPLATES: Lazy<Vec<gst::PadTemplate>> = Lazy::new(|| {
             let sink_caps = gst_audio::AudioCapsBuilder::new_interleaved()
                 .format(gst_audio::AudioFormat::S16le)
-                .rate(16_000)
+                .rate(crate::client::SAMPLE_RATE as i32)
                 .channels(1)
                 .build();
             let src_caps = gst::Caps::builder("text/x-raw")

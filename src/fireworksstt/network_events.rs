@@ -11,6 +11,7 @@ use crate::client::{ClientEvent, EventSink, TimedTranscript};
 
 use super::bus;
 use super::imp;
+use super::state::next_warning;
 use super::timeline::audio_time;
 use super::CAT;
 
@@ -46,7 +47,7 @@ impl imp::FireworksStt {
             gst::debug!(
                 CAT,
                 imp = self,
-                "dropping an event of a finished state: {event:?}"
+                "dropping an event of a finished session: {event:?}"
             );
             return;
         }
@@ -68,8 +69,7 @@ impl imp::FireworksStt {
             }
             ClientEvent::SpeechEnded { utterance } => {
                 let mut state = self.state.lock().unwrap();
-                state.open_utterance_start = None;
-                state.open_interim = None;
+                state.open_utterance = None;
                 drop(state);
                 self.post_structure(bus::speech_boundary(bus::SPEECH_ENDED, utterance, arrival));
             }
@@ -156,17 +156,12 @@ impl imp::FireworksStt {
             }
             let mut dropped = None;
             if transcript.is_final {
-                state.open_utterance_start = None;
-                state.open_interim = None;
+                state.open_utterance = None;
                 dropped = state
                     .output
                     .queue_final(&transcript, mode, &state.timeline, state.live);
             } else {
-                if state.open_utterance_start.is_none() {
-                    state.open_utterance_start = transcript.start.map(audio_time);
-                }
-                state.interim_serial = state.interim_serial.wrapping_add(1);
-                state.open_interim = Some(transcript.clone());
+                state.on_interim(transcript.clone(), transcript.start.map(audio_time));
             }
             (structure, state.live, dropped)
         };
@@ -190,14 +185,22 @@ impl imp::FireworksStt {
     /// The output queue was full (live input, downstream not taking text): the oldest waiting
     /// text went, and the user is told how much so far.
     fn report_dropped_text(&self, total: u64) {
-        gst::element_imp_warning!(
-            self,
-            gst::StreamError::Failed,
-            (
-                "Downstream is not taking the text: {} text buffers dropped so far (at most {} wait)",
-                total,
-                super::output_queue::MAX_WAITING_TEXT
-            )
+        let text = format!(
+            "Downstream is not taking the text: {} text buffers dropped so far (at most {} wait)",
+            total,
+            super::output_queue::MAX_WAITING_TEXT
         );
+        let post = next_warning(&mut self.state.lock().unwrap().stats.dropped_text_warnings);
+        match post {
+            None => gst::warning!(CAT, imp = self, "{text}"),
+            Some(last) => {
+                let more = if last {
+                    "; further drops are only logged"
+                } else {
+                    ""
+                };
+                gst::element_imp_warning!(self, gst::StreamError::Failed, ("{}{}", text, more));
+            }
+        }
     }
 }

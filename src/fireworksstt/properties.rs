@@ -16,9 +16,15 @@ const API_KEY_MASK: &str = "*****";
 
 /// Properties that change the service session: setting one in PLAYING moves the stream to a
 /// new connection with the new query, without losing or repeating audio.
+/// Property names the element's code uses outside this file.
+pub const LANGUAGE_CODE: &str = "language-code";
+pub const LATENCY: &str = "latency";
+pub const MAX_OBSERVED_DELAY: &str = "max-observed-delay";
+pub const DROPPED_AUDIO: &str = "dropped-audio";
+
 pub const SESSION_OPTIONS: &[&str] = &[
     "model",
-    "language-code",
+    LANGUAGE_CODE,
     "prompt",
     "keyterms",
     "temperature",
@@ -55,7 +61,7 @@ pub fn specs() -> Vec<glib::ParamSpec> {
             .blurb("ASR model, e.g. fireworks-asr-large or fireworks-asr-v2 (which also picks the v2 endpoint while base-url is unset). Unset: the server's default")
             .mutable_playing()
             .build(),
-        glib::ParamSpecString::builder("language-code")
+        glib::ParamSpecString::builder(LANGUAGE_CODE)
             .nick("Language code")
             .blurb(
                 "Spoken language, e.g. en or en-US (BCP-47 forms are mapped to \
@@ -159,7 +165,7 @@ pub fn specs() -> Vec<glib::ParamSpec> {
             .default_value(settings::DEFAULT_STALL_TIMEOUT_MS)
             .mutable_ready()
             .build(),
-        glib::ParamSpecUInt::builder("dropped-audio")
+        glib::ParamSpecUInt::builder(DROPPED_AUDIO)
             .nick("Dropped audio")
             .blurb("Milliseconds of audio dropped because the network could not keep up with a live source")
             .read_only()
@@ -172,7 +178,7 @@ pub fn specs() -> Vec<glib::ParamSpec> {
             .default_value(settings::DEFAULT_DRAIN_TIMEOUT_MS)
             .mutable_ready()
             .build(),
-        glib::ParamSpecUInt::builder("latency")
+        glib::ParamSpecUInt::builder(LATENCY)
             .nick("Latency")
             .blurb("Milliseconds added to upstream's latency when upstream is live: how long words may take to come back")
             .default_value(settings::DEFAULT_LATENCY_MS)
@@ -184,7 +190,7 @@ pub fn specs() -> Vec<glib::ParamSpec> {
             .default_value(settings::DEFAULT_LATENESS_MS)
             .mutable_playing()
             .build(),
-        glib::ParamSpecUInt::builder("max-observed-delay")
+        glib::ParamSpecUInt::builder(MAX_OBSERVED_DELAY)
             .nick("Maximum observed delay")
             .blurb(
                 "Largest delay of the words, in milliseconds. Live input: how far a word buffer \
@@ -262,7 +268,7 @@ pub fn set(s: &mut Settings, name: &str, value: &glib::Value) {
         "api-key" => s.api_key = optional_string(value).map(ApiKey::new),
         "base-url" => s.base_url = optional_string(value),
         "model" => s.model = optional_string(value),
-        "language-code" => s.language_code = optional_string(value),
+        LANGUAGE_CODE => s.language_code = optional_string(value),
         "prompt" => s.prompt = optional_string(value),
         "keyterms" => {
             let list = value.get::<gst::Array>().expect("type checked upstream");
@@ -296,7 +302,7 @@ pub fn set(s: &mut Settings, name: &str, value: &glib::Value) {
         "connect-timeout" => s.connect_timeout_ms = ms(value),
         "drain-timeout" => s.drain_timeout_ms = ms(value),
         "stall-timeout" => s.stall_timeout_ms = ms(value),
-        "latency" => s.latency_ms = ms(value),
+        LATENCY => s.latency_ms = ms(value),
         "lateness" => s.lateness_ms = ms(value),
         "output-mode" => s.output_mode = value.get::<OutputMode>().expect("type checked upstream"),
         "interim-results" => s.interim_results = flag(value),
@@ -315,7 +321,7 @@ pub fn get(s: &Settings, name: &str) -> glib::Value {
         "api-key" => s.api_key.as_ref().map(|_| API_KEY_MASK).to_value(),
         "base-url" => s.base_url.to_value(),
         "model" => s.model.to_value(),
-        "language-code" => s.language_code.to_value(),
+        LANGUAGE_CODE => s.language_code.to_value(),
         "prompt" => s.prompt.to_value(),
         "keyterms" => gst::Array::new(&s.keyterms).to_value(),
         "temperature" => s.temperature.unwrap_or(0.0).to_value(),
@@ -335,7 +341,7 @@ pub fn get(s: &Settings, name: &str) -> glib::Value {
         "connect-timeout" => s.connect_timeout_ms.to_value(),
         "drain-timeout" => s.drain_timeout_ms.to_value(),
         "stall-timeout" => s.stall_timeout_ms.to_value(),
-        "latency" => s.latency_ms.to_value(),
+        LATENCY => s.latency_ms.to_value(),
         "lateness" => s.lateness_ms.to_value(),
         "output-mode" => s.output_mode.to_value(),
         "interim-results" => s.interim_results.to_value(),

@@ -9,6 +9,7 @@ use crate::client::Failure;
 
 use super::bus;
 use super::imp::FireworksStt;
+use super::properties;
 use super::CAT;
 
 impl FireworksStt {
@@ -53,7 +54,7 @@ impl FireworksStt {
             state.stats.max_observed_delay = delay;
             state.live
         };
-        self.obj().notify("max-observed-delay");
+        self.obj().notify(properties::MAX_OBSERVED_DELAY);
         let budget = {
             let settings = self.settings.lock().unwrap();
             gst::ClockTime::from_mseconds(

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::client::{ApiKey, ClientConfig, TlsSettings};
+use crate::client::{defaults, duration_to_bytes, ApiKey, ClientConfig, TlsSettings};
 use crate::protocol::{
     normalize_language_code, prompt_with_keyterms, streaming_url, SessionOptions,
 };
@@ -22,16 +22,23 @@ pub const DEFAULT_BASE_URL: &str = "wss://audio-streaming.us-virginia-1.direct.f
 /// The model served by the v2 endpoint, and that endpoint: clients pick the host by the model.
 pub const V2_MODEL: &str = "fireworks-asr-v2";
 pub const V2_BASE_URL: &str = "wss://audio-streaming-v2.api.fireworks.ai/v1";
-pub const DEFAULT_TEXT_TIMEOUT_SECONDS: f64 = 1.0;
-pub const DEFAULT_CHUNK_DURATION_MS: u32 = 50;
-pub const DEFAULT_MAX_RETRIES: u32 = 3;
-pub const DEFAULT_RETRY_INTERVAL_MS: u32 = 2000;
-pub const DEFAULT_CONNECT_TIMEOUT_MS: u32 = 10_000;
-pub const DEFAULT_DRAIN_TIMEOUT_MS: u32 = 5000;
-pub const DEFAULT_STALL_TIMEOUT_MS: u32 = 15_000;
+// The network defaults are the client's (one source): here in the properties' units.
+pub const DEFAULT_TEXT_TIMEOUT_SECONDS: f64 = defaults::TEXT_TIMEOUT.as_secs_f64();
+pub const DEFAULT_CHUNK_DURATION_MS: u32 = ms(defaults::CHUNK_DURATION);
+pub const DEFAULT_MAX_RETRIES: u32 = defaults::MAX_RETRIES;
+pub const DEFAULT_RETRY_INTERVAL_MS: u32 = ms(defaults::RETRY_INTERVAL);
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u32 = ms(defaults::CONNECT_TIMEOUT);
+pub const DEFAULT_DRAIN_TIMEOUT_MS: u32 = ms(defaults::DRAIN_TIMEOUT);
+pub const DEFAULT_STALL_TIMEOUT_MS: u32 = ms(defaults::STALL_TIMEOUT);
 pub const DEFAULT_LATENCY_MS: u32 = 3000;
 pub const DEFAULT_LATENESS_MS: u32 = 0;
-pub const DEFAULT_USAGE_INTERVAL_MS: u32 = 10_000;
+pub const DEFAULT_USAGE_INTERVAL_MS: u32 = ms(defaults::USAGE_INTERVAL);
+
+/// A default duration in the whole milliseconds of a `u32` property (all are far below its
+/// bound).
+const fn ms(duration: Duration) -> u32 {
+    duration.as_millis() as u32
+}
 pub const DEFAULT_RESPONSE_FORMAT: &str = "verbose_json";
 
 /// How transcripts leave the src pad.
@@ -144,6 +151,8 @@ impl std::fmt::Display for SettingsError {
     }
 }
 
+impl std::error::Error for SettingsError {}
+
 fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
@@ -252,16 +261,15 @@ impl Settings {
         cfg.tls = TlsSettings {
             extra_ca_file: self.tls_ca_file.clone(),
         };
-        // 16 kHz S16 mono: 32 bytes per millisecond.
-        cfg.chunk_bytes = self.chunk_duration_ms as usize * 32;
+        cfg.chunk_bytes = duration_to_bytes(Duration::from_millis(self.chunk_duration_ms.into()));
         cfg.connect_timeout = Duration::from_millis(self.connect_timeout_ms.into());
         cfg.drain_timeout = Duration::from_millis(self.drain_timeout_ms.into());
         cfg.text_timeout = Duration::from_secs_f64(self.text_timeout_seconds);
         cfg.stall_timeout = Duration::from_millis(self.stall_timeout_ms.into());
-        cfg.keepalive_interval = cfg.stall_timeout / 3;
+        cfg.keepalive_interval = cfg.stall_timeout / defaults::KEEPALIVE_SHARE_OF_STALL;
         cfg.max_retries = self.max_retries;
         cfg.retry_interval = Duration::from_millis(self.retry_interval_ms.into());
-        cfg.first_retry_delay = cfg.retry_interval.min(Duration::from_millis(100));
+        cfg.first_retry_delay = cfg.retry_interval.min(defaults::FIRST_RETRY_DELAY);
         cfg.usage_interval = Duration::from_millis(self.usage_interval_ms.into());
         Ok(cfg)
     }

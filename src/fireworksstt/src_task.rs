@@ -71,7 +71,9 @@ fn live_heartbeat(state: &State, latency: gst::ClockTime) -> Option<gst::ClockTi
     let end = state.timeline.end_pts()?;
     let mut until = end.checked_sub(latency)?;
     if let Some(open) = state
-        .open_utterance_start
+        .open_utterance
+        .as_ref()
+        .and_then(|open| open.start)
         .and_then(|a| state.timeline.pts_for(a))
     {
         until = until.min(open);
@@ -82,7 +84,7 @@ fn live_heartbeat(state: &State, latency: gst::ClockTime) -> Option<gst::ClockTi
 /// The open utterance's words whose deadline (running time + latency + lateness, less the
 /// margin) has passed by `now`, queued.
 fn queue_due_early_words(state: &mut State, settings: &OutputSettings, now: gst::ClockTime) {
-    let Some(interim) = state.open_interim.as_ref() else {
+    let Some(interim) = state.open_utterance.as_ref().map(|open| &open.interim) else {
         return;
     };
     let output = &mut state.output;
@@ -313,7 +315,7 @@ impl FireworksStt {
         let step = heartbeat_step(settings.latency);
         state.output.next_tick = Some(now_instant + Duration::from(step));
         let early = settings.early_words && settings.output_mode == OutputMode::Words;
-        if early && state.open_interim.is_some() {
+        if early && state.open_utterance.is_some() {
             if let Some(now) = self.obj().current_running_time() {
                 queue_due_early_words(state, settings, now);
             }

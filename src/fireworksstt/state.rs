@@ -14,6 +14,46 @@ use super::timeline::Timeline;
 pub(super) struct Stats {
     pub max_observed_delay: gst::ClockTime,
     pub dropped_audio: gst::ClockTime,
+    /// WARNINGs posted for dropped audio and for dropped text (see [`MAX_REPEATED_WARNINGS`]).
+    pub dropped_audio_warnings: u32,
+    pub dropped_text_warnings: u32,
+}
+
+/// The utterance the service is still working on (it has sent interims, not the final).
+pub(super) struct OpenUtterance {
+    /// Audio position where its text starts, when the service gave times.
+    pub start: Option<gst::ClockTime>,
+    /// Its latest interim: its words may have to go out before the final (`early-words`).
+    pub interim: TimedTranscript,
+}
+
+impl State {
+    /// A new interim: it opens the utterance or replaces the previous interim.
+    pub fn on_interim(&mut self, interim: TimedTranscript, start: Option<gst::ClockTime>) {
+        self.interim_serial = self.interim_serial.wrapping_add(1);
+        match &mut self.open_utterance {
+            Some(open) => {
+                open.start = open.start.or(start);
+                open.interim = interim;
+            }
+            None => self.open_utterance = Some(OpenUtterance { start, interim }),
+        }
+    }
+}
+
+/// A WARNING that can repeat (dropped audio, dropped text) is posted this many times at most;
+/// the last says that further ones are only logged, as the client does for protocol warnings.
+/// The running totals stay readable (`dropped-audio`) and in the log.
+pub(super) const MAX_REPEATED_WARNINGS: u32 = 5;
+
+/// Counts one more WARNING of a kind: `Some(last)` when it is to be posted (`last` says it is
+/// the last one posted), `None` when it is only logged.
+pub(super) fn next_warning(posted: &mut u32) -> Option<bool> {
+    if *posted >= MAX_REPEATED_WARNINGS {
+        return None;
+    }
+    *posted += 1;
+    Some(*posted == MAX_REPEATED_WARNINGS)
 }
 
 /// Everything one stream's state is made of. One mutex guards it (`FireworksStt::state`);
@@ -33,10 +73,8 @@ pub(super) struct State {
     /// The input segment, as received.
     pub segment: gst::FormattedSegment<gst::ClockTime>,
     pub timeline: Timeline,
-    /// Audio position where the open utterance's text starts, while one is open.
-    pub open_utterance_start: Option<gst::ClockTime>,
-    /// The open utterance's latest interim: its words may have to go out before the final.
-    pub open_interim: Option<TimedTranscript>,
+    /// The utterance the service is still working on, from its first interim to its final.
+    pub open_utterance: Option<OpenUtterance>,
     /// Changes with every new interim, so the output side knows when to look again.
     pub interim_serial: u64,
     /// A fatal error was posted: refuse further data until flushed or restarted.
@@ -104,5 +142,28 @@ impl State {
             dropped_since_flush,
             ..State::default()
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_warning_is_posted_five_times_the_last_saying_so() {
+        let mut posted = 0;
+        let outcomes: Vec<Option<bool>> = (0..7).map(|_| next_warning(&mut posted)).collect();
+        assert_eq!(
+            outcomes,
+            [
+                Some(false),
+                Some(false),
+                Some(false),
+                Some(false),
+                Some(true),
+                None,
+                None
+            ]
+        );
     }
 }

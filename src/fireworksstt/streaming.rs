@@ -11,12 +11,13 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 
 use crate::client::{
-    samples_to_ns, PushError, Refill, StreamClient, BYTES_PER_SAMPLE, SAMPLE_RATE,
+    bytes_to_ns, duration_to_bytes, Failure, FailureKind, PushError, Refill, StreamClient,
 };
 
 use super::imp::FireworksStt;
 use super::network_events::Bridge;
-use super::state::{Reset, State};
+use super::properties;
+use super::state::{next_warning, Reset, State};
 use super::CAT;
 
 /// How long a live stream's streaming thread may wait for room in the network queue before
@@ -128,7 +129,7 @@ impl FireworksStt {
             state.active && same != state.segment
         };
         if changed {
-            gst::debug!(CAT, imp = self, "new segment: finishing the state first");
+            gst::debug!(CAT, imp = self, "new segment: finishing the session first");
             self.drain_session();
             self.reset(Reset::NewSegment);
         }
@@ -157,8 +158,7 @@ impl FireworksStt {
             state.active && !state.failed
         };
         if let (true, Some(duration)) = (in_session, duration) {
-            let samples = duration.min(MAX_GAP_SILENCE).nseconds() * SAMPLE_RATE / 1_000_000_000;
-            let silence = vec![0u8; (samples * BYTES_PER_SAMPLE) as usize];
+            let silence = vec![0u8; duration_to_bytes(duration.min(MAX_GAP_SILENCE).into())];
             let mut buffer = gst::Buffer::from_mut_slice(silence);
             buffer.get_mut().expect("new buffer").set_pts(pts);
             let _ = self.send_audio(false, &buffer);
@@ -170,8 +170,8 @@ impl FireworksStt {
         let live = self.query_upstream_live();
         let settings = self.settings.lock().unwrap().clone();
         let cfg = settings.client_config().map_err(|err| {
-            let text = err.to_string();
-            gst::element_imp_error!(self, gst::LibraryError::Settings, ("{}", text));
+            let failure = Failure::new(FailureKind::Config, err.to_string(), "checked at connect");
+            self.post_failure(&failure, true);
             gst::FlowError::Error
         })?;
         gst::info!(
@@ -267,9 +267,7 @@ impl FireworksStt {
                 self.state_cond.notify_all();
             }
             if !state.live && !state.playing {
-                let heard = gst::ClockTime::from_nseconds(samples_to_ns(
-                    map.len() as u64 / BYTES_PER_SAMPLE,
-                ));
+                let heard = gst::ClockTime::from_nseconds(bytes_to_ns(map.len() as u64));
                 state.sent_while_paused = state.sent_while_paused.saturating_add(heard);
             }
             let (wait, refill) = if state.live {
@@ -297,8 +295,7 @@ impl FireworksStt {
             Ok(()) => Ok(()),
             Err(PushError::Dropped { bytes }) => {
                 state.timeline.on_dropped(bytes as u64);
-                let dropped =
-                    gst::ClockTime::from_nseconds(samples_to_ns(bytes as u64 / BYTES_PER_SAMPLE));
+                let dropped = gst::ClockTime::from_nseconds(bytes_to_ns(bytes as u64));
                 state.stats.dropped_audio = state.stats.dropped_audio.saturating_add(dropped);
                 state.dropped_since_flush = state.dropped_since_flush.saturating_add(dropped);
                 let total = state.stats.dropped_audio;
@@ -323,7 +320,7 @@ impl FireworksStt {
             gst::element_imp_error!(
                 self,
                 gst::LibraryError::Failed,
-                ("The Fireworks state stopped unexpectedly"),
+                ("The Fireworks session stopped unexpectedly"),
                 ["the network task ended without reporting an error"]
             );
         }
@@ -331,15 +328,23 @@ impl FireworksStt {
     }
 
     fn report_dropped(&self, total: gst::ClockTime) {
-        self.obj().notify("dropped-audio");
-        gst::element_imp_warning!(
-            self,
-            gst::StreamError::Failed,
-            (
-                "The network could not keep up: {} ms of audio dropped so far (dropped-audio)",
-                total.mseconds()
-            )
+        self.obj().notify(properties::DROPPED_AUDIO);
+        let text = format!(
+            "The network could not keep up: {} ms of audio dropped so far (dropped-audio)",
+            total.mseconds()
         );
+        let post = next_warning(&mut self.state.lock().unwrap().stats.dropped_audio_warnings);
+        match post {
+            None => gst::warning!(CAT, imp = self, "{text}"),
+            Some(last) => {
+                let more = if last {
+                    "; further drops are only logged"
+                } else {
+                    ""
+                };
+                gst::element_imp_warning!(self, gst::StreamError::Failed, ("{}{}", text, more));
+            }
+        }
     }
 
     /// Session options set since the session started go to the client, which moves to a new
@@ -358,20 +363,21 @@ impl FireworksStt {
             Ok(cfg) => {
                 let query = cfg.url.query().unwrap_or("").to_string();
                 if client.reconfigure(cfg, Duration::ZERO) {
-                    gst::info!(CAT, imp = self, "state options changed: {query}");
+                    gst::info!(CAT, imp = self, "session options changed: {query}");
                     self.state.lock().unwrap().options_generation = generation;
                 }
             }
             Err(err) => {
                 self.state.lock().unwrap().options_generation = generation;
-                gst::element_imp_warning!(
-                    self,
-                    gst::LibraryError::Settings,
-                    (
-                        "New settings not applied, the state goes on with the previous ones: {}",
-                        err
-                    )
+                let failure = Failure::new(
+                    FailureKind::Config,
+                    format!(
+                        "New settings not applied, the session goes on with the previous ones: \
+                         {err}"
+                    ),
+                    "checked when set in PLAYING",
                 );
+                self.post_failure(&failure, false);
             }
         }
     }
@@ -387,7 +393,7 @@ impl FireworksStt {
             gst::debug!(
                 CAT,
                 imp = self,
-                "state drained in {:?}: {outcome:?}",
+                "session drained in {:?}: {outcome:?}",
                 started.elapsed()
             );
         }

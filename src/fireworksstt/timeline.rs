@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 
 use gst::ClockTime;
 
-use crate::client::samples_to_ns;
+use crate::client::bytes_to_ns;
 
 /// Timestamps this close to the expected one count as contiguous (rounding, jitter).
 const CONTIGUITY_TOLERANCE: ClockTime = ClockTime::from_mseconds(10);
@@ -77,7 +77,7 @@ impl Timeline {
 
     /// How much audio the service will have heard.
     fn heard(&self) -> ClockTime {
-        audio_time(samples_to_ns(self.bytes / 2))
+        audio_time(bytes_to_ns(self.bytes))
     }
 
     /// The last `bytes` bytes recorded never reached the service: later audio maps as if
