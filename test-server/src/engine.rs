@@ -11,7 +11,8 @@ use crate::audio::{samples_to_seconds, DecodeEvent, StreamDecoder, SILENCE_THRES
 use crate::config::ServerConfig;
 use crate::query::SessionOptions;
 use crate::recognizer::{Pass, Recognition, Recognizer, RECOGNIZER_NAME};
-use crate::speech::{Segmenter, UtteranceAudio};
+use crate::speech::{Gate, Segmenter, UtteranceAudio};
+use crate::vad::VadSettings;
 
 /// The behaviour switches of the engine (taken from [`ServerConfig`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +118,11 @@ impl DecodeJob {
         self.audio.samples.len() as f64 / 16000.0
     }
 
+    /// Identifies the exact audio decoded (see [`UtteranceAudio::key`]).
+    pub fn key(&self) -> (u64, u64, usize) {
+        self.audio.key()
+    }
+
     pub fn run(self) -> DecodeDone {
         let pass = match self.kind {
             DecodeKind::Interim => Pass::Quick,
@@ -126,7 +132,11 @@ impl DecodeJob {
             kind: self.kind,
             generation: self.audio.generation,
             start: self.audio.start,
-            result: self.recognizer.recognize(&self.audio.samples, pass),
+            result: self.recognizer.recognize_guarded(
+                &self.audio.samples,
+                pass,
+                self.audio.spectral_guard,
+            ),
         }
     }
 }
@@ -142,6 +152,12 @@ struct SpeechState {
     done_below: u64,
     /// A byte left over from an odd-length frame.
     odd_byte: Option<u8>,
+    /// Local agreement of the open utterance's interims: its generation, the words two
+    /// consecutive interims agreed on (kept by every later interim), the last interim's
+    /// normalised words.
+    agreed_generation: u64,
+    agreed: Vec<Word>,
+    last_interim: Vec<String>,
 }
 
 /// Counters for the connection's log line.
@@ -199,6 +215,42 @@ struct WireTranscript<'a> {
     segments: Vec<WireSegment<'a>>,
 }
 
+/// Local agreement (the streaming policy of Macháček et al., "Turning Whisper into Real-Time
+/// Transcription System"): the words on which two consecutive interims of an utterance agree
+/// (same normalised text, from the start) are kept as they are by every later interim, so what
+/// a viewer has read does not change until the final. Returns the words to show.
+fn local_agreement(sp: &mut SpeechState, generation: u64, words: Vec<Word>) -> Vec<Word> {
+    if sp.agreed_generation != generation {
+        sp.agreed_generation = generation;
+        sp.agreed.clear();
+        sp.last_interim.clear();
+    }
+    let norm: Vec<String> = words
+        .iter()
+        .map(|w| crate::evaluate::normalize(&w.text).join(" "))
+        .collect();
+    // Agreement of this interim with the previous one, from the start.
+    let agree = norm
+        .iter()
+        .zip(&sp.last_interim)
+        .take_while(|(a, b)| a == b)
+        .count();
+    if agree > sp.agreed.len() {
+        let from = sp.agreed.len();
+        sp.agreed.extend_from_slice(&words[from..agree]);
+    }
+    sp.last_interim = norm;
+    let kept = sp.agreed.len();
+    let floor = sp.agreed.last().map(|w| w.end).unwrap_or(0);
+    let mut out = sp.agreed.clone();
+    out.extend(words.into_iter().skip(kept).map(|mut w| {
+        w.start = w.start.max(floor);
+        w.end = w.end.max(w.start);
+        w
+    }));
+    out
+}
+
 /// Probability written on every word.
 pub const WORD_PROBABILITY: f64 = 0.9;
 
@@ -228,6 +280,10 @@ pub struct Transcriber {
     last_loud: i32,
     language_ok: bool,
     speech: Option<Box<SpeechState>>,
+    skip_vad: bool,
+    vad_settings: VadSettings,
+    /// `vad_kwargs` keys the detector does not take (reported in the connection's log line).
+    vad_unknown: Vec<String>,
     /// A protocol error to send, after which the server closes the connection.
     fatal: Option<String>,
     stats: EngineStats,
@@ -245,7 +301,11 @@ impl std::fmt::Debug for SpeechState {
 
 impl Transcriber {
     pub fn new(options: &SessionOptions, behaviour: Behaviour) -> Self {
+        let (vad_settings, vad_unknown) = VadSettings::from_kwargs(options.vad_kwargs.as_ref());
         Transcriber {
+            skip_vad: options.skip_vad.unwrap_or(false),
+            vad_settings,
+            vad_unknown,
             behaviour,
             language: options.reported_language().to_string(),
             word_times: options.word_timestamps,
@@ -291,6 +351,16 @@ impl Transcriber {
                 _ => "none (speech model not installed)",
             },
         }
+    }
+
+    /// The voice-activity gate of speech, for logs (`None` before speech arrived).
+    pub fn vad_label(&self) -> Option<&'static str> {
+        self.speech.as_ref().map(|s| s.segmenter.gate_label())
+    }
+
+    /// `vad_kwargs` keys the detector does not take.
+    pub fn vad_unknown_keys(&self) -> &[String] {
+        &self.vad_unknown
     }
 
     /// Utterances finalized so far.
@@ -365,7 +435,9 @@ impl Transcriber {
             None
         };
         let start = self.undecided_start;
-        let mut segmenter = Segmenter::new(self.text_timeout);
+        let gate = Gate::for_session(self.skip_vad);
+        let mut segmenter =
+            Segmenter::with_gate(self.text_timeout, gate, self.vad_settings.clone());
         segmenter.set_position(start);
         let samples: Vec<f32> = self
             .undecided
@@ -380,6 +452,9 @@ impl Transcriber {
             finals_due: closed.into(),
             done_below: 0,
             odd_byte: self.undecided_odd.take(),
+            agreed_generation: 0,
+            agreed: Vec::new(),
+            last_interim: Vec::new(),
         }));
     }
 
@@ -417,8 +492,24 @@ impl Transcriber {
         })
     }
 
-    /// An interim decode of the open utterance, when one is due (after each further second of
-    /// its audio). The caller runs at most one at a time and skips none of the finals for it.
+    /// A speculative final decode of the open utterance, offered once when the detector sees
+    /// its speech end (see [`crate::speech`]): the caller runs it while the timeout elapses and
+    /// applies it instead of running the final job whose [`DecodeJob::key`] equals its own; a
+    /// speculation whose key matches no final is discarded.
+    pub fn speculative_job(&mut self) -> Option<DecodeJob> {
+        let sp = self.speech.as_mut()?;
+        let audio = sp.segmenter.take_speculative()?;
+        let recognizer = sp.recognizer.clone()?;
+        Some(DecodeJob {
+            kind: DecodeKind::Final,
+            audio,
+            recognizer,
+        })
+    }
+
+    /// An interim decode of the open utterance, when one is due (after each further half
+    /// second of its audio). The caller runs at most one at a time and skips none of the finals
+    /// for it.
     pub fn interim_job(&mut self) -> Option<DecodeJob> {
         let sp = self.speech.as_mut()?;
         let recognizer = sp.recognizer.clone()?;
@@ -467,12 +558,15 @@ impl Transcriber {
                 if words.is_empty() && self.open.iter().all(|s| s.words.is_empty()) {
                     return;
                 }
+                let words = local_agreement(sp, done.generation, words);
                 self.set_open_words(words);
                 self.stats.interims += 1;
                 out.push(self.render(&self.window()));
             }
             DecodeKind::Final => {
                 sp.done_below = done.generation + 1;
+                sp.agreed.clear();
+                sp.last_interim.clear();
                 let had_interim = self.open.iter().any(|s| !s.words.is_empty());
                 self.set_open_words(words);
                 if self.open.iter().all(|s| s.words.is_empty()) {

@@ -158,11 +158,13 @@ pub mod config;
 pub mod engine;
 pub mod evaluate;
 pub mod mel;
+pub mod noise;
 pub mod query;
 pub mod recognizer;
 pub mod record;
 pub mod server;
 pub mod speech;
+pub mod vad;
 
 pub use audio::{
     synthesize, synthesize_speech_like, synthesize_utterances, write_wav, ExpectedWord, Script,

@@ -599,6 +599,7 @@ async fn handle_connection(
         never_echo: faults.contains(&Fault::NeverEchoCheckpoint),
         out: Vec::new(),
         interim: None,
+        speculative: None,
         deferred: Default::default(),
         audio_bytes: 0,
     };
@@ -665,9 +666,18 @@ fn connection_log_line(
         ConnectionEnd::Rejected { status, .. } => format!("rejected ({status})"),
         ConnectionEnd::HandshakeFailed { reason } => format!("handshake failed ({reason})"),
     };
+    let vad = match (t.vad_label(), t.vad_unknown_keys()) {
+        (label, []) => label.map(|l| format!("; vad: {l}")).unwrap_or_default(),
+        (label, unknown) => format!(
+            "; vad: {}, unknown vad_kwargs keys ignored: {}",
+            label.unwrap_or("-"),
+            unknown.join(", ")
+        ),
+    };
     format!(
         "fireworks test server: connection {index}: model={} language={} text_timeout_seconds={} \
-         word_times={}; {:.2} s of audio; recogniser: {}{decoding}; {} finals, {} interims; {ended}",
+         word_times={}; {:.2} s of audio; recogniser: {}{decoding}{vad}; {} finals, {} interims; \
+         {ended}",
         options.model.as_deref().unwrap_or("-"),
         options.language.as_deref().unwrap_or("-"),
         options.text_timeout_seconds,
@@ -720,6 +730,9 @@ struct Session {
     out: Vec<String>,
     /// The interim decode in flight (at most one per connection).
     interim: Option<tokio::task::JoinHandle<DecodeDone>>,
+    /// The speculative final decode in flight or done, with the key of the audio it decodes
+    /// (see `Transcriber::speculative_job`).
+    speculative: Option<((u64, u64, usize), tokio::task::JoinHandle<DecodeDone>)>,
     /// Frames read while a final decode was awaited, to be handled in order after it (`None`:
     /// the client's side ended).
     deferred: std::collections::VecDeque<Option<WsResult<Message>>>,
@@ -847,12 +860,20 @@ impl Session {
                     }
                 }
             }
-            let decode = tokio::task::spawn_blocking(move || job.run());
+            // The speculative decode of this very audio if there is one; a speculation for
+            // other audio (the voice came back) is dropped (its result is never applied).
+            let decode = match self.speculative.take() {
+                Some((key, handle)) if key == job.key() => handle,
+                _ => tokio::task::spawn_blocking(move || job.run()),
+            };
             if let Ok(done) = self.await_decode(ws, decode).await {
                 if let Err(e) = self.apply_decode(ws, done).await {
                     return Some(dropped(e));
                 }
             }
+        }
+        if let Some(job) = self.transcriber.speculative_job() {
+            self.speculative = Some((job.key(), tokio::task::spawn_blocking(move || job.run())));
         }
         if self.interim.is_none() {
             if let Some(job) = self.transcriber.interim_job() {
