@@ -152,10 +152,16 @@ struct SpeechState {
     done_below: u64,
     /// A byte left over from an odd-length frame.
     odd_byte: Option<u8>,
-    /// Local agreement of the open utterance's interims: its generation, the words two
-    /// consecutive interims agreed on (kept by every later interim), the last interim's
-    /// normalised words.
-    agreed_generation: u64,
+    /// Local agreement of the open utterance's interims.
+    agreement: Agreement,
+}
+
+/// Local agreement state of one utterance's interims: its generation, the words two
+/// consecutive interims agreed on (kept by every later interim), the last interim's normalised
+/// words.
+#[derive(Debug, Default)]
+struct Agreement {
+    generation: u64,
     agreed: Vec<Word>,
     last_interim: Vec<String>,
 }
@@ -219,36 +225,69 @@ struct WireTranscript<'a> {
 /// Transcription System"): the words on which two consecutive interims of an utterance agree
 /// (same normalised text, from the start) are kept as they are by every later interim, so what
 /// a viewer has read does not change until the final. Returns the words to show.
-fn local_agreement(sp: &mut SpeechState, generation: u64, words: Vec<Word>) -> Vec<Word> {
-    if sp.agreed_generation != generation {
-        sp.agreed_generation = generation;
-        sp.agreed.clear();
-        sp.last_interim.clear();
+impl Agreement {
+    fn apply(&mut self, generation: u64, words: Vec<Word>) -> Vec<Word> {
+        let sp = self;
+        if sp.generation != generation {
+            sp.generation = generation;
+            sp.agreed.clear();
+            sp.last_interim.clear();
+        }
+        let norm: Vec<String> = words
+            .iter()
+            .map(|w| crate::evaluate::normalize(&w.text).join(" "))
+            .collect();
+        // Agreement of this interim with the previous one, from the start.
+        let agree = norm
+            .iter()
+            .zip(&sp.last_interim)
+            .take_while(|(a, b)| a == b)
+            .count();
+        let kept = sp.agreed.len();
+        // Where the agreed words end in this interim: usually right after them; if this decode
+        // heard the start differently ("and mister john dashwood" after agreeing on "and mister
+        // dashwood"), just after the last agreed word's text, searched near its position; failing
+        // that, after its start time.
+        let agreed_norm: Vec<String> = sp
+            .agreed
+            .iter()
+            .map(|w| crate::evaluate::normalize(&w.text).join(" "))
+            .collect();
+        let resume = match sp.agreed.last() {
+            None => 0,
+            Some(_) if norm.len() >= kept && norm[..kept] == agreed_norm[..] => kept,
+            Some(last) => {
+                let last_text = &agreed_norm[kept - 1];
+                let lo = kept.saturating_sub(3);
+                let hi = (kept + 3).min(norm.len());
+                (lo..hi)
+                    .filter(|&i| norm[i] == *last_text)
+                    .min_by_key(|&i| i.abs_diff(kept - 1))
+                    .map(|i| i + 1)
+                    .unwrap_or_else(|| {
+                        words
+                            .iter()
+                            .position(|w| w.start > last.start)
+                            .unwrap_or(words.len())
+                    })
+            }
+        };
+        // Words after the agreed ones on which this interim and the previous one agree join them.
+        let mut resume = resume;
+        if agree > resume {
+            sp.agreed.extend_from_slice(&words[resume..agree]);
+            resume = agree;
+        }
+        sp.last_interim = norm;
+        let floor = sp.agreed.last().map(|w| w.end).unwrap_or(0);
+        let mut out = sp.agreed.clone();
+        out.extend(words.into_iter().skip(resume).map(|mut w| {
+            w.start = w.start.max(floor);
+            w.end = w.end.max(w.start);
+            w
+        }));
+        out
     }
-    let norm: Vec<String> = words
-        .iter()
-        .map(|w| crate::evaluate::normalize(&w.text).join(" "))
-        .collect();
-    // Agreement of this interim with the previous one, from the start.
-    let agree = norm
-        .iter()
-        .zip(&sp.last_interim)
-        .take_while(|(a, b)| a == b)
-        .count();
-    if agree > sp.agreed.len() {
-        let from = sp.agreed.len();
-        sp.agreed.extend_from_slice(&words[from..agree]);
-    }
-    sp.last_interim = norm;
-    let kept = sp.agreed.len();
-    let floor = sp.agreed.last().map(|w| w.end).unwrap_or(0);
-    let mut out = sp.agreed.clone();
-    out.extend(words.into_iter().skip(kept).map(|mut w| {
-        w.start = w.start.max(floor);
-        w.end = w.end.max(w.start);
-        w
-    }));
-    out
 }
 
 /// Probability written on every word.
@@ -452,9 +491,7 @@ impl Transcriber {
             finals_due: closed.into(),
             done_below: 0,
             odd_byte: self.undecided_odd.take(),
-            agreed_generation: 0,
-            agreed: Vec::new(),
-            last_interim: Vec::new(),
+            agreement: Agreement::default(),
         }));
     }
 
@@ -558,15 +595,14 @@ impl Transcriber {
                 if words.is_empty() && self.open.iter().all(|s| s.words.is_empty()) {
                     return;
                 }
-                let words = local_agreement(sp, done.generation, words);
+                let words = sp.agreement.apply(done.generation, words);
                 self.set_open_words(words);
                 self.stats.interims += 1;
                 out.push(self.render(&self.window()));
             }
             DecodeKind::Final => {
                 sp.done_below = done.generation + 1;
-                sp.agreed.clear();
-                sp.last_interim.clear();
+                sp.agreement = Agreement::default();
                 let had_interim = self.open.iter().any(|s| !s.words.is_empty());
                 self.set_open_words(words);
                 if self.open.iter().all(|s| s.words.is_empty()) {
@@ -949,6 +985,50 @@ mod tests {
             t.on_audio(chunk, &mut out);
         }
         (out, t)
+    }
+
+    #[test]
+    fn interim_words_two_decodes_agreed_on_stay() {
+        let words = |text: &str| -> Vec<Word> {
+            text.split_whitespace()
+                .enumerate()
+                .map(|(i, t)| Word {
+                    text: t.to_string(),
+                    start: i as u64 * 1000,
+                    end: i as u64 * 1000 + 900,
+                    is_final: false,
+                    probability: 0.9,
+                })
+                .collect()
+        };
+        let text = |w: Vec<Word>| {
+            w.iter()
+                .map(|w| w.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let mut a = Agreement::default();
+        assert_eq!(text(a.apply(1, words("and mister"))), "and mister");
+        assert_eq!(
+            text(a.apply(1, words("and mister john"))),
+            "and mister john"
+        );
+        // "and mister" agreed; the next two agree on "dashwood".
+        assert_eq!(
+            text(a.apply(1, words("And Mr. dashwood"))),
+            "and mister dashwood"
+        );
+        assert_eq!(
+            text(a.apply(1, words("and mister dashwood had"))),
+            "and mister dashwood had"
+        );
+        // A later decode hears the start differently: the agreed words stay, nothing doubles.
+        assert_eq!(
+            text(a.apply(1, words("and mister john dashwood had then leisure"))),
+            "and mister dashwood had then leisure"
+        );
+        // A new utterance starts afresh.
+        assert_eq!(text(a.apply(2, words("he was"))), "he was");
     }
 
     #[test]

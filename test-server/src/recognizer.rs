@@ -19,7 +19,9 @@
 //!   [`NO_SPEECH_THRESHOLD`] gives no words (measured 0.7–0.95 for non-speech, 0.03–0.10 for
 //!   speech). Without the detector, audio whose loud frames hardly change their spectrum over
 //!   time (below [`MIN_SPEECH_MODULATION`]: steady tones, noise) is not decoded either.
-//! * `FIREWORKSSTT_RECOGNIZER_THREADS` sets CTranslate2's threads (default: up to 2).
+//! * One CTranslate2 replica per decode worker ([`crate::scheduler::workers`]), sharing the
+//!   model; `FIREWORKSSTT_RECOGNIZER_THREADS` sets each replica's threads (default: the cores
+//!   shared out between the workers, 1 or 2).
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -180,18 +182,21 @@ impl Recognizer {
         if vocab.len() <= SOT {
             return Err("vocabulary.txt is not Whisper's".into());
         }
+        // One replica per decode worker (crate::scheduler), so the workers decode at once; the
+        // cores are shared out between them.
+        let replicas = crate::scheduler::workers();
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         let threads = std::env::var(THREADS_ENV)
             .ok()
             .and_then(|t| t.parse::<usize>().ok())
             .filter(|&t| t > 0)
-            .unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get().min(2))
-                    .unwrap_or(1)
-            });
+            .unwrap_or_else(|| (cores / replicas).clamp(1, 2));
         let config = Config {
             compute_type: ComputeType::INT8,
             num_threads_per_replica: threads,
+            device_indices: vec![0; replicas],
             ..Default::default()
         };
         let whisper = Whisper::new(dir, config).map_err(|e| format!("loading the model: {e}"))?;

@@ -135,9 +135,12 @@ impl Segmenter {
 
     pub fn with_gate(timeout: u64, gate: Gate, settings: VadSettings) -> Self {
         let preroll_samples = settings.speech_pad_ms as usize * 16;
-        let open_after_frames = (settings.min_speech_duration_ms as usize * 16)
-            .div_ceil(FRAME_SAMPLES)
-            .max(1);
+        // `vad_kwargs` tune the trained detector; the energy gate opens after 64 ms.
+        let min_speech = match gate {
+            Gate::Silero(_) => settings.min_speech_duration_ms as usize * 16,
+            Gate::Energy | Gate::Off => 1024,
+        };
+        let open_after_frames = min_speech.div_ceil(FRAME_SAMPLES).max(1);
         Segmenter {
             timeout: timeout.max(FRAME_SAMPLES as u64),
             gate,
