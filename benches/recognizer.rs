@@ -225,7 +225,7 @@ fn decode_section() {
         .map(|c| read_wav(&c.path).expect("wav").2)
         .collect();
     let seconds: f64 = audio.iter().map(|a| a.len() as f64 / 16000.0).sum();
-    for pass in [Pass::Full, Pass::Quick] {
+    for pass in [Pass::Full30, Pass::Full, Pass::Quick] {
         let (mut decode, mut errors, mut words_total) = (0.0, 0.0, 0.0);
         for (clip, a) in clips.iter().zip(&audio) {
             let f: Vec<f32> = a.iter().map(|&s| s as f32 / 32768.0).collect();
@@ -452,24 +452,31 @@ impl Sentences {
     }
 }
 
-/// Finals of a finished stream, in order: (arrival s, segment id, text).
+/// Finals of a finished stream, one per message that finalized words, in order: (arrival s,
+/// first new segment id, text of the newly final segments, first word's start s).
 fn finals(msgs: &[(f64, Value)]) -> Vec<(f64, u64, String, f64)> {
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
     for (t, v) in msgs {
+        let mut this: Option<(f64, u64, String, f64)> = None;
         for seg in v["segments"].as_array().into_iter().flatten() {
             let id = seg["id"].as_u64().unwrap_or(0);
             let ws = seg["words"].as_array().cloned().unwrap_or_default();
             if !ws.is_empty() && ws.iter().all(|w| w["is_final"] == true) && seen.insert(id) {
-                let start = ws[0]["start"].as_f64().unwrap_or(f64::NAN);
-                out.push((
-                    *t,
-                    id,
-                    seg["text"].as_str().unwrap_or("").to_string(),
-                    start,
-                ));
+                let text = seg["text"].as_str().unwrap_or("").to_string();
+                match &mut this {
+                    Some(f) => {
+                        f.2.push(' ');
+                        f.2.push_str(&text);
+                    }
+                    None => {
+                        let start = ws[0]["start"].as_f64().unwrap_or(f64::NAN);
+                        this = Some((*t, id, text, start));
+                    }
+                }
             }
         }
+        out.extend(this);
     }
     out
 }

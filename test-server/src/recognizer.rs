@@ -115,10 +115,26 @@ pub enum Pass {
 /// 3–5 s windows gave WER 80–450 % on the LibriVox clips, 10 s the same WER as 30 s).
 pub const MIN_WINDOW_FRAMES: usize = 1000;
 
+/// Environment variable overriding the shortest encoder window, in seconds (10 to 30).
+pub const MIN_WINDOW_ENV: &str = "FIREWORKSSTT_MIN_WINDOW_SECONDS";
+
+/// The shortest encoder window in use: [`MIN_WINDOW_FRAMES`] unless [`MIN_WINDOW_ENV`] says
+/// otherwise.
+fn min_window_frames() -> usize {
+    static MIN: OnceLock<usize> = OnceLock::new();
+    *MIN.get_or_init(|| {
+        std::env::var(MIN_WINDOW_ENV)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .map(|s| (s * 100).clamp(MIN_WINDOW_FRAMES, WINDOW_FRAMES))
+            .unwrap_or(MIN_WINDOW_FRAMES)
+    })
+}
+
 /// The encoder window for `audio_frames` mel frames of audio: the audio plus 1 s, in whole
-/// seconds, between 10 and 30 s.
+/// seconds, between 10 (see [`MIN_WINDOW_ENV`]) and 30 s.
 pub fn window_frames(audio_frames: usize) -> usize {
-    ((audio_frames + 100).div_ceil(100) * 100).clamp(MIN_WINDOW_FRAMES, WINDOW_FRAMES)
+    ((audio_frames + 100).div_ceil(100) * 100).clamp(min_window_frames(), WINDOW_FRAMES)
 }
 
 /// Whether a decode's tokens look like the decoder looping rather than speech: more than 6
