@@ -48,7 +48,7 @@ pub const NO_SPEECH_THRESHOLD: f32 = 0.5;
 /// 0.26–0.33, white noise 0.34–0.44.
 pub const MIN_SPEECH_MODULATION: f32 = 0.65;
 /// Loudness above which a mel frame counts for [`MIN_SPEECH_MODULATION`] (−40 dBFS, as the
-/// server's voice activity detection).
+/// server's energy fallback, [`crate::speech::VAD_RMS`]).
 const LOUD_RMS: f32 = 0.01;
 /// Samples per encoder frame (20 ms).
 pub const SAMPLES_PER_ENCODER_FRAME: u64 = 2 * HOP as u64;
