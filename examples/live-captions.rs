@@ -3,10 +3,13 @@
 //!
 //!     live-captions [--overlay | --cea708] [--audio-file FILE]
 //!                   [--video-device DEVICE | --pattern NAME] [--output OUT.avi]
-//!                   [--duration SECONDS] [--latency MS] [--base-url URL] [--language CODE]
+//!                   [--duration SECONDS] [--latency MS] [--base-url URL | --local-server]
+//!                   [--language CODE]
 //!
 //!     # the microphone, captions over a test picture in a window (Ctrl-C to stop)
 //!     FIREWORKS_API_KEY=fw_... cargo run --example live-captions
+//!     # the same with no account: the bundled local server recognises English offline
+//!     cargo run --example live-captions -- --local-server
 //!     # a WAV file played in real time against the local test server, into an AVI file
 //!     cargo run --example live-captions -- --audio-file speech.wav --output captions.avi \
 //!         --duration 8 --base-url ws://127.0.0.1:8765/v1
@@ -51,7 +54,7 @@ use gst::prelude::*;
 const HELP: &str = concat!(
     "usage: live-captions [--overlay | --cea708] [--audio-file FILE] \
 [--video-device DEVICE | --pattern NAME] [--output OUT.avi] [--duration SECONDS] [--latency MS] \
-[--base-url URL] [--language CODE]
+[--base-url URL | --local-server] [--language CODE]
 
 Live captions on video: transcribes the microphone (or a file played in real time) with
 fireworksstt and shows the words on the picture of a camera (or a test picture), in a window or
@@ -72,6 +75,9 @@ options:
                         --cea708, transcriberbin's, default 4000)
   --base-url URL        the service endpoint (default: Fireworks' us-virginia-1 endpoint), e.g.
                         ws://127.0.0.1:8765/v1 for a local fireworks-test-server
+  --local-server        start the bundled local server in this process and use it (no key, no
+                        network: English speech recognised offline by Whisper tiny.en, as
+                        installed by scripts/setup.sh)
   --language CODE       spoken language, e.g. en or en-US (default: detected by the service)
   -h, --help            this help
 
@@ -88,7 +94,7 @@ const EOS_LIMIT: Duration = Duration::from_secs(20);
 /// them.
 const CAPTION_ELEMENTS: [&str; 3] = ["transcriberbin", "cea608overlay", "tttocea708"];
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Options {
     cea708: bool,
     audio_file: Option<String>,
@@ -99,6 +105,7 @@ struct Options {
     duration: Option<Duration>,
     latency_ms: Option<u32>,
     base_url: Option<String>,
+    local_server: bool,
     language: Option<String>,
 }
 
@@ -122,6 +129,7 @@ fn parse_args(args: Vec<String>) -> Result<Option<Options>, String> {
             }
             "--latency" => o.latency_ms = Some(args.parsed("--latency", "milliseconds")?),
             "--base-url" => o.base_url = Some(args.value("--base-url")?),
+            "--local-server" => o.local_server = true,
             "--language" => o.language = Some(args.value("--language")?),
             "-h" | "--help" => return Ok(None),
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),
@@ -132,6 +140,9 @@ fn parse_args(args: Vec<String>) -> Result<Option<Options>, String> {
                 ))
             }
         }
+    }
+    if o.local_server && o.base_url.is_some() {
+        return Err("--local-server and --base-url exclude each other".into());
     }
     if o.video_device.is_some() && o.pattern.is_some() {
         return Err("--pattern is for the test picture, not for --video-device".into());
@@ -439,6 +450,26 @@ fn run(o: &Options) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(file) = &o.audio_file {
         common::require_input_file(file)?;
     }
+    // Kept alive until the pipeline is done.
+    let local_server = if o.local_server {
+        let server = fireworks_test_server::TestServer::start(Default::default())
+            .map_err(|e| format!("cannot start the local server: {e}"))?;
+        eprintln!("local server: {}", server.base_url());
+        Some(server)
+    } else {
+        None
+    };
+    let with_local;
+    let o = match &local_server {
+        Some(server) => {
+            with_local = Options {
+                base_url: Some(server.base_url()),
+                ..o.clone()
+            };
+            &with_local
+        }
+        None => o,
+    };
     common::require_api_key(o.base_url.as_deref())?;
     gst::init()?;
     gstfireworks::plugin_register_static()?;

@@ -933,6 +933,71 @@ fn transcribe_file_local_server_needs_no_key_and_no_server() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `live-captions --local-server` at its defaults, on real speech played live (a LibriVox
+/// clip, real time through clocksync): no key, no server, and the words appear on the picture
+/// while they are spoken, and never before the speech.
+#[test]
+fn live_captions_local_server_puts_spoken_words_on_the_picture() {
+    use fireworks_test_server::evaluate::{librivox_clips, read_wav, word_error_rate};
+    let dir = scratch("captions-local");
+    let clip = librivox_clips().unwrap().remove(2);
+    let (rate, _, samples) = read_wav(&clip.path).unwrap();
+    // Where the speech is: 20 ms frames within 35 dB of the loudest.
+    let frame = rate as usize / 50;
+    let power: Vec<f64> = samples
+        .chunks_exact(frame)
+        .map(|f| f.iter().map(|&s| (s as f64).powi(2)).sum::<f64>())
+        .collect();
+    let max = power.iter().copied().fold(0.0, f64::max);
+    let loud: Vec<usize> = (0..power.len())
+        .filter(|&i| power[i] > max * 10f64.powf(-3.5))
+        .collect();
+    let speech_start = Duration::from_millis(20 * loud[0] as u64);
+    let speech_end = Duration::from_millis(20 * (loud[loud.len() - 1] as u64 + 1));
+    let avi = dir.join("captions.avi");
+    let run = run(
+        "live-captions",
+        &[
+            "--local-server",
+            "--audio-file",
+            clip.path.to_str().unwrap(),
+            "--output",
+            avi.to_str().unwrap(),
+            "--pattern",
+            "black",
+        ],
+        &[],
+        Duration::from_secs(40),
+    );
+    assert!(run.status.success(), "{}", run.report());
+    let printed = printed_finals(&run.stdout);
+    let text: Vec<&str> = printed.iter().map(|(_, t)| t.as_str()).collect();
+    let wer = word_error_rate(&clip.reference, &text.join(" "));
+    assert!(wer <= 0.25, "WER {wer:.2}: {text:?}\n{}", run.report());
+    let frames = decode_avi(&avi);
+    let captioned = captioned(&frames);
+    let during: Vec<&Duration> = captioned
+        .iter()
+        .filter(|t| **t >= speech_start && **t < speech_end)
+        .collect();
+    // At the element's default latency the whole utterance is captioned only if its final
+    // comes within that latency of its start; at least its last second must be.
+    assert!(
+        during.len() >= 30,
+        "{} captioned frames while {:?} was spoken ({speech_start:?} to {speech_end:?}); \
+         captioned frames at {captioned:?}\n{}",
+        during.len(),
+        clip.reference,
+        run.report()
+    );
+    assert!(
+        captioned.iter().all(|t| *t + TIME_TOLERANCE >= speech_start.saturating_sub(Duration::from_millis(500))),
+        "a caption before the speech\n{}",
+        run.report()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A GStreamer plugin directory holding every plugin of this machine except those providing
 /// `without` (symbolic links), for running an example with those elements missing.
 /// `(name, value)` pairs as `run` takes them.

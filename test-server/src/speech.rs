@@ -3,27 +3,39 @@
 //! only on the samples received, never on the wall clock, so pushing a file as fast as possible
 //! gives the same utterances (and the same finals) as playing it live.
 //!
-//! * Voice activity: 20 ms frames whose RMS exceeds [`VAD_RMS`] (−40 dBFS). Two such frames in a
-//!   row open an utterance, which starts [`PREROLL_SAMPLES`] (200 ms) earlier.
+//! * Voice activity ([`Gate`]): per 32 ms hop, Silero VAD's speech probability
+//!   ([`crate::vad`]) with hysteresis (speech from `threshold`, until it falls below
+//!   `neg_threshold`); without the detector installed, an energy threshold ([`VAD_RMS`],
+//!   −40 dBFS); with `skip_vad`, the energy threshold too (the gate is off: every stretch of
+//!   sound is decoded, only Whisper's no-speech probability decides). `min_speech_duration_ms`
+//!   of voice opens an utterance, which starts `speech_pad_ms` earlier.
 //! * An utterance closes once `timeout` samples (`text_timeout_seconds`) without voice follow its
-//!   last voiced frame; its audio runs to 300 ms (at most `timeout`) past that frame.
+//!   last voiced hop; its audio runs to [`TAIL_SAMPLES`] (300 ms, at most `timeout`) past it.
+//! * **Speculation:** as soon as [`TAIL_SAMPLES`] without voice follow the last voiced hop, the
+//!   audio the utterance will close with (if no voice comes back) is offered once
+//!   ([`Segmenter::take_speculative`]) so its final decode can run while the timeout elapses;
+//!   it is exactly the audio of the closed utterance, so a speculative result is used only
+//!   when the keys ([`UtteranceAudio::key`]) match.
 //! * Whisper sees at most 30 s: an utterance reaching [`MAX_UTTERANCE_SAMPLES`] (28 s) is cut at
 //!   its quietest 200 ms between 14 s and 27.5 s, and the rest continues as a new utterance.
-//! * Non-speech that is loud (tones, noise) does open utterances; the recogniser's no-speech
-//!   probability keeps them from producing text.
+//! * Interims are due every [`INTERIM_EVERY_SAMPLES`] (0.5 s) of utterance audio, and only when
+//!   voice came since the last one (no re-decoding of the trailing pause).
 
 use std::collections::VecDeque;
 
-pub const FRAME_SAMPLES: usize = 320;
+use crate::vad::{SileroModel, SileroStream, VadSettings, HOP_SAMPLES};
+
+/// Samples per voice-activity decision (32 ms, Silero's hop at 16 kHz).
+pub const FRAME_SAMPLES: usize = HOP_SAMPLES;
 pub const VAD_RMS: f32 = 0.01;
-pub const PREROLL_SAMPLES: usize = 3200;
 pub const TAIL_SAMPLES: u64 = 4800;
 pub const MAX_UTTERANCE_SAMPLES: usize = 28 * 16000;
 const CUT_FROM: usize = 14 * 16000;
 const CUT_TO: usize = 27 * 16000 + 8000;
-const CUT_WINDOW_FRAMES: usize = 10;
-/// An interim is due after each further second of utterance audio.
-pub const INTERIM_EVERY_SAMPLES: usize = 16000;
+/// About 200 ms of frames.
+const CUT_WINDOW_FRAMES: usize = 6;
+/// An interim is due after each further half second of utterance audio.
+pub const INTERIM_EVERY_SAMPLES: usize = 8000;
 
 /// A stretch of audio to decode; `start` is its first sample in connection time.
 #[derive(Debug, Clone)]
@@ -31,6 +43,50 @@ pub struct UtteranceAudio {
     pub generation: u64,
     pub start: u64,
     pub samples: Vec<f32>,
+    /// The audio passed no trained detector (energy fallback): the recogniser's spectral check
+    /// against steady tones and noise applies.
+    pub spectral_guard: bool,
+}
+
+impl UtteranceAudio {
+    /// What identifies this exact audio: a speculative decode is used for a closed utterance
+    /// only when both keys are equal.
+    pub fn key(&self) -> (u64, u64, usize) {
+        (self.generation, self.start, self.samples.len())
+    }
+}
+
+/// How voice is told from the rest.
+#[derive(Debug)]
+pub enum Gate {
+    /// Silero VAD with the session's settings.
+    Silero(SileroStream),
+    /// Frames louder than [`VAD_RMS`]: the detector is not installed.
+    Energy,
+    /// `skip_vad`: frames louder than [`VAD_RMS`], and no spectral check either.
+    Off,
+}
+
+impl Gate {
+    /// The gate for a session: Silero unless `skip_vad` or the detector is not installed.
+    pub fn for_session(skip_vad: bool) -> Gate {
+        if skip_vad {
+            return Gate::Off;
+        }
+        match SileroModel::shared() {
+            Some(m) => Gate::Silero(SileroStream::new(m)),
+            None => Gate::Energy,
+        }
+    }
+
+    /// As logged.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Gate::Silero(_) => crate::vad::VAD_NAME,
+            Gate::Energy => "energy threshold (Silero VAD not installed)",
+            Gate::Off => "off (skip_vad)",
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -42,17 +98,27 @@ struct Open {
     energy: Vec<f32>,
     last_voice_end: u64,
     next_interim: usize,
+    /// Voice came since the last interim was due.
+    voice_since_interim: bool,
+    /// The speculative audio for the current `last_voice_end` was offered.
+    speculated: bool,
 }
 
 /// Splits a stream of samples into utterances.
 #[derive(Debug)]
 pub struct Segmenter {
     timeout: u64,
+    gate: Gate,
+    settings: VadSettings,
+    in_speech: bool,
     position: u64,
     frame: Vec<f32>,
     preroll: VecDeque<f32>,
+    preroll_samples: usize,
+    open_after_frames: usize,
     voiced_run: usize,
     open: Option<Open>,
+    speculative: Option<UtteranceAudio>,
     next_generation: u64,
 }
 
@@ -61,17 +127,40 @@ fn rms(frame: &[f32]) -> f32 {
 }
 
 impl Segmenter {
-    /// `timeout`: samples of silence that end an utterance.
+    /// `timeout`: samples of silence that end an utterance. Voice by energy (see
+    /// [`Self::with_gate`] for the trained detector).
     pub fn new(timeout: u64) -> Self {
+        Segmenter::with_gate(timeout, Gate::Energy, VadSettings::default())
+    }
+
+    pub fn with_gate(timeout: u64, gate: Gate, settings: VadSettings) -> Self {
+        let preroll_samples = settings.speech_pad_ms as usize * 16;
+        // `vad_kwargs` tune the trained detector; the energy gate opens after 64 ms.
+        let min_speech = match gate {
+            Gate::Silero(_) => settings.min_speech_duration_ms as usize * 16,
+            Gate::Energy | Gate::Off => 1024,
+        };
+        let open_after_frames = min_speech.div_ceil(FRAME_SAMPLES).max(1);
         Segmenter {
             timeout: timeout.max(FRAME_SAMPLES as u64),
+            gate,
+            settings,
+            in_speech: false,
             position: 0,
             frame: Vec::with_capacity(FRAME_SAMPLES),
-            preroll: VecDeque::with_capacity(PREROLL_SAMPLES + FRAME_SAMPLES),
+            preroll: VecDeque::with_capacity(preroll_samples + FRAME_SAMPLES),
+            preroll_samples,
+            open_after_frames,
             voiced_run: 0,
             open: None,
+            speculative: None,
             next_generation: 0,
         }
+    }
+
+    /// The voice-activity gate, as logged.
+    pub fn gate_label(&self) -> &'static str {
+        self.gate.label()
     }
 
     /// Samples consumed (whole frames; a partial frame waits for the rest).
@@ -109,36 +198,72 @@ impl Segmenter {
         }
     }
 
+    /// Whether `frame` is voice (with the detector's hysteresis).
+    fn voiced(&mut self, frame: &[f32], e: f32) -> bool {
+        self.in_speech = match &mut self.gate {
+            Gate::Silero(s) => {
+                let p = s.probability(frame);
+                if self.in_speech {
+                    p >= self.settings.neg_threshold
+                } else {
+                    p >= self.settings.threshold
+                }
+            }
+            Gate::Energy | Gate::Off => e > VAD_RMS,
+        };
+        self.in_speech
+    }
+
+    fn utterance(&self, generation: u64, start: u64, samples: Vec<f32>) -> UtteranceAudio {
+        UtteranceAudio {
+            generation,
+            start,
+            samples,
+            spectral_guard: matches!(self.gate, Gate::Energy),
+        }
+    }
+
     fn on_frame(&mut self, frame: &[f32], closed: &mut Vec<UtteranceAudio>) {
         self.position += frame.len() as u64;
         let e = rms(frame);
-        let voiced = e > VAD_RMS;
+        let voiced = self.voiced(frame, e);
+        let tail = TAIL_SAMPLES.min(self.timeout);
         match &mut self.open {
             Some(open) => {
                 open.samples.extend_from_slice(frame);
                 open.energy.push(e);
                 if voiced {
                     open.last_voice_end = self.position;
+                    open.voice_since_interim = true;
+                    open.speculated = false;
+                    self.speculative = None;
                 }
                 if self.position >= open.last_voice_end + self.timeout {
-                    let end = (open.last_voice_end + TAIL_SAMPLES.min(self.timeout)) - open.start;
+                    let end = (open.last_voice_end + tail) - open.start;
                     let mut open = self.open.take().expect("open");
                     open.samples.truncate(end as usize);
-                    closed.push(UtteranceAudio {
-                        generation: open.generation,
-                        start: open.start,
-                        samples: open.samples,
-                    });
+                    closed.push(self.utterance(open.generation, open.start, open.samples));
+                    self.speculative = None;
                     self.preroll.clear();
                     self.voiced_run = 0;
                 } else if open.samples.len() >= MAX_UTTERANCE_SAMPLES {
+                    self.speculative = None;
                     self.cut(closed);
+                } else if !open.speculated
+                    && tail < self.timeout
+                    && self.position >= open.last_voice_end + tail
+                {
+                    open.speculated = true;
+                    let end = (open.last_voice_end + tail - open.start) as usize;
+                    let (generation, start) = (open.generation, open.start);
+                    let samples = open.samples[..end.min(open.samples.len())].to_vec();
+                    self.speculative = Some(self.utterance(generation, start, samples));
                 }
             }
             None => {
                 self.voiced_run = if voiced { self.voiced_run + 1 } else { 0 };
                 self.preroll.extend(frame.iter().copied());
-                if self.voiced_run >= 2 {
+                if self.voiced_run >= self.open_after_frames {
                     let samples: Vec<f32> = self.preroll.drain(..).collect();
                     let start = self.position - samples.len() as u64;
                     let frames = samples.len() / FRAME_SAMPLES;
@@ -152,10 +277,13 @@ impl Segmenter {
                         energy,
                         last_voice_end: self.position,
                         next_interim: INTERIM_EVERY_SAMPLES,
+                        voice_since_interim: true,
+                        speculated: false,
                     });
                     self.next_generation += 1;
                 } else {
-                    let keep = PREROLL_SAMPLES + FRAME_SAMPLES;
+                    // The pad before the speech, plus the frames that opened it.
+                    let keep = self.preroll_samples + self.open_after_frames * FRAME_SAMPLES;
                     while self.preroll.len() > keep {
                         self.preroll.pop_front();
                     }
@@ -184,11 +312,7 @@ impl Segmenter {
             .energy
             .split_off((cut / FRAME_SAMPLES).min(open.energy.len()));
         let rest_start = open.start + cut as u64;
-        closed.push(UtteranceAudio {
-            generation: open.generation,
-            start: open.start,
-            samples: open.samples,
-        });
+        closed.push(self.utterance(open.generation, open.start, open.samples));
         self.open = Some(Open {
             generation: self.next_generation,
             start: rest_start,
@@ -196,22 +320,29 @@ impl Segmenter {
             energy: rest_energy,
             last_voice_end: open.last_voice_end.max(rest_start),
             next_interim: INTERIM_EVERY_SAMPLES,
+            voice_since_interim: true,
+            speculated: false,
         });
         self.next_generation += 1;
     }
 
-    /// The open utterance's audio so far, when an interim is due (once per further second).
+    /// The open utterance's audio so far, when an interim is due (once per further half
+    /// second, if voice came since the last one).
     pub fn interim_due(&mut self) -> Option<UtteranceAudio> {
         let open = self.open.as_mut()?;
-        if open.samples.len() < open.next_interim {
+        if open.samples.len() < open.next_interim || !open.voice_since_interim {
             return None;
         }
         open.next_interim = open.samples.len() + INTERIM_EVERY_SAMPLES;
-        Some(UtteranceAudio {
-            generation: open.generation,
-            start: open.start,
-            samples: open.samples.clone(),
-        })
+        open.voice_since_interim = false;
+        let (generation, start, samples) = (open.generation, open.start, open.samples.clone());
+        Some(self.utterance(generation, start, samples))
+    }
+
+    /// The audio the open utterance will close with if no voice comes back, once, as soon as
+    /// the detector sees the speech end (see the module docs).
+    pub fn take_speculative(&mut self) -> Option<UtteranceAudio> {
+        self.speculative.take()
     }
 
     /// Closes the open utterance now (checkpoint): all its audio so far.
@@ -219,18 +350,20 @@ impl Segmenter {
         let open = self.open.take()?;
         self.preroll.clear();
         self.voiced_run = 0;
-        Some(UtteranceAudio {
-            generation: open.generation,
-            start: open.start,
-            samples: open.samples,
-        })
+        self.speculative = None;
+        Some(self.utterance(open.generation, open.start, open.samples))
     }
 
     /// Forgets the open utterance and the recent audio (state clear).
     pub fn clear(&mut self) {
         self.open = None;
+        self.speculative = None;
         self.preroll.clear();
         self.voiced_run = 0;
+        self.in_speech = false;
+        if let Gate::Silero(s) = &mut self.gate {
+            s.reset();
+        }
     }
 }
 
@@ -263,8 +396,41 @@ mod tests {
         let a = run(1);
         assert_eq!(a, run(1234));
         assert_eq!(a.len(), 2);
-        assert_eq!(a[0].1, 8000 - PREROLL_SAMPLES as u64);
-        assert_eq!(a[0].2, PREROLL_SAMPLES + 16000 + 4800);
+        // Starts the speech pad (200 ms) before the opening frames, ends 300 ms after the last
+        // voiced frame (frames are 512 samples, so within a frame of the tone's edges).
+        let (start, len) = (a[0].1 as usize, a[0].2);
+        assert!(
+            (8000 - 3200 - 2 * FRAME_SAMPLES..=8000 - 3200).contains(&start),
+            "{start}"
+        );
+        let end = start + len;
+        assert!(
+            (24000 + 4800..24000 + 4800 + FRAME_SAMPLES).contains(&end),
+            "{end}"
+        );
+    }
+
+    #[test]
+    fn the_speculative_audio_is_the_audio_the_utterance_closes_with() {
+        let mut audio = vec![0.0; 8000];
+        audio.extend(tone(16000, 0.3));
+        audio.extend(vec![0.0; 8000]);
+        audio.extend(tone(8000, 0.3));
+        audio.extend(vec![0.0; 20000]);
+        let mut s = Segmenter::new(16000);
+        let mut closed = Vec::new();
+        let mut offered = Vec::new();
+        for c in audio.chunks(512) {
+            s.push(c, &mut closed);
+            offered.extend(s.take_speculative().map(|u| (u.key(), s.position())));
+        }
+        assert_eq!(closed.len(), 1, "a 0.5 s pause does not end the utterance");
+        // Offered twice: after the first stretch (discarded: the voice came back) and after the
+        // second, 300 ms (plus up to a frame) after the voice ended, long before the close.
+        assert_eq!(offered.len(), 2, "{offered:?}");
+        assert_ne!(offered[0].0, closed[0].key());
+        assert_eq!(offered[1].0, closed[0].key());
+        assert!(offered[1].1 < 8000 + 16000 + 8000 + 8000 + 4800 + 2 * FRAME_SAMPLES as u64);
     }
 
     #[test]

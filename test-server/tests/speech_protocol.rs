@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MPL-2.0
 //! The protocol on real speech (needs the model: ./scripts/setup.sh): a checkpoint finalizes the
-//! utterance in progress before its echo, state-clear forgets it, trace is answered, and a
-//! language the model cannot do is an error naming what is supported.
+//! utterance in progress before its echo, state-clear forgets it, trace is answered, a
+//! language the model cannot do is an error naming what is supported, and `vad_kwargs` and
+//! `skip_vad` tune and bypass the voice-activity detector.
 
 mod common;
 
@@ -110,4 +111,39 @@ async fn another_language_is_an_error_naming_what_is_supported() {
         Recv::Close(Some((code, _))) => assert_eq!(code, 1003),
         other => panic!("expected a close, got {other:?}"),
     }
+}
+
+/// Words sent before the echo of a checkpoint sent after the clip, on a session opened with
+/// `query`.
+async fn words_with(query: &str) -> Vec<String> {
+    let server = TestServer::start(ServerConfig::default()).unwrap();
+    let mut ws = open(&server, query).await;
+    send_audio(&mut ws, &clip_bytes(), 3200).await;
+    send_text(&mut ws, r#"{"checkpoint_id":"end"}"#).await;
+    let msgs = until(&mut ws, |v| v.get("checkpoint_id").is_some()).await;
+    client_close(&mut ws).await;
+    msgs.iter()
+        .filter(|v| is_final(v))
+        .flat_map(|v| v["segments"].as_array().cloned().unwrap_or_default())
+        .flat_map(|s| s["words"].as_array().cloned().unwrap_or_default())
+        .map(|w| w["word"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn vad_kwargs_tune_the_detector_and_skip_vad_bypasses_it() {
+    // The detector asked for 10 s of speech before an utterance opens: the 7 s sentence
+    // never opens one, so nothing is transcribed.
+    let strict = "vad_kwargs=%7B%22min_speech_duration_ms%22%3A10000%7D";
+    assert!(words_with(strict).await.is_empty());
+    // The same with the gate off: every stretch of sound is decoded.
+    let words = words_with(&format!("{strict}&skip_vad=true")).await;
+    let text = words.join(" ").to_lowercase();
+    assert!(text.contains("dashwood"), "{text}");
+    // The seed's own example tunes the threshold and still hears the sentence.
+    let words = words_with("vad_kwargs=%7B%22threshold%22%3A0.15%7D").await;
+    assert!(
+        words.join(" ").to_lowercase().contains("dashwood"),
+        "{words:?}"
+    );
 }
