@@ -214,7 +214,7 @@ impl FireworksStt {
                     gst::debug!(CAT, imp = self, "output task pausing");
                     return false;
                 }
-                let live = state.live && state.active;
+                let live = state.live && state.fireworks_session.is_active();
                 if live {
                     self.tick(&mut state, &settings);
                 }

@@ -19,6 +19,53 @@ pub(super) struct Stats {
     pub dropped_text_warnings: u32,
 }
 
+/// The life of the stream's Fireworks session (the network client behind it).
+#[derive(Default)]
+pub(super) enum FireworksSession {
+    /// None: the next buffer starts one.
+    #[default]
+    Idle,
+    /// The streaming thread is starting one.
+    Starting,
+    /// Running. The streaming thread takes the client out while it waits on it (a push, the
+    /// drain), so the mutex is never held across that wait; `abort` stops the session from any
+    /// thread meanwhile.
+    Running {
+        client: Option<StreamClient>,
+        abort: SessionAbort,
+    },
+}
+
+impl FireworksSession {
+    /// A session is starting or running (so a new segment must drain it first, and a GAP is
+    /// sent to it as silence).
+    pub fn is_active(&self) -> bool {
+        !matches!(self, FireworksSession::Idle)
+    }
+
+    /// The client, for the streaming thread to wait on without the lock.
+    pub fn take_client(&mut self) -> Option<StreamClient> {
+        match self {
+            FireworksSession::Running { client, .. } => client.take(),
+            _ => None,
+        }
+    }
+
+    /// The streaming thread is done waiting on `client`.
+    pub fn put_client_back(&mut self, client: StreamClient) {
+        if let FireworksSession::Running { client: slot, .. } = self {
+            *slot = Some(client);
+        }
+    }
+
+    /// Stops a running session at once, even while its client is taken out.
+    pub fn abort(&self) {
+        if let FireworksSession::Running { abort, .. } = self {
+            abort.abort();
+        }
+    }
+}
+
 /// The utterance the service is still working on (it has sent interims, not the final).
 pub(super) struct OpenUtterance {
     /// Audio position where its text starts, when the service gave times.
@@ -64,12 +111,8 @@ pub(super) struct State {
     /// Bumped whenever a network session starts or the stream is reset: events of an older
     /// network session are recognised and dropped.
     pub serial: u64,
-    /// The running network session. The streaming thread takes it out while it waits on it,
-    /// so the mutex is never held across that wait; `active` says a session exists meanwhile.
-    pub client: Option<StreamClient>,
-    pub active: bool,
-    /// Stops the running network session from any thread, even while it is taken out.
-    pub abort: Option<SessionAbort>,
+    /// Where the stream's Fireworks session is in its life.
+    pub fireworks_session: FireworksSession,
     /// The input segment, as received.
     pub segment: gst::FormattedSegment<gst::ClockTime>,
     pub timeline: Timeline,

@@ -17,7 +17,7 @@ use crate::client::{
 use super::imp::FireworksStt;
 use super::network_events::Bridge;
 use super::properties;
-use super::state::{next_warning, Reset, State};
+use super::state::{next_warning, FireworksSession, Reset, State};
 use super::CAT;
 
 /// How long a live stream's streaming thread may wait for room in the network queue before
@@ -37,10 +37,8 @@ impl FireworksStt {
     pub(super) fn reset(&self, reset: Reset) {
         let client = {
             let mut state = self.state.lock().unwrap();
-            if let Some(abort) = state.abort.take() {
-                abort.abort();
-            }
-            let client = state.client.take();
+            state.fireworks_session.abort();
+            let client = state.fireworks_session.take_client();
             state.clear(reset);
             client
         };
@@ -55,9 +53,7 @@ impl FireworksStt {
         let mut state = self.state.lock().unwrap();
         state.flushing = flushing;
         if flushing {
-            if let Some(abort) = state.abort.take() {
-                abort.abort();
-            }
+            state.fireworks_session.abort();
         }
         drop(state);
         self.state_cond.notify_all();
@@ -126,7 +122,7 @@ impl FireworksStt {
             let state = self.state.lock().unwrap();
             let mut same = segment.clone();
             same.set_position(state.segment.position());
-            state.active && same != state.segment
+            state.fireworks_session.is_active() && same != state.segment
         };
         if changed {
             gst::debug!(CAT, imp = self, "new segment: finishing the session first");
@@ -155,7 +151,7 @@ impl FireworksStt {
     pub(super) fn on_gap(&self, pts: gst::ClockTime, duration: Option<gst::ClockTime>) {
         let in_session = {
             let state = self.state.lock().unwrap();
-            state.active && !state.failed
+            state.fireworks_session.is_active() && !state.failed
         };
         if let (true, Some(duration)) = (in_session, duration) {
             let silence = vec![0u8; duration_to_bytes(duration.min(MAX_GAP_SILENCE).into())];
@@ -185,17 +181,26 @@ impl FireworksStt {
             let mut state = self.state.lock().unwrap();
             state.serial = state.serial.wrapping_add(1);
             state.live = live;
-            state.active = true;
+            state.fireworks_session = FireworksSession::Starting;
             state.options_generation = state.settings_generation;
             state.serial
         };
         let bridge = Bridge::new(&self.obj(), serial);
         let client = StreamClient::start(cfg, Arc::new(bridge), live).map_err(|failure| {
-            self.state.lock().unwrap().active = false;
+            self.state.lock().unwrap().fireworks_session = FireworksSession::Idle;
             self.post_failure(&failure, true);
             gst::FlowError::Error
         })?;
-        self.state.lock().unwrap().abort = Some(client.abort_handle());
+        let mut state = self.state.lock().unwrap();
+        // Unless a flush or a stop reset the stream meanwhile (the push then sees the serial
+        // change and ends this session).
+        if state.serial == serial {
+            state.fireworks_session = FireworksSession::Running {
+                client: None,
+                abort: client.abort_handle(),
+            };
+        }
+        drop(state);
         Ok(client)
     }
 
@@ -250,7 +255,7 @@ impl FireworksStt {
         }
         // Read before the state is locked: `settings` is never locked under `state`.
         let non_live_wait = self.settings.lock().unwrap().non_live_queue_wait();
-        let running = self.state.lock().unwrap().client.take();
+        let running = self.state.lock().unwrap().fireworks_session.take_client();
         let mut client = match running {
             Some(client) => client,
             None => self.start_session()?,
@@ -284,7 +289,7 @@ impl FireworksStt {
         let result = client.push_audio(&map, wait, refill);
         let mut state = self.state.lock().unwrap();
         if state.serial == serial && !state.flushing {
-            state.client = Some(client);
+            state.fireworks_session.put_client_back(client);
         } else {
             // Reset meanwhile: this session is over.
             drop(state);
@@ -385,7 +390,7 @@ impl FireworksStt {
     /// End of stream: finish the session (bounded by drain-timeout); what comes back is queued
     /// for the src pad, then a GAP to the end of the audio.
     pub(super) fn drain_session(&self) {
-        let client = self.state.lock().unwrap().client.take();
+        let client = self.state.lock().unwrap().fireworks_session.take_client();
         if let Some(client) = client {
             // The abort handle stays in place meanwhile: a flush or a stop cuts the wait short.
             let started = Instant::now();
@@ -398,8 +403,7 @@ impl FireworksStt {
             );
         }
         let mut state = self.state.lock().unwrap();
-        state.abort = None;
-        state.active = false;
+        state.fireworks_session = FireworksSession::Idle;
         if let Some(end) = state.timeline.end_pts() {
             state.output.queue_gap_until(end);
         }
