@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::*;
+use gst::glib;
 use gst::prelude::*;
 
 /// About 21 s of speech-like audio in eight utterances.
@@ -434,6 +435,21 @@ fn gst_launch_exits_non_zero_when_the_service_never_answers() {
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
+/// `audio` pushed as fast as possible into the element pointed at `server`, with `properties`
+/// set; long files get two minutes.
+fn run_long(audio: &SynthAudio, server: &TestServer, properties: &[(&str, glib::Value)]) -> Run {
+    let feed = Feed {
+        timeout: Duration::from_secs(120),
+        ..Feed::default()
+    };
+    run_audio(&audio.samples, &feed, |stt| {
+        point_at(stt, server);
+        for (name, value) in properties {
+            stt.set_property_from_value(name, value);
+        }
+    })
+}
+
 /// Many utterances, pushed as fast as possible: far more audio than the replay log keeps.
 fn long_audio(repeats: usize) -> SynthAudio {
     let utterances: Vec<&str> = UTTERANCES
@@ -474,18 +490,8 @@ fn a_service_that_blocks_on_its_own_sends_never_deadlocks_the_connection() {
     )
     .unwrap();
     let started = Instant::now();
-    let run = run_audio(
-        &audio.samples,
-        &Feed {
-            timeout: Duration::from_secs(120),
-            ..Feed::default()
-        },
-        |stt| {
-            point_at(stt, &server);
-            // A deadlock shows as a stall within this.
-            stt.set_property("stall-timeout", 3_000u32);
-        },
-    );
+    // A deadlock shows as a stall within this.
+    let run = run_long(&audio, &server, &[("stall-timeout", 3_000u32.to_value())]);
     let record = &server.connections()[0];
     println!(
         "{:.0} s of audio and {} messages from the service in {:?}: {} connection(s), faults {:?}",
@@ -523,18 +529,14 @@ fn audio_a_reconnect_could_not_resend_ends_a_file_with_an_error() {
             .with_recording(false, false),
     )
     .unwrap();
-    let run = run_audio(
-        &audio.samples,
-        &Feed {
-            timeout: Duration::from_secs(120),
-            ..Feed::default()
-        },
-        |stt| {
-            point_at(stt, &server);
-            stt.set_property("text-timeout-seconds", 29.0f64);
-            // The audio held back at the full replay log flows again after this.
-            stt.set_property("stall-timeout", 2_000u32);
-        },
+    // The audio held back at the full replay log flows again after stall-timeout at most.
+    let run = run_long(
+        &audio,
+        &server,
+        &[
+            ("text-timeout-seconds", 29.0f64.to_value()),
+            ("stall-timeout", 2_000u32.to_value()),
+        ],
     );
     println!("{}", run.error_text());
     assert_eq!(run.errors.len(), 1, "{:?}", run.warnings);

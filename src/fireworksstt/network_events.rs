@@ -11,7 +11,6 @@ use crate::client::{ClientEvent, EventSink, TimedTranscript};
 
 use super::bus;
 use super::imp;
-use super::state::next_warning;
 use super::timeline::audio_time;
 use super::CAT;
 
@@ -190,17 +189,6 @@ impl imp::FireworksStt {
             total,
             super::output_queue::MAX_WAITING_TEXT
         );
-        let post = next_warning(&mut self.state.lock().unwrap().stats.dropped_text_warnings);
-        match post {
-            None => gst::warning!(CAT, imp = self, "{text}"),
-            Some(last) => {
-                let more = if last {
-                    "; further drops are only logged"
-                } else {
-                    ""
-                };
-                gst::element_imp_warning!(self, gst::StreamError::Failed, ("{}{}", text, more));
-            }
-        }
+        self.post_repeated_warning(text, |stats| &mut stats.dropped_text_warnings);
     }
 }

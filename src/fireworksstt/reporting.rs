@@ -10,6 +10,7 @@ use crate::client::Failure;
 use super::bus;
 use super::imp::FireworksStt;
 use super::properties;
+use super::state::{next_warning, Stats};
 use super::CAT;
 
 impl FireworksStt {
@@ -78,6 +79,28 @@ impl FireworksStt {
                     .src(&*element)
                     .build(),
             );
+        }
+    }
+
+    /// A WARNING that can repeat (a drop of audio or text): posted at most
+    /// [`MAX_REPEATED_WARNINGS`](super::state::MAX_REPEATED_WARNINGS) times, counted in the
+    /// `Stats` field `counter` picks; later ones only go to the log.
+    pub(super) fn post_repeated_warning(
+        &self,
+        text: String,
+        counter: impl FnOnce(&mut Stats) -> &mut u32,
+    ) {
+        let post = next_warning(counter(&mut self.state.lock().unwrap().stats));
+        match post {
+            None => gst::warning!(CAT, imp = self, "{text}"),
+            Some(last) => {
+                let more = if last {
+                    "; further drops are only logged"
+                } else {
+                    ""
+                };
+                gst::element_imp_warning!(self, gst::StreamError::Failed, ("{}{}", text, more));
+            }
         }
     }
 }

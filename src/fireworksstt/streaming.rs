@@ -17,7 +17,7 @@ use crate::client::{
 use super::imp::FireworksStt;
 use super::network_events::Bridge;
 use super::properties;
-use super::state::{next_warning, FireworksSession, Reset, State};
+use super::state::{FireworksSession, Reset, State};
 use super::CAT;
 
 /// How long a live stream's streaming thread may wait for room in the network queue before
@@ -338,18 +338,7 @@ impl FireworksStt {
             "The network could not keep up: {} ms of audio dropped so far (dropped-audio)",
             total.mseconds()
         );
-        let post = next_warning(&mut self.state.lock().unwrap().stats.dropped_audio_warnings);
-        match post {
-            None => gst::warning!(CAT, imp = self, "{text}"),
-            Some(last) => {
-                let more = if last {
-                    "; further drops are only logged"
-                } else {
-                    ""
-                };
-                gst::element_imp_warning!(self, gst::StreamError::Failed, ("{}{}", text, more));
-            }
-        }
+        self.post_repeated_warning(text, |stats| &mut stats.dropped_audio_warnings);
     }
 
     /// Session options set since the session started go to the client, which moves to a new
