@@ -451,14 +451,7 @@ fn run(o: &Options) -> Result<(), Box<dyn std::error::Error>> {
         common::require_input_file(file)?;
     }
     // Kept alive until the pipeline is done.
-    let local_server = if o.local_server {
-        let server = fireworks_test_server::TestServer::start(Default::default())
-            .map_err(|e| format!("cannot start the local server: {e}"))?;
-        eprintln!("local server: {}", server.base_url());
-        Some(server)
-    } else {
-        None
-    };
+    let local_server = common::local_server(o.local_server)?;
     let with_local;
     let o = match &local_server {
         Some(server) => {

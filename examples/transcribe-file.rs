@@ -203,14 +203,7 @@ fn run(o: &Options) -> Result<(), Box<dyn std::error::Error>> {
     common::require_elements(&elements())?;
 
     // The bundled server, for as long as the transcription runs.
-    let local_server = if o.local_server {
-        let server = fireworks_test_server::TestServer::start(Default::default())
-            .map_err(|e| format!("cannot start the local server: {e}"))?;
-        eprintln!("local server: {}", server.base_url());
-        Some(server)
-    } else {
-        None
-    };
+    let local_server = common::local_server(o.local_server)?;
     let base_url = match &local_server {
         Some(server) => Some(server.base_url()),
         None => o.base_url.clone(),

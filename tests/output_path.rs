@@ -45,6 +45,26 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// Adds `fireworksstt` (pointed at `server`) and a non-synchronising `fakesink` (`async` as
+/// given) to `pipeline`, linked after `src`.
+fn add_stt_and_fakesink(
+    pipeline: &gst::Pipeline,
+    src: &gst_app::AppSrc,
+    server: &TestServer,
+    sink_async: bool,
+) -> (gst::Element, gst::Element) {
+    let stt = gst::ElementFactory::make("fireworksstt").build().unwrap();
+    point_at(&stt, server);
+    let sink = gst::ElementFactory::make("fakesink")
+        .property("sync", false)
+        .property("async", sink_async)
+        .build()
+        .unwrap();
+    pipeline.add_many([src.upcast_ref(), &stt, &sink]).unwrap();
+    gst::Element::link_many([src.upcast_ref(), &stt, &sink]).unwrap();
+    (stt, sink)
+}
+
 /// Feeds `audio` into a live appsrc in real time, `buffer_samples` at a time, as a capture
 /// device delivers it, then EOS.
 fn feed_in_real_time(src: &gst_app::AppSrc, audio: &SynthAudio, buffer_samples: usize) {
@@ -140,14 +160,7 @@ fn a_blocked_downstream_holds_up_neither_audio_nor_bus_messages() {
         .format(gst::Format::Time)
         .is_live(true)
         .build();
-    let stt = gst::ElementFactory::make("fireworksstt").build().unwrap();
-    point_at(&stt, &server);
-    let sink = gst::ElementFactory::make("fakesink")
-        .property("sync", false)
-        .build()
-        .unwrap();
-    pipeline.add_many([src.upcast_ref(), &stt, &sink]).unwrap();
-    gst::Element::link_many([src.upcast_ref(), &stt, &sink]).unwrap();
+    let (stt, _sink) = add_stt_and_fakesink(&pipeline, &src, &server, true);
     let srcpad = stt.static_pad("src").unwrap();
     let out = record_output(&srcpad);
     // Blocks the first text buffer, and everything after it, until removed.
@@ -374,15 +387,7 @@ fn stopping_while_downstream_is_blocked_is_immediate() {
         .format(gst::Format::Time)
         .max_bytes(0)
         .build();
-    let stt = gst::ElementFactory::make("fireworksstt").build().unwrap();
-    point_at(&stt, &server);
-    let sink = gst::ElementFactory::make("fakesink")
-        .property("sync", false)
-        .property("async", false)
-        .build()
-        .unwrap();
-    pipeline.add_many([src.upcast_ref(), &stt, &sink]).unwrap();
-    gst::Element::link_many([src.upcast_ref(), &stt, &sink]).unwrap();
+    let (stt, _sink) = add_stt_and_fakesink(&pipeline, &src, &server, false);
     let srcpad = stt.static_pad("src").unwrap();
     let (blocked_tx, blocked_rx) = std::sync::mpsc::channel();
     srcpad.add_probe(
@@ -451,14 +456,7 @@ fn a_new_segment_delivers_every_word_of_the_old_one_first() {
         .max_bytes(0)
         .build();
     src.set_property("handle-segment-change", true);
-    let stt = gst::ElementFactory::make("fireworksstt").build().unwrap();
-    point_at(&stt, &server);
-    let sink = gst::ElementFactory::make("fakesink")
-        .property("sync", false)
-        .build()
-        .unwrap();
-    pipeline.add_many([src.upcast_ref(), &stt, &sink]).unwrap();
-    gst::Element::link_many([src.upcast_ref(), &stt, &sink]).unwrap();
+    let (_stt, sink) = add_stt_and_fakesink(&pipeline, &src, &server, true);
     let sink_pad = sink.static_pad("sink").unwrap();
     // A downstream that takes a while per word: words are still queued when the segment
     // changes.

@@ -186,6 +186,18 @@ pub fn point_at(stt: &gst::Element, base_url: Option<&str>) {
     }
 }
 
+/// `--local-server`: the bundled Fireworks-compatible server, started in this process and
+/// kept for as long as the returned handle lives (`None` when not asked for).
+pub fn local_server(wanted: bool) -> Result<Option<fireworks_test_server::TestServer>, String> {
+    if !wanted {
+        return Ok(None);
+    }
+    let server = fireworks_test_server::TestServer::start(Default::default())
+        .map_err(|e| format!("cannot start the local server: {e}"))?;
+    eprintln!("local server: {}", server.base_url());
+    Ok(Some(server))
+}
+
 /// Fails naming the path unless `path` is a readable file.
 pub fn require_input_file(path: &str) -> Result<(), String> {
     match std::fs::metadata(path) {

@@ -366,10 +366,7 @@ impl Supervisor {
                 }
             }
         }
-        self.report_usage();
-        if let Some(drain) = self.drain.take() {
-            let _ = drain.reply.send(DrainOutcome::Failed);
-        }
+        self.answer_drain(DrainOutcome::Failed);
     }
 
     fn emit(&self, event: ClientEvent) {
@@ -640,10 +637,7 @@ impl Supervisor {
             );
             failure.untranscribed = Some(lost);
             self.emit(ClientEvent::Error(failure));
-            self.report_usage();
-            if let Some(drain) = self.drain.take() {
-                let _ = drain.reply.send(DrainOutcome::Failed);
-            }
+            self.answer_drain(DrainOutcome::Failed);
             return;
         }
         let untranscribed = Duration::from_nanos(samples_to_ns(without_final));
@@ -665,10 +659,7 @@ impl Supervisor {
                 ),
                 "no checkpoint echo or close before the drain deadline",
             ));
-            self.report_usage();
-            if let Some(drain) = self.drain.take() {
-                let _ = drain.reply.send(DrainOutcome::Failed);
-            }
+            self.answer_drain(DrainOutcome::Failed);
             return;
         }
         if outcome == DrainOutcome::TimedOut {
@@ -692,6 +683,11 @@ impl Supervisor {
         } else if outcome == DrainOutcome::Completed {
             self.step(Step::DrainConfirmed);
         }
+        self.answer_drain(outcome);
+    }
+
+    /// Reports the usage not yet reported and answers the drain request, if one is pending.
+    fn answer_drain(&mut self, outcome: DrainOutcome) {
         self.report_usage();
         if let Some(drain) = self.drain.take() {
             let _ = drain.reply.send(outcome);
