@@ -19,11 +19,13 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use super::audio_log::AudioLog;
 use super::backoff;
 use super::connect::{self, WsStream};
+use super::connection::Connection;
 use super::duplex::{PendingWrite, WriteProgress};
 use super::events::{
     ClientEvent, DrainOutcome, EventSink, Failure, FailureKind, ServerErrorReport, Step,
     TimedTranscript, TimedWord,
 };
+use super::liveness::{checkpoint_quiet, Due};
 use super::{samples_to_ns, seconds_to_samples, ClientConfig, BYTES_PER_SAMPLE, SAMPLE_RATE};
 use crate::protocol::{
     checkpoint_message, parse_server_message, ServerMessage, Transcript, TranscriptEvent,
@@ -57,20 +59,6 @@ pub const MAX_WRITE_STALL_TIMEOUTS: u32 = 4;
 /// (interim or final) has come for this long: the service is not working through speech
 /// (the audio is silence, or it waits for more before it finalises).
 const HOLD_QUIET: Duration = Duration::from_secs(2);
-/// After a checkpoint (end of stream, or a change of options) the service has to show that it
-/// is alive: a ping goes out with the checkpoint and every `CHECKPOINT_PING_INTERVAL` after it,
-/// and a connection from which nothing at all arrives (no transcript, no pong) for
-/// `CHECKPOINT_QUIET` (or `stall-timeout`, if shorter) counts as dead and is replaced. A live
-/// service answers a ping within a round trip plus the time to read the few frames still in
-/// flight; waiting for the full `stall-timeout` here would let the drain run out first.
-const CHECKPOINT_QUIET: Duration = Duration::from_secs(3);
-const CHECKPOINT_PING_INTERVAL: Duration = Duration::from_secs(1);
-
-/// How long a connection may stay silent after a checkpoint before it counts as dead.
-pub fn checkpoint_quiet(cfg: &ClientConfig) -> Duration {
-    cfg.stall_timeout.min(CHECKPOINT_QUIET)
-}
-
 /// Bound on a whole end-of-stream drain, reconnects and replays included: per attempt the
 /// pause before it, the connect, the replay write and the wait for the echo. The retries
 /// (`max-retries`) end a failing drain long before this in practice; the bound is what makes
@@ -112,97 +100,6 @@ enum HoldLift {
     NoFinal,
 }
 
-/// What the keepalive timer found.
-enum Due {
-    Wait(Instant),
-    Ping,
-    /// Nothing received for this long: the connection is dead.
-    Dead(Duration),
-}
-
-/// Whether one connection is alive: when it was last heard from and what was asked of it.
-struct Liveness {
-    last_heard: Instant,
-    last_ping: Instant,
-    ping_outstanding: bool,
-    /// When a checkpoint (end of stream or switch) went out on this connection.
-    checkpoint_at: Option<Instant>,
-}
-
-impl Liveness {
-    fn new(now: Instant) -> Self {
-        Liveness {
-            last_heard: now,
-            last_ping: now,
-            ping_outstanding: false,
-            checkpoint_at: None,
-        }
-    }
-
-    fn heard(&mut self, now: Instant) {
-        self.last_heard = now;
-        self.ping_outstanding = false;
-    }
-
-    /// Silent since: the later of the last frame and the checkpoint.
-    fn silent_since(&self) -> Instant {
-        self.checkpoint_at
-            .map_or(self.last_heard, |at| at.max(self.last_heard))
-    }
-
-    fn check(&self, now: Instant, cfg: &ClientConfig) -> Due {
-        if self.checkpoint_at.is_some() {
-            let quiet = checkpoint_quiet(cfg);
-            let dead_at = self.silent_since() + quiet;
-            if now >= dead_at {
-                return Due::Dead(quiet);
-            }
-            let ping_at = self.last_ping + CHECKPOINT_PING_INTERVAL;
-            if now >= ping_at {
-                return Due::Ping;
-            }
-            return Due::Wait(dead_at.min(ping_at));
-        }
-        // Quiet for keepalive_interval: ping. Still nothing by stall_timeout: stalled.
-        let bound = if self.ping_outstanding {
-            cfg.stall_timeout
-        } else {
-            cfg.keepalive_interval
-        };
-        let due = self.last_heard + bound;
-        if now < due {
-            Due::Wait(due)
-        } else if self.ping_outstanding {
-            Due::Dead(cfg.stall_timeout)
-        } else {
-            Due::Ping
-        }
-    }
-
-    fn pinged(&mut self, now: Instant) {
-        self.last_ping = now;
-        self.ping_outstanding = true;
-    }
-
-    /// When the timer must look again after a ping or a checkpoint at `now`.
-    fn next_wake(&self, now: Instant, cfg: &ClientConfig) -> Instant {
-        match self.check(now, cfg) {
-            Due::Wait(at) => at,
-            // Due already: look again at once.
-            Due::Ping | Due::Dead(_) => now,
-        }
-    }
-
-    fn checkpoint_deadline(&self, wait: Duration) -> Option<Instant> {
-        self.checkpoint_at.map(|at| at + wait)
-    }
-
-    /// Something arrived after the checkpoint went out: the connection is answering.
-    fn heard_since_checkpoint(&self) -> bool {
-        self.checkpoint_at.is_some_and(|at| self.last_heard > at)
-    }
-}
-
 /// How one connection ended.
 enum ConnectionEnd {
     /// The stream is over: drained, or the element went away.
@@ -214,6 +111,20 @@ enum ConnectionEnd {
     /// Nothing more can be done.
     Fatal(Failure),
 }
+
+/// Why the select loop leaves a connection, and what is owed to the socket on the way out.
+enum Leave {
+    /// Close politely (bounded), then end this way.
+    Close(ConnectionEnd),
+    /// A write ended it: a lost connection may still have delivered transcripts
+    /// ([`Supervisor::read_what_arrived`]); any other end closes politely.
+    AfterWrite(ConnectionEnd),
+    /// Dead: nothing more is said to it.
+    Abandon(ConnectionEnd),
+}
+
+/// What a handler of the select loop returns: carry on with this connection, or leave it.
+type Handled = Result<(), Leave>;
 
 struct Usage {
     since_last: u64,
@@ -518,17 +429,15 @@ impl Supervisor {
     /// read everything before it, even when it has nothing to say.
     async fn send_checkpoint(
         &mut self,
-        out: &mut WsStream,
+        conn: &mut Connection,
         checkpoint_id: &str,
-        base: u64,
-        liveness: &mut Liveness,
     ) -> Result<(), ConnectionEnd> {
         let text = checkpoint_message(checkpoint_id);
         let messages = VecDeque::from([Message::text(text), Message::Ping(Bytes::new())]);
-        self.write_reading(out, messages, base, liveness).await?;
+        self.write_reading(conn, messages).await?;
         let now = Instant::now();
-        liveness.checkpoint_at = Some(now);
-        liveness.pinged(now);
+        conn.liveness.checkpoint_at = Some(now);
+        conn.liveness.pinged(now);
         Ok(())
     }
 
@@ -536,23 +445,20 @@ impl Supervisor {
     /// A switch goes first: the drain's checkpoint goes to the connection with the new options.
     async fn send_pending_checkpoint(
         &mut self,
-        out: &mut WsStream,
-        base: u64,
-        liveness: &mut Liveness,
+        conn: &mut Connection,
     ) -> Result<(), ConnectionEnd> {
         if let Some(switch) = &self.switch {
             let id = switch.checkpoint_id.clone();
             let at = Duration::from_nanos(samples_to_ns(switch.at_sample));
-            self.send_checkpoint(out, &id, base, liveness).await?;
-            let deadline = liveness.checkpoint_deadline(self.cfg.drain_timeout);
+            self.send_checkpoint(conn, &id).await?;
+            let deadline = conn.liveness.checkpoint_deadline(self.cfg.drain_timeout);
             if let Some(switch) = &mut self.switch {
                 switch.deadline = deadline;
             }
             self.step(Step::SwitchCheckpointSent { at });
         } else if self.drain.is_some() {
-            self.send_checkpoint(out, END_OF_STREAM_CHECKPOINT, base, liveness)
-                .await?;
-            let deadline = liveness.checkpoint_deadline(self.cfg.drain_timeout);
+            self.send_checkpoint(conn, END_OF_STREAM_CHECKPOINT).await?;
+            let deadline = conn.liveness.checkpoint_deadline(self.cfg.drain_timeout);
             if let Some(drain) = &mut self.drain {
                 drain.deadline = deadline;
             }
@@ -584,10 +490,6 @@ impl Supervisor {
             give_up_at: Instant::now() + drain_budget(&self.cfg),
             deadline: None,
         });
-    }
-
-    fn drain_deadline(&self) -> Option<tokio::time::Instant> {
-        self.drain.as_ref().and_then(|d| d.deadline).map(Into::into)
     }
 
     fn drain_give_up(&self) -> Option<tokio::time::Instant> {
@@ -624,19 +526,7 @@ impl Supervisor {
             .any(|e| matches!(e, TranscriptEvent::Final(t) if t.promoted));
         self.emit_transcript_events(events, self.interim_base);
         if !self.live && self.unreplayed > 0 {
-            let lost = Duration::from_nanos(samples_to_ns(self.unreplayed));
-            let mut failure = Failure::new(
-                FailureKind::AudioDropped,
-                format!(
-                    "{:.1} s of audio were never transcribed: after a reconnect they could not \
-                     be sent again (older than the {} s of audio kept for a replay)",
-                    lost.as_secs_f64(),
-                    self.cfg.replay_limit.as_secs()
-                ),
-                "audio older than the replay limit when a connection was replaced",
-            );
-            failure.untranscribed = Some(lost);
-            self.emit(ClientEvent::Error(failure));
+            self.emit(ClientEvent::Error(self.unreplayed_failure()));
             self.answer_drain(DrainOutcome::Failed);
             return;
         }
@@ -648,42 +538,72 @@ impl Supervisor {
         {
             // A file whose end got no text at all, more of it than the silence that ends an
             // utterance: it may have been speech, and nothing will ever transcribe it.
-            self.fail(Failure::new(
-                FailureKind::DrainTimeout,
-                format!(
-                    "Fireworks was answering but did not finish the end of the stream within \
-                     {} ms (drain-timeout) of its last transcript, and had given no text at all \
-                     for the audio after its last final, speech or silence (raise drain-timeout \
-                     to wait longer)",
-                    self.cfg.drain_timeout.as_millis()
-                ),
-                "no checkpoint echo or close before the drain deadline",
-            ));
+            self.fail(self.untranscribed_end_failure());
             self.answer_drain(DrainOutcome::Failed);
             return;
         }
         if outcome == DrainOutcome::TimedOut {
-            let what = if promoted {
-                "its unfinished last utterance was delivered as final (promoted=true)"
-            } else {
-                "no unfinished text was pending"
-            };
-            self.emit(ClientEvent::Warning(Failure::new(
-                FailureKind::DrainTimeout,
-                format!(
-                    "Fireworks was answering but did not confirm the end of the stream within \
-                     {} ms (drain-timeout) of its last transcript; {what}. The last {:.1} s of \
-                     audio had no final transcript (silence, or speech the service had not \
-                     finished: raise drain-timeout to wait longer)",
-                    self.cfg.drain_timeout.as_millis(),
-                    without_final as f64 / SAMPLE_RATE as f64
-                ),
-                "no checkpoint echo or close before the drain deadline",
-            )));
+            let warning = self.drain_timed_out_warning(promoted, without_final);
+            self.emit(ClientEvent::Warning(warning));
         } else if outcome == DrainOutcome::Completed {
             self.step(Step::DrainConfirmed);
         }
         self.answer_drain(outcome);
+    }
+
+    /// Non-live audio a reconnect could not resend (older than the replay log): an ERROR at
+    /// the end of the stream, naming the seconds.
+    fn unreplayed_failure(&self) -> Failure {
+        let lost = Duration::from_nanos(samples_to_ns(self.unreplayed));
+        let mut failure = Failure::new(
+            FailureKind::AudioDropped,
+            format!(
+                "{:.1} s of audio were never transcribed: after a reconnect they could not \
+                 be sent again (older than the {} s of audio kept for a replay)",
+                lost.as_secs_f64(),
+                self.cfg.replay_limit.as_secs()
+            ),
+            "audio older than the replay limit when a connection was replaced",
+        );
+        failure.untranscribed = Some(lost);
+        failure
+    }
+
+    /// A file whose end got no text at all by the drain deadline.
+    fn untranscribed_end_failure(&self) -> Failure {
+        Failure::new(
+            FailureKind::DrainTimeout,
+            format!(
+                "Fireworks was answering but did not finish the end of the stream within \
+                 {} ms (drain-timeout) of its last transcript, and had given no text at all \
+                 for the audio after its last final, speech or silence (raise drain-timeout \
+                 to wait longer)",
+                self.cfg.drain_timeout.as_millis()
+            ),
+            "no checkpoint echo or close before the drain deadline",
+        )
+    }
+
+    /// A drain that timed out on an answering service, with nothing or only a promoted
+    /// utterance left unfinished: a WARNING naming the audio without a final.
+    fn drain_timed_out_warning(&self, promoted: bool, without_final: u64) -> Failure {
+        let what = if promoted {
+            "its unfinished last utterance was delivered as final (promoted=true)"
+        } else {
+            "no unfinished text was pending"
+        };
+        Failure::new(
+            FailureKind::DrainTimeout,
+            format!(
+                "Fireworks was answering but did not confirm the end of the stream within \
+                 {} ms (drain-timeout) of its last transcript; {what}. The last {:.1} s of \
+                 audio had no final transcript (silence, or speech the service had not \
+                 finished: raise drain-timeout to wait longer)",
+                self.cfg.drain_timeout.as_millis(),
+                without_final as f64 / SAMPLE_RATE as f64
+            ),
+            "no checkpoint echo or close before the drain deadline",
+        )
     }
 
     /// Reports the usage not yet reported and answers the drain request, if one is pending.
@@ -697,20 +617,7 @@ impl Supervisor {
     /// Gets a connection, retrying transient failures, while still taking in audio.
     async fn establish(&mut self, rx: &mut mpsc::Receiver<Command>) -> Option<WsStream> {
         loop {
-            let wake = tokio::time::Instant::now() + self.retry_delay();
-            let cfg = self.cfg.clone();
-            let tls = self.tls.clone();
-            let sink = self.sink.clone();
-            let number = self.attempts;
-            self.attempts += 1;
-            let attempt = async move {
-                sleep_until(wake).await;
-                sink.on_event(ClientEvent::Step(Step::Connecting {
-                    attempt: number,
-                    host: cfg.host_for_messages(),
-                }));
-                connect::connect(&cfg, &tls).await
-            };
+            let attempt = self.connect_attempt();
             tokio::pin!(attempt);
             let result = loop {
                 // Only the drain's overall bound applies here: each attempt is bounded by
@@ -747,17 +654,7 @@ impl Supervisor {
                 None => continue,
                 Some(Ok(ws)) => return Some(ws),
                 Some(Err(err)) => {
-                    let failure =
-                        err.to_failure(&self.cfg.host_for_messages(), self.cfg.url.path());
-                    self.step(Step::ConnectFailed {
-                        attempt: self.attempts - 1,
-                        reason: failure.message.clone(),
-                    });
-                    if !err.is_retryable() {
-                        self.fail(failure);
-                        return None;
-                    }
-                    if !self.note_retry(failure) {
+                    if !self.connect_failed(err) {
                         return None;
                     }
                 }
@@ -765,31 +662,64 @@ impl Supervisor {
         }
     }
 
-    /// Streams over one connection until it ends.
+    /// The next connection attempt, after the pause a retry is due (none for the first).
+    fn connect_attempt(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<WsStream, connect::ConnectError>> {
+        let wake = tokio::time::Instant::now() + self.retry_delay();
+        let cfg = self.cfg.clone();
+        let tls = self.tls.clone();
+        let sink = self.sink.clone();
+        let number = self.attempts;
+        self.attempts += 1;
+        async move {
+            sleep_until(wake).await;
+            sink.on_event(ClientEvent::Step(Step::Connecting {
+                attempt: number,
+                host: cfg.host_for_messages(),
+            }));
+            connect::connect(&cfg, &tls).await
+        }
+    }
+
+    /// A connection attempt failed: reports it, and says whether another may be made.
+    fn connect_failed(&mut self, err: connect::ConnectError) -> bool {
+        let failure = err.to_failure(&self.cfg.host_for_messages(), self.cfg.url.path());
+        self.step(Step::ConnectFailed {
+            attempt: self.attempts - 1,
+            reason: failure.message.clone(),
+        });
+        if !err.is_retryable() {
+            self.fail(failure);
+            return false;
+        }
+        self.note_retry(failure)
+    }
+
+    /// Streams over one connection until it ends: resumes where the last one stopped, then
+    /// hands whatever comes first (a frame, a command, a timer) to its handler.
     async fn stream(&mut self, ws: WsStream, rx: &mut mpsc::Receiver<Command>) -> ConnectionEnd {
+        let (mut conn, replay) = self.open_connection(ws);
+        let leave = match self.resume(&mut conn, replay).await {
+            Ok(()) => self.serve(&mut conn, rx).await,
+            Err(leave) => leave,
+        };
+        match leave {
+            Leave::Close(end) => self.close(conn, end).await,
+            Leave::AfterWrite(end @ ConnectionEnd::Lost(_)) => {
+                self.read_what_arrived(conn, end).await
+            }
+            Leave::AfterWrite(end) => self.close(conn, end).await,
+            Leave::Abandon(end) => end,
+        }
+    }
+
+    /// The bookkeeping of a new connection: what it will replay (returned) and what the
+    /// replay log could no longer keep (reported).
+    fn open_connection(&mut self, ws: WsStream) -> (Connection, Vec<(u64, Bytes)>) {
         self.transcript.begin_connection();
         let base = self.log.replay_start();
-        let unreplayable = self.log.take_unreplayable();
-        if !self.live && self.hold_lifted == Some(HoldLift::NoFinal) {
-            // Forgotten while the service kept sending transcripts but no final: speech. (Audio
-            // forgotten after a quiet lift was silence as far as the service said.)
-            self.unreplayed += unreplayable;
-        }
-        // The hold starts afresh on this connection: the replay fills the log again, and the
-        // service gets its full time to finalise it.
-        self.held_since = None;
-        self.hold_lifted = None;
-        if unreplayable > 0 {
-            self.emit(ClientEvent::Warning(Failure::new(
-                FailureKind::AudioDropped,
-                format!(
-                    "{:.1} s of audio before the reconnect were older than the replay limit \
-                     and could not be sent again",
-                    unreplayable as f64 / SAMPLE_RATE as f64
-                ),
-                "replay buffer limit exceeded",
-            )));
-        }
+        self.report_unreplayable();
         // While a switch is pending, this connection carries the old options: it gets the
         // audio before the switch point only.
         let replay_end = self.switch.as_ref().map_or(u64::MAX, |s| s.at_sample);
@@ -806,170 +736,210 @@ impl Supervisor {
             replay: Duration::from_nanos(samples_to_ns(replay_samples)),
         });
         self.connections += 1;
+        (Connection::new(ws, base, &self.cfg), replay)
+    }
 
-        // Not split into halves: select! drops the read future before any branch writes, and
-        // a write reads too (`write_reading`), so one owner does both without a lock.
-        let mut out = ws;
-        let mut liveness = Liveness::new(Instant::now());
-        if !replay.is_empty() {
-            if let Err(end) = self
-                .send_frames(&mut out, replay, base, &mut liveness)
-                .await
-            {
-                return self.end_after_write(out, base, end).await;
-            }
+    /// Audio the replay log forgot before this reconnect: a WARNING, and for non-live input
+    /// part of the ERROR at the end when it was speech. The hold starts afresh on the new
+    /// connection: the replay fills the log again, and the service gets its full time to
+    /// finalise it.
+    fn report_unreplayable(&mut self) {
+        let unreplayable = self.log.take_unreplayable();
+        if !self.live && self.hold_lifted == Some(HoldLift::NoFinal) {
+            // Forgotten while the service kept sending transcripts but no final: speech. (Audio
+            // forgotten after a quiet lift was silence as far as the service said.)
+            self.unreplayed += unreplayable;
         }
-        if let Err(end) = self
-            .send_pending_checkpoint(&mut out, base, &mut liveness)
+        self.held_since = None;
+        self.hold_lifted = None;
+        if unreplayable > 0 {
+            self.emit(ClientEvent::Warning(Failure::new(
+                FailureKind::AudioDropped,
+                format!(
+                    "{:.1} s of audio before the reconnect were older than the replay limit \
+                     and could not be sent again",
+                    unreplayable as f64 / SAMPLE_RATE as f64
+                ),
+                "replay buffer limit exceeded",
+            )));
+        }
+    }
+
+    /// Sends what the service has not finalised (the replay) and the checkpoint a pending
+    /// switch or drain waits for.
+    async fn resume(&mut self, conn: &mut Connection, replay: Vec<(u64, Bytes)>) -> Handled {
+        self.send_frames(conn, replay)
             .await
-        {
-            return self.end_after_write(out, base, end).await;
-        }
+            .map_err(Leave::AfterWrite)?;
+        self.send_pending_checkpoint(conn)
+            .await
+            .map_err(Leave::AfterWrite)?;
+        conn.rearm_keepalive(&self.cfg);
+        Ok(())
+    }
 
-        // One timer for keepalive, stall and the checkpoint watch, moved only when it fires:
-        // re-arming it for every message would touch the timer wheel thousands of times a
-        // second at scale.
-        let keepalive = sleep_until(liveness.next_wake(Instant::now(), &self.cfg).into());
-        tokio::pin!(keepalive);
-        let mut usage_tick = tokio::time::interval(self.cfg.usage_interval);
-        usage_tick.tick().await;
-        // The checkpoint's deadline passed before the connection answered anything.
-        let mut overdue = false;
+    /// The select loop of one connection: each turn waits for the first of a frame, a
+    /// command (while audio may be taken, see [`Supervisor::takes_audio`]) and the timers,
+    /// and hands it to its handler.
+    async fn serve(&mut self, conn: &mut Connection, rx: &mut mpsc::Receiver<Command>) -> Leave {
         loop {
-            let drain_deadline = self.drain_deadline();
-            let give_up = self.drain_give_up();
-            let held_deadline = self.held_deadline();
             let takes_audio = self.takes_audio();
-            let switch_deadline = self
-                .switch
-                .as_ref()
-                .and_then(|s| s.deadline)
-                .map(Into::into);
-            tokio::select! {
-                incoming = out.next() => {
-                    liveness.heard(Instant::now());
-                    if let Some(end) = self.on_incoming(incoming, base) {
-                        return self.close(out, end).await;
-                    }
-                    if overdue {
-                        // The checkpoint's time is up and the connection has now shown it is
-                        // alive: the service heard everything but did not finish in time.
-                        let end = if self.switch.is_some() {
-                            self.finish_switch()
-                        } else {
-                            self.finish_drain(DrainOutcome::TimedOut);
-                            ConnectionEnd::Finished
-                        };
-                        return self.close(out, end).await;
-                    }
-                }
-                cmd = rx.recv(), if takes_audio => {
-                    let mut next = cmd;
-                    // Audio already queued behind this frame goes out in the same write; a
-                    // command met on the way is handled right after it.
-                    if let Some(Command::Audio(data)) = next {
-                        let sent = self
-                            .send_queued_audio(&mut out, rx, data, base, &mut liveness)
-                            .await;
-                        next = match sent {
-                            Ok(command) => command,
-                            Err(end) => return self.end_after_write(out, base, end).await,
-                        };
-                        if next.is_none() {
-                            continue;
-                        }
-                    }
-                    let sent_checkpoint = match next {
-                        Some(Command::Audio(_)) => unreachable!("audio is sent above"),
-                        Some(Command::Drain(reply)) => {
-                            self.start_drain(reply);
-                            // While switching, the next connection sends the end-of-stream
-                            // checkpoint.
-                            self.switch.is_none()
-                        }
-                        Some(Command::Reconfigure(cfg)) => {
-                            if self.switch.is_some() || self.drain.is_some() {
-                                // Already leaving this connection: the newest options win.
-                                match &mut self.switch {
-                                    Some(switch) => switch.cfg = Arc::new(*cfg),
-                                    None => self.cfg = Arc::new(*cfg),
-                                }
-                                false
-                            } else {
-                                self.start_switch(*cfg);
-                                true
-                            }
-                        }
-                        None => return self.close(out, ConnectionEnd::Finished).await,
-                    };
-                    if sent_checkpoint {
-                        let sent = self.send_pending_checkpoint(&mut out, base, &mut liveness).await;
-                        if let Err(end) = sent {
-                            return self.end_after_write(out, base, end).await;
-                        }
-                        keepalive
-                            .as_mut()
-                            .reset(liveness.next_wake(Instant::now(), &self.cfg).into());
-                    }
-                }
-                () = &mut keepalive => {
-                    let now = Instant::now();
-                    match liveness.check(now, &self.cfg) {
-                        Due::Wait(at) => keepalive.as_mut().reset(at.into()),
-                        Due::Ping => {
-                            let ping = VecDeque::from([Message::Ping(Bytes::new())]);
-                            let sent = self.write_reading(&mut out, ping, base, &mut liveness).await;
-                            if let Err(end) = sent {
-                                return self.end_after_write(out, base, end).await;
-                            }
-                            self.step(Step::PingSent);
-                            liveness.pinged(now);
-                            keepalive
-                                .as_mut()
-                                .reset(liveness.next_wake(now, &self.cfg).into());
-                        }
-                        Due::Dead(after) => {
-                            self.step(Step::Silent { after });
-                            let failure = self.silent(after, liveness.checkpoint_at.is_some());
-                            return ConnectionEnd::Lost(failure);
-                        }
-                    }
-                }
-                _ = sleep_until_opt(switch_deadline) => {
-                    if !liveness.heard_since_checkpoint() {
-                        // Silent so far: not "answering but slow" (yet). The watch replaces
-                        // it when the quiet bound passes; a first frame before that ends it.
-                        overdue = true;
-                        if let Some(switch) = &mut self.switch {
-                            switch.deadline = None;
-                        }
-                        continue;
-                    }
-                    // The old connection had its time; its unfinished text is final.
-                    let end = self.finish_switch();
-                    return self.close(out, end).await;
-                }
-                _ = sleep_until_opt(drain_deadline) => {
-                    if !liveness.heard_since_checkpoint() {
-                        overdue = true;
-                        if let Some(drain) = &mut self.drain {
-                            drain.deadline = None;
-                        }
-                        continue;
-                    }
-                    self.finish_drain(DrainOutcome::TimedOut);
-                    return self.close(out, ConnectionEnd::Finished).await;
-                }
+            let checkpoint_deadline = self.checkpoint_deadline();
+            let give_up = self.drain_give_up();
+            let held = self.held_deadline();
+            let handled = tokio::select! {
+                incoming = conn.ws.next() => self.on_frame(conn, incoming),
+                cmd = rx.recv(), if takes_audio => self.on_command(conn, rx, cmd).await,
+                () = conn.keepalive.as_mut() => self.on_keepalive_timer(conn).await,
+                _ = sleep_until_opt(checkpoint_deadline) => self.on_checkpoint_deadline(conn),
                 _ = sleep_until_opt(give_up) => {
-                    let end = ConnectionEnd::Fatal(self.drain_exhausted());
-                    return self.close(out, end).await;
+                    Err(Leave::Close(ConnectionEnd::Fatal(self.drain_exhausted())))
                 }
-                _ = sleep_until_opt(held_deadline.map(|(at, _)| at)) => {
-                    self.hold_lifted = held_deadline.map(|(_, why)| why);
+                _ = sleep_until_opt(held.map(|(at, _)| at)) => {
+                    self.hold_lifted = held.map(|(_, why)| why);
                     self.step(Step::HoldLifted);
+                    Ok(())
                 }
-                _ = usage_tick.tick() => self.report_usage(),
+                _ = conn.usage_tick.tick() => {
+                    self.report_usage();
+                    Ok(())
+                }
+            };
+            if let Err(leave) = handled {
+                return leave;
             }
+        }
+    }
+
+    /// A frame from the service, or the end of the socket.
+    fn on_frame(
+        &mut self,
+        conn: &mut Connection,
+        incoming: Option<Result<Message, WsError>>,
+    ) -> Handled {
+        conn.heard();
+        if let Some(end) = self.on_incoming(incoming, conn.base) {
+            return Err(Leave::Close(end));
+        }
+        if conn.overdue {
+            // The checkpoint's time is up and the connection has now shown it is alive: the
+            // service heard everything but did not finish in time.
+            return Err(Leave::Close(self.checkpoint_timed_out()));
+        }
+        Ok(())
+    }
+
+    /// A command from the streaming thread; `None`: the element went away.
+    async fn on_command(
+        &mut self,
+        conn: &mut Connection,
+        rx: &mut mpsc::Receiver<Command>,
+        cmd: Option<Command>,
+    ) -> Handled {
+        let command = match cmd {
+            // Audio already queued behind this frame goes out in the same write; a command
+            // met on the way is handled right after it.
+            Some(Command::Audio(data)) => {
+                let sent = self.send_queued_audio(conn, rx, data).await;
+                match sent.map_err(Leave::AfterWrite)? {
+                    Some(command) => command,
+                    None => return Ok(()),
+                }
+            }
+            Some(command) => command,
+            None => return Err(Leave::Close(ConnectionEnd::Finished)),
+        };
+        let send_checkpoint = match command {
+            Command::Audio(_) => unreachable!("audio is sent above"),
+            Command::Drain(reply) => {
+                self.start_drain(reply);
+                // While switching, the next connection sends the end-of-stream checkpoint.
+                self.switch.is_none()
+            }
+            Command::Reconfigure(cfg) => self.reconfigure_online(*cfg),
+        };
+        if send_checkpoint {
+            self.send_pending_checkpoint(conn)
+                .await
+                .map_err(Leave::AfterWrite)?;
+            conn.rearm_keepalive(&self.cfg);
+        }
+        Ok(())
+    }
+
+    /// New options while connected: starts a switch (true: its checkpoint is to be sent), or,
+    /// when this connection is already being left, makes them the ones the next one uses.
+    fn reconfigure_online(&mut self, cfg: ClientConfig) -> bool {
+        if self.switch.is_none() && self.drain.is_none() {
+            self.start_switch(cfg);
+            return true;
+        }
+        // Already leaving this connection: the newest options win.
+        match &mut self.switch {
+            Some(switch) => switch.cfg = Arc::new(cfg),
+            None => self.cfg = Arc::new(cfg),
+        }
+        false
+    }
+
+    /// The keepalive timer fired: wait longer, ping, or give the connection up as dead.
+    async fn on_keepalive_timer(&mut self, conn: &mut Connection) -> Handled {
+        let now = Instant::now();
+        match conn.liveness.check(now, &self.cfg) {
+            Due::Wait(at) => conn.keepalive.as_mut().reset(at.into()),
+            Due::Ping => {
+                let ping = VecDeque::from([Message::Ping(Bytes::new())]);
+                self.write_reading(conn, ping)
+                    .await
+                    .map_err(Leave::AfterWrite)?;
+                self.step(Step::PingSent);
+                conn.liveness.pinged(now);
+                conn.rearm_keepalive(&self.cfg);
+            }
+            Due::Dead(after) => {
+                self.step(Step::Silent { after });
+                let failure = self.silent(after, conn.liveness.checkpoint_at.is_some());
+                return Err(Leave::Abandon(ConnectionEnd::Lost(failure)));
+            }
+        }
+        Ok(())
+    }
+
+    /// When the checkpoint of the pending switch or drain must have been answered (at most
+    /// one of them has a checkpoint out: a switch cannot start during a drain, and a drain's
+    /// checkpoint waits for the connection after a switch).
+    fn checkpoint_deadline(&self) -> Option<tokio::time::Instant> {
+        let switch = self.switch.as_ref().and_then(|s| s.deadline);
+        let drain = self.drain.as_ref().and_then(|d| d.deadline);
+        switch.or(drain).map(Into::into)
+    }
+
+    /// The checkpoint's time is up. A connection that has answered since it went out is alive
+    /// but slow: the switch or drain ends now. One that has been silent is not "answering but
+    /// slow" (yet): the keepalive watch replaces it when the quiet bound passes, and a first
+    /// frame before that ends the wait ([`Connection::overdue`]).
+    fn on_checkpoint_deadline(&mut self, conn: &mut Connection) -> Handled {
+        if conn.liveness.heard_since_checkpoint() {
+            return Err(Leave::Close(self.checkpoint_timed_out()));
+        }
+        conn.overdue = true;
+        if let Some(switch) = &mut self.switch {
+            switch.deadline = None;
+        }
+        if let Some(drain) = &mut self.drain {
+            drain.deadline = None;
+        }
+        Ok(())
+    }
+
+    /// A checkpoint went unanswered on a connection that is alive: a switch finishes (the old
+    /// connection's unfinished text is final), a drain ends as timed out.
+    fn checkpoint_timed_out(&mut self) -> ConnectionEnd {
+        if self.switch.is_some() {
+            self.finish_switch()
+        } else {
+            self.finish_drain(DrainOutcome::TimedOut);
+            ConnectionEnd::Finished
         }
     }
 
@@ -981,17 +951,16 @@ impl Supervisor {
     /// stays the reason, unless the connection ended in a way that says more (a close frame).
     async fn read_what_arrived(
         &mut self,
-        out: &mut WsStream,
-        base: u64,
+        mut conn: Connection,
         end: ConnectionEnd,
     ) -> ConnectionEnd {
         let until = tokio::time::Instant::now() + READ_AFTER_WRITE_FAILURE;
-        while let Ok(incoming) = tokio::time::timeout_at(until, out.next()).await {
+        while let Ok(incoming) = tokio::time::timeout_at(until, conn.ws.next()).await {
             if incoming.as_ref().is_none_or(|r| r.is_err()) {
                 // The read side has met the same failure: keep the write's description.
                 break;
             }
-            if let Some(read_end) = self.on_incoming(incoming, base) {
+            if let Some(read_end) = self.on_incoming(incoming, conn.base) {
                 return read_end;
             }
         }
@@ -1035,44 +1004,28 @@ impl Supervisor {
     /// `Err` is how the connection ended: the write failed, or a frame that arrived ended it.
     async fn write_reading(
         &mut self,
-        out: &mut WsStream,
+        conn: &mut Connection,
         messages: VecDeque<Message>,
-        base: u64,
-        liveness: &mut Liveness,
     ) -> Result<(), ConnectionEnd> {
         let mut write = PendingWrite::new(messages);
         let started = Instant::now();
         let give_up = started + self.cfg.stall_timeout * MAX_WRITE_STALL_TIMEOUTS;
         loop {
             let stalled_at =
-                (liveness.last_heard.max(started) + self.cfg.stall_timeout).min(give_up);
-            let progress = tokio::time::timeout_at(stalled_at.into(), write.advance(out)).await;
+                (conn.liveness.last_heard.max(started) + self.cfg.stall_timeout).min(give_up);
+            let progress =
+                tokio::time::timeout_at(stalled_at.into(), write.advance(&mut conn.ws)).await;
             match progress {
                 Err(_) => return Err(ConnectionEnd::Lost(self.stalled())),
                 Ok(WriteProgress::Written(Ok(()))) => return Ok(()),
                 Ok(WriteProgress::Written(Err(err))) => return Err(self.write_failed(err)),
                 Ok(WriteProgress::Incoming(incoming)) => {
-                    liveness.heard(Instant::now());
-                    if let Some(end) = self.on_incoming(incoming, base) {
+                    conn.heard();
+                    if let Some(end) = self.on_incoming(incoming, conn.base) {
                         return Err(end);
                     }
                 }
             }
-        }
-    }
-
-    /// How the connection ends after a write returned `end`: a lost connection may still
-    /// have delivered transcripts ([`Supervisor::read_what_arrived`]); any other end (a
-    /// checkpoint echo or a server error read during the write) closes politely.
-    async fn end_after_write(
-        &mut self,
-        mut out: WsStream,
-        base: u64,
-        end: ConnectionEnd,
-    ) -> ConnectionEnd {
-        match end {
-            ConnectionEnd::Lost(_) => self.read_what_arrived(&mut out, base, end).await,
-            end => self.close(out, end).await,
         }
     }
 
@@ -1093,11 +1046,9 @@ impl Supervisor {
     /// frame. Returns the first other command taken from the queue.
     async fn send_queued_audio(
         &mut self,
-        out: &mut WsStream,
+        conn: &mut Connection,
         rx: &mut mpsc::Receiver<Command>,
         first: Bytes,
-        base: u64,
-        liveness: &mut Liveness,
     ) -> Result<Option<Command>, ConnectionEnd> {
         if self.switch.is_some() {
             // Held back for the next connection; the loop takes the rest one by one.
@@ -1123,7 +1074,7 @@ impl Supervisor {
                 Err(_) => {}
             }
         }
-        self.write_reading(out, messages, base, liveness).await?;
+        self.write_reading(conn, messages).await?;
         if let Some(offset) = first_offset {
             self.log.mark_sent_from(offset, Instant::now());
         }
@@ -1135,10 +1086,8 @@ impl Supervisor {
     /// Sends logged frames, in order, with a single flush at the end.
     async fn send_frames(
         &mut self,
-        out: &mut WsStream,
+        conn: &mut Connection,
         frames: Vec<(u64, Bytes)>,
-        base: u64,
-        liveness: &mut Liveness,
     ) -> Result<(), ConnectionEnd> {
         let Some(&(first_offset, _)) = frames.first() else {
             return Ok(());
@@ -1151,7 +1100,7 @@ impl Supervisor {
             .into_iter()
             .map(|(_, data)| Message::Binary(data))
             .collect();
-        self.write_reading(out, messages, base, liveness).await?;
+        self.write_reading(conn, messages).await?;
         self.log.mark_sent_from(first_offset, Instant::now());
         self.usage.since_last += samples;
         self.usage.total += samples;
@@ -1194,26 +1143,7 @@ impl Supervisor {
                 ));
                 None
             }
-            Some(Ok(Message::Close(frame))) => {
-                let (code, reason) = frame
-                    .map(|f| (u16::from(f.code), f.reason.to_string()))
-                    .unwrap_or((1005, String::new()));
-                let mut failure = Failure::new(
-                    FailureKind::ConnectionLost,
-                    format!(
-                        "Fireworks at {} closed the connection (code {code}{})",
-                        host(),
-                        if reason.is_empty() {
-                            String::new()
-                        } else {
-                            format!(": {reason}")
-                        }
-                    ),
-                    format!("close code {code}, reason {reason:?}"),
-                );
-                failure.close_code = Some(code);
-                Some(self.ended_by_server(failure))
-            }
+            Some(Ok(Message::Close(frame))) => Some(self.ended_by_server(closed(frame, &host()))),
             Some(Ok(_)) => None,
         }
     }
@@ -1283,24 +1213,27 @@ impl Supervisor {
                 self.finish_drain(DrainOutcome::Completed);
                 Some(ConnectionEnd::Finished)
             }
-            Ok(ServerMessage::Error { message, code }) => {
-                let message = self.cfg.api_key.redact(&excerpt(&message));
-                let mut failure = Failure::new(
-                    FailureKind::ServerError,
-                    format!("Fireworks reported an error: {message}"),
-                    format!(
-                        "server message: {}",
-                        self.cfg.api_key.redact(&excerpt(text))
-                    ),
-                );
-                failure.server_error = Some(Box::new(ServerErrorReport {
-                    message,
-                    code: code.map(|c| self.cfg.api_key.redact(&excerpt(&c))),
-                }));
-                Some(ConnectionEnd::Fatal(failure))
-            }
+            Ok(ServerMessage::Error { message, code }) => Some(ConnectionEnd::Fatal(
+                self.server_error(text, &message, code),
+            )),
             Ok(_) => None,
         }
+    }
+
+    /// An error message from the service, as a failure that names it (the key redacted).
+    fn server_error(&self, text: &str, message: &str, code: Option<String>) -> Failure {
+        let redact = |s: &str| self.cfg.api_key.redact(&excerpt(s));
+        let message = redact(message);
+        let mut failure = Failure::new(
+            FailureKind::ServerError,
+            format!("Fireworks reported an error: {message}"),
+            format!("server message: {}", redact(text)),
+        );
+        failure.server_error = Some(Box::new(ServerErrorReport {
+            message,
+            code: code.map(|c| redact(&c)),
+        }));
+        failure
     }
 
     fn emit_transcript_events(&mut self, events: Vec<TranscriptEvent>, base: u64) {
@@ -1410,15 +1343,36 @@ impl Supervisor {
     }
 
     /// Closes politely (bounded), then returns `end`.
-    async fn close(&mut self, mut out: WsStream, end: ConnectionEnd) -> ConnectionEnd {
+    async fn close(&mut self, mut conn: Connection, end: ConnectionEnd) -> ConnectionEnd {
         let frame = CloseFrame {
             code: CloseCode::Normal,
             reason: "".into(),
         };
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, out.send(Message::Close(Some(frame)))).await;
+        let close = conn.ws.send(Message::Close(Some(frame)));
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
         self.step(Step::Closed);
         end
     }
+}
+
+/// The service's close frame, as the failure it is unless a drain or switch expected it
+/// ([`Supervisor::ended_by_server`]). No frame at all reads as code 1005, as RFC 6455 says.
+fn closed(frame: Option<CloseFrame>, host: &str) -> Failure {
+    let (code, reason) = frame
+        .map(|f| (u16::from(f.code), f.reason.to_string()))
+        .unwrap_or((1005, String::new()));
+    let reason_part = if reason.is_empty() {
+        String::new()
+    } else {
+        format!(": {reason}")
+    };
+    let mut failure = Failure::new(
+        FailureKind::ConnectionLost,
+        format!("Fireworks at {host} closed the connection (code {code}{reason_part})"),
+        format!("close code {code}, reason {reason:?}"),
+    );
+    failure.close_code = Some(code);
+    failure
 }
 
 async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
@@ -1443,58 +1397,6 @@ mod tests {
 
     fn secs(s: f64) -> Duration {
         Duration::from_secs_f64(s)
-    }
-
-    #[test]
-    fn mid_stream_a_connection_is_pinged_then_stalled() {
-        let cfg = cfg();
-        let t0 = Instant::now();
-        let mut live = Liveness::new(t0);
-        assert!(
-            matches!(live.check(t0 + secs(1.0), &cfg), Due::Wait(at) if at == t0 + cfg.keepalive_interval)
-        );
-        assert!(matches!(
-            live.check(t0 + cfg.keepalive_interval, &cfg),
-            Due::Ping
-        ));
-        live.pinged(t0 + cfg.keepalive_interval);
-        assert!(matches!(live.check(t0 + secs(14.9), &cfg), Due::Wait(_)));
-        assert!(
-            matches!(live.check(t0 + cfg.stall_timeout, &cfg), Due::Dead(d) if d == cfg.stall_timeout)
-        );
-    }
-
-    #[test]
-    fn after_a_checkpoint_three_silent_seconds_mean_dead() {
-        let cfg = cfg();
-        let t0 = Instant::now();
-        let mut live = Liveness::new(t0);
-        let cp = t0 + secs(10.0);
-        live.checkpoint_at = Some(cp);
-        live.pinged(cp);
-        assert!(!live.heard_since_checkpoint());
-        assert!(matches!(live.check(cp + secs(0.5), &cfg), Due::Wait(at) if at == cp + secs(1.0)));
-        assert!(matches!(live.check(cp + secs(1.0), &cfg), Due::Ping));
-        live.pinged(cp + secs(1.0));
-        assert!(matches!(live.check(cp + secs(2.9), &cfg), Due::Ping));
-        assert!(matches!(live.check(cp + secs(3.0), &cfg), Due::Dead(d) if d == CHECKPOINT_QUIET));
-        // A pong moves the bound: quiet counts from the last frame.
-        live.heard(cp + secs(2.0));
-        assert!(live.heard_since_checkpoint());
-        assert!(matches!(live.check(cp + secs(4.9), &cfg), Due::Ping));
-        assert!(matches!(live.check(cp + secs(5.0), &cfg), Due::Dead(_)));
-    }
-
-    #[test]
-    fn a_short_stall_timeout_shortens_the_checkpoint_bound() {
-        let mut cfg = cfg();
-        cfg.stall_timeout = secs(0.9);
-        assert_eq!(checkpoint_quiet(&cfg), secs(0.9));
-        let t0 = Instant::now();
-        let mut live = Liveness::new(t0);
-        live.checkpoint_at = Some(t0);
-        live.pinged(t0);
-        assert!(matches!(live.check(t0 + secs(0.9), &cfg), Due::Dead(_)));
     }
 
     #[test]
