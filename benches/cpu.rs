@@ -265,20 +265,7 @@ fn driver(args: &Args) {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    let default_python = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
-        })
-        .join("fireworksstt/bench-venv/bin/python")
-        .display()
-        .to_string();
-    let python = args
-        .get("--python")
-        .or_else(|| std::env::var("FIREWORKS_BENCH_PYTHON").ok())
-        .unwrap_or(default_python);
-    let use_python = !args.flag("--no-python") && std::path::Path::new(&python).exists();
+    let python = reference_python(args);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/reference_client.py");
 
     println!("load average at start: {}", loadavg());
@@ -354,9 +341,9 @@ fn driver(args: &Args) {
             ));
         }
     }
-    if use_python {
+    if let Some(python) = &python {
         for &ms in &buffers {
-            let mut cmd = Command::new(&python);
+            let mut cmd = Command::new(python);
             cmd.arg(script)
                 .args(["--audio", &audio_s, "--url", &server.base_url])
                 .args(["--frame-ms", &ms.to_string()]);
@@ -366,8 +353,6 @@ fn driver(args: &Args) {
                 &server,
             ));
         }
-    } else {
-        println!("(reference Python client skipped: no {python})");
     }
 
     let hours = minutes as f64 / 60.0;

@@ -4,6 +4,7 @@ STT, driven through livekit-agents' `STT.stream()` with the same audio as firewo
 the same local test server.
 
     python reference_client.py --audio FILE.s16le --url ws://127.0.0.1:PORT/v1 [--frame-ms 10]
+                               [--realtime]
 
 Set-up (once): python3 -m venv VENV && VENV/bin/pip install livekit-plugins-fireworksai
 
@@ -48,6 +49,9 @@ async def main():
     ap.add_argument("--audio", required=True)
     ap.add_argument("--url", required=True)
     ap.add_argument("--frame-ms", type=int, default=10)
+    # Push each frame when its audio would have been heard (a LiveKit room's audio stream),
+    # instead of as fast as the event loop turns.
+    ap.add_argument("--realtime", action="store_true")
     a = ap.parse_args()
 
     with open(a.audio, "rb") as f:
@@ -74,9 +78,15 @@ async def main():
         stream = stt.stream()
 
         async def feed():
-            for frame in frames:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            for i, frame in enumerate(frames):
+                if a.realtime:
+                    due = start + i * a.frame_ms / 1000.0
+                    await asyncio.sleep(max(0.0, due - loop.time()))
+                else:
+                    await asyncio.sleep(0)
                 stream.push_frame(frame)
-                await asyncio.sleep(0)
             stream.end_input()
 
         feeder = asyncio.create_task(feed())

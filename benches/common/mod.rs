@@ -613,3 +613,27 @@ pub fn add_branch(
     stt.link(&sink).unwrap();
     (stt.static_pad("sink").unwrap(), Some(stt))
 }
+
+/// The reference client's Python: `--python`, else `$FIREWORKS_BENCH_PYTHON`, else the venv
+/// benches/setup-reference-client.sh makes (`~/.cache/fireworksstt/bench-venv`). `None` when
+/// `--no-python` is given or the interpreter does not exist (the client is then skipped).
+pub fn reference_python(args: &Args) -> Option<String> {
+    let default_python = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
+        })
+        .join("fireworksstt/bench-venv/bin/python")
+        .display()
+        .to_string();
+    let python = args
+        .get("--python")
+        .or_else(|| std::env::var("FIREWORKS_BENCH_PYTHON").ok())
+        .unwrap_or(default_python);
+    if args.flag("--no-python") || !Path::new(&python).exists() {
+        println!("(reference Python client skipped: no {python})");
+        return None;
+    }
+    Some(python)
+}
