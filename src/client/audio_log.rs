@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::BYTES_PER_SAMPLE;
+use super::audio_units::BYTES_PER_SAMPLE;
 
 #[derive(Debug)]
 struct LoggedFrame {

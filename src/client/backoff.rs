@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use super::ClientConfig;
+use super::config::ClientConfig;
 
 /// The longest rate-limit pause is this many `retry-interval`s (2 s → 32 s by default).
 pub const MAX_RATE_LIMIT_FACTOR: u32 = 16;
@@ -56,7 +56,7 @@ mod tests {
     fn cfg() -> ClientConfig {
         let mut cfg = ClientConfig::new(
             "wss://example.com/v1".parse().unwrap(),
-            super::super::ApiKey::new("k"),
+            crate::client::ApiKey::new("k"),
         );
         cfg.retry_interval = Duration::from_secs(2);
         cfg.first_retry_delay = Duration::from_millis(100);

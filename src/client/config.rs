@@ -3,7 +3,9 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::{ApiKey, TlsSettings};
+use super::audio_units::duration_to_bytes;
+use super::secret::ApiKey;
+use super::tls::TlsSettings;
 
 /// The defaults of the client's settings: the one place they are written down (the element's
 /// property defaults are these).
@@ -69,7 +71,7 @@ impl ClientConfig {
             url,
             api_key,
             tls: TlsSettings::default(),
-            chunk_bytes: super::duration_to_bytes(defaults::CHUNK_DURATION),
+            chunk_bytes: duration_to_bytes(defaults::CHUNK_DURATION),
             connect_timeout: defaults::CONNECT_TIMEOUT,
             drain_timeout: defaults::DRAIN_TIMEOUT,
             text_timeout: defaults::TEXT_TIMEOUT,

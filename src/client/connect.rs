@@ -13,8 +13,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
+use super::config::ClientConfig;
 use super::events::{Failure, FailureKind};
-use super::ClientConfig;
 
 pub type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 

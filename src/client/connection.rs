@@ -10,9 +10,9 @@ use std::time::Instant;
 
 use tokio::time::{Interval, Sleep};
 
+use super::config::ClientConfig;
 use super::connect::WsStream;
 use super::liveness::Liveness;
-use super::ClientConfig;
 
 pub(super) struct Connection {
     pub ws: WsStream,

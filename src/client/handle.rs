@@ -9,9 +9,10 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::task::JoinHandle;
 
+use super::config::ClientConfig;
 use super::events::{ClientEvent, DrainOutcome, EventSink, Failure, FailureKind};
+use super::runtime::runtime;
 use super::supervisor::{drain_budget, Command, Supervisor};
-use super::{runtime, ClientConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushError {

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::ClientConfig;
+use super::config::ClientConfig;
 
 /// After a checkpoint (end of stream, or a change of options) the service has to show that it
 /// is alive: a ping goes out with the checkpoint and every `CHECKPOINT_PING_INTERVAL` after it,
@@ -118,7 +118,7 @@ mod tests {
 
     fn cfg() -> ClientConfig {
         let url = url::Url::parse("wss://example.com/v1/audio/transcriptions/streaming").unwrap();
-        ClientConfig::new(url, super::super::ApiKey::new("k"))
+        ClientConfig::new(url, crate::client::ApiKey::new("k"))
     }
 
     fn secs(s: f64) -> Duration {

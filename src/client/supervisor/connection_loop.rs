@@ -19,11 +19,12 @@ use super::{
     sleep_until_opt, Command, ConnectionEnd, HoldLift, Supervisor, CLOSE_TIMEOUT,
     READ_AFTER_WRITE_FAILURE,
 };
+use crate::client::audio_units::{samples_to_ns, BYTES_PER_SAMPLE, SAMPLE_RATE};
+use crate::client::config::ClientConfig;
 use crate::client::connect::WsStream;
 use crate::client::connection::Connection;
 use crate::client::events::{ClientEvent, Failure, FailureKind, Step};
 use crate::client::liveness::Due;
-use crate::client::{samples_to_ns, ClientConfig, BYTES_PER_SAMPLE, SAMPLE_RATE};
 
 /// Why the select loop leaves a connection, and what is owed to the socket on the way out.
 enum Leave {

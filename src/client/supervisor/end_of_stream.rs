@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{drain_budget, Command, ConnectionEnd, PendingDrain, PendingSwitch, Supervisor};
+use crate::client::audio_units::{samples_to_ns, SAMPLE_RATE};
+use crate::client::config::ClientConfig;
 use crate::client::events::{ClientEvent, DrainOutcome, Failure, FailureKind, Step};
-use crate::client::{samples_to_ns, ClientConfig, SAMPLE_RATE};
 use crate::protocol::{TranscriptEvent, END_OF_STREAM_CHECKPOINT};
 
 impl Supervisor {

@@ -9,11 +9,11 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::{ConnectionEnd, Supervisor, MAX_PROTOCOL_WARNINGS};
+use crate::client::audio_units::{samples_to_ns, seconds_to_samples};
 use crate::client::events::{
     ClientEvent, DrainOutcome, Failure, FailureKind, ServerErrorReport, Step, TimedTranscript,
     TimedWord,
 };
-use crate::client::{samples_to_ns, seconds_to_samples};
 use crate::protocol::{
     parse_server_message, ServerMessage, Transcript, TranscriptEvent, END_OF_STREAM_CHECKPOINT,
 };

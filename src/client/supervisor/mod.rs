@@ -18,11 +18,12 @@ use tokio::sync::mpsc;
 use tokio::time::sleep_until;
 
 use super::audio_log::AudioLog;
+use super::audio_units::{duration_to_bytes, samples_to_ns, SAMPLE_RATE};
 use super::backoff;
+use super::config::ClientConfig;
 use super::connect::{self, WsStream};
 use super::events::{ClientEvent, DrainOutcome, EventSink, Failure, FailureKind, Step};
 use super::liveness::checkpoint_quiet;
-use super::{samples_to_ns, ClientConfig, SAMPLE_RATE};
 use crate::protocol::TranscriptState;
 
 /// What the streaming thread asks of the network task.
@@ -160,7 +161,7 @@ impl Supervisor {
         sink: Arc<dyn EventSink>,
         live: bool,
     ) -> Self {
-        let limit_bytes = super::duration_to_bytes(cfg.replay_limit);
+        let limit_bytes = duration_to_bytes(cfg.replay_limit);
         Supervisor {
             cfg,
             tls,
@@ -408,7 +409,7 @@ mod tests {
 
     fn cfg() -> ClientConfig {
         let url = url::Url::parse("wss://example.com/v1/audio/transcriptions/streaming").unwrap();
-        ClientConfig::new(url, super::super::ApiKey::new("k"))
+        ClientConfig::new(url, crate::client::ApiKey::new("k"))
     }
 
     fn secs(s: f64) -> Duration {

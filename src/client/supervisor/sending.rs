@@ -11,11 +11,11 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::{Command, ConnectionEnd, Supervisor, MAX_FRAMES_PER_WRITE, MAX_WRITE_STALL_TIMEOUTS};
+use crate::client::audio_units::{samples_to_ns, BYTES_PER_SAMPLE};
 use crate::client::connection::Connection;
 use crate::client::duplex::{PendingWrite, WriteProgress};
 use crate::client::events::{Failure, FailureKind, Step};
 use crate::client::liveness::checkpoint_quiet;
-use crate::client::{samples_to_ns, BYTES_PER_SAMPLE};
 use crate::protocol::{checkpoint_message, END_OF_STREAM_CHECKPOINT};
 
 impl Supervisor {
