@@ -43,7 +43,7 @@ pub(super) struct Output {
     /// Utterance number, and the PTS up to which its words went out early, from interims.
     pub(super) early: Option<(u64, gst::ClockTime)>,
     pub(super) interim_times: InterimWordTimes,
-    /// When the live task next looks at the clock.
+    /// When the live task next looks for early words (while an utterance is open).
     pub(super) next_tick: Option<Instant>,
     /// The last result of a push downstream: an error stops the task and goes upstream.
     pub flow: Result<gst::FlowSuccess, gst::FlowError>,

@@ -6,9 +6,14 @@
 //! end-of-utterance event, and GAPs. The streaming thread and the network task only append to
 //! it; the src pad task alone pushes, without holding any lock, so a slow, synchronising or
 //! blocked downstream holds up nothing but that task: audio keeps flowing to the service and
-//! bus messages keep being posted. With live input the task also wakes on its own every
-//! heartbeat step (see [`heartbeat_step`]) to push the early words whose deadline has come and a GAP up to where
-//! nothing more can be said, so both move with time rather than with the next input buffer.
+//! bus messages keep being posted.
+//!
+//! The task sleeps until something is queued (every producer notifies `state_cond`), unless a
+//! deadline of its own falls due first — only with live input: the early words of an open
+//! utterance (looked at every heartbeat step, see [`heartbeat_step`]) and the heartbeat GAP
+//! up to where nothing more can be said, due one step after the output last moved. So output
+//! moves with time rather than with the next input buffer, and a stream with nothing due costs
+//! no wake-ups.
 //!
 //! The queue and its bound are in `output_queue.rs`.
 
@@ -36,8 +41,9 @@ fn heartbeat_step(latency: gst::ClockTime) -> gst::ClockTime {
         gst::ClockTime::from_mseconds(100),
     )
 }
-/// With nothing to do and no live input the task still looks again this often.
-const IDLE_WAIT: Duration = Duration::from_millis(200);
+/// How often a non-live streaming thread waiting for room in the output queue looks again
+/// (it is also woken as soon as a text goes out).
+const ROOM_WAIT: Duration = Duration::from_millis(200);
 
 /// Early words go out this long before their deadline (half the latency, at most a second),
 /// leaving that much for everything downstream.
@@ -112,6 +118,34 @@ fn queue_due_early_words(state: &mut State, settings: &OutputSettings, now: gst:
     }
 }
 
+/// Queues a GAP up to [`live_heartbeat`] once that is a step past the output's position.
+/// Returns how long until the next one falls due with live audio arriving in real time,
+/// or `None` while an open utterance holds it back (its final notifies).
+fn queue_heartbeat_gap(
+    state: &mut State,
+    latency: gst::ClockTime,
+    step: gst::ClockTime,
+) -> Option<Duration> {
+    let Some(until) = live_heartbeat(state, latency) else {
+        // No audio yet, or less than `latency` of it: look again a step later.
+        return Some(Duration::from(step));
+    };
+    let position = state.output.position;
+    if position.is_none_or(|position| until >= position.saturating_add(step)) {
+        state.output.queue_gap_until(until);
+    }
+    let held_by_utterance = state
+        .timeline
+        .end_pts()
+        .and_then(|end| end.checked_sub(latency))
+        .is_some_and(|free| free > until);
+    if held_by_utterance {
+        return None;
+    }
+    let next = position.map_or(until, |p| p.max(until)).saturating_add(step);
+    Some(Duration::from(next.saturating_sub(until)))
+}
+
 /// One thing to push, worked out under the lock and pushed without it.
 enum Push {
     Buffer {
@@ -176,7 +210,7 @@ impl FireworksStt {
             && state.output.texts >= MAX_WAITING_TEXT
             && state.output.flow.is_ok()
         {
-            state = self.state_cond.wait_timeout(state, IDLE_WAIT).unwrap().0;
+            state = self.state_cond.wait_timeout(state, ROOM_WAIT).unwrap().0;
         }
         if state.flushing {
             return Err(gst::FlowError::Flushing);
@@ -215,20 +249,23 @@ impl FireworksStt {
                     return false;
                 }
                 let live = state.live && state.fireworks_session.is_active();
-                if live {
-                    self.tick(&mut state, &settings);
-                }
+                let due = if live {
+                    self.queue_due_output(&mut state, &settings)
+                } else {
+                    None
+                };
                 if let Some(queued) = state.output.queue.pop_front() {
                     break queued;
                 }
-                let wait = if live {
-                    state.output.next_tick.map_or(Duration::ZERO, |t| {
-                        t.saturating_duration_since(Instant::now())
-                    })
-                } else {
-                    IDLE_WAIT
+                state = match due {
+                    Some(at) => {
+                        let wait = at.saturating_duration_since(Instant::now());
+                        self.state_cond.wait_timeout(state, wait).unwrap().0
+                    }
+                    // Nothing falls due by itself: whatever changes that (something queued, a
+                    // flush, a flow error, a session starting) notifies.
+                    None => self.state_cond.wait(state).unwrap(),
                 };
-                state = self.state_cond.wait_timeout(state, wait).unwrap().0;
             };
             let is_caps = matches!(&queued, Queued::Event(e) if e.type_() == gst::EventType::Caps);
             let was_full = state.output.texts >= MAX_WAITING_TEXT;
@@ -302,32 +339,33 @@ impl FireworksStt {
         }
     }
 
-    /// Live: early words whose deadline has come, and the heartbeat GAP, once per step.
-    fn tick(&self, state: &mut State, settings: &OutputSettings) {
-        let now_instant = Instant::now();
-        if state
-            .output
-            .next_tick
-            .is_some_and(|next| now_instant < next)
-        {
-            return;
-        }
+    /// Live: queues the early words whose deadline has come and the heartbeat GAP when it is
+    /// due. Returns when the task must look again by itself: a heartbeat step from now while an
+    /// utterance with early words is open, and when the heartbeat GAP falls due — one step
+    /// past the output's position, reached as live audio keeps arriving — unless an open
+    /// utterance holds the GAP back (its final notifies). `None`: nothing falls due by itself.
+    fn queue_due_output(&self, state: &mut State, settings: &OutputSettings) -> Option<Instant> {
+        let now = Instant::now();
         let step = heartbeat_step(settings.latency);
-        state.output.next_tick = Some(now_instant + Duration::from(step));
-        let early = settings.early_words && settings.output_mode == OutputMode::Words;
-        if early && state.open_utterance.is_some() {
-            if let Some(now) = self.obj().current_running_time() {
-                queue_due_early_words(state, settings, now);
+        let early = settings.early_words
+            && settings.output_mode == OutputMode::Words
+            && state.open_utterance.is_some();
+        let mut due: Option<Instant> = None;
+        if early {
+            if state.output.next_tick.is_none_or(|at| at <= now) {
+                if let Some(running_time) = self.obj().current_running_time() {
+                    queue_due_early_words(state, settings, running_time);
+                }
+                state.output.next_tick = Some(now + Duration::from(step));
             }
+            due = state.output.next_tick;
+        } else {
+            state.output.next_tick = None;
         }
-        let heartbeat = live_heartbeat(state, settings.latency).filter(|until| {
-            state
-                .output
-                .position
-                .is_none_or(|position| *until >= position.saturating_add(step))
-        });
-        if let Some(until) = heartbeat {
-            state.output.queue_gap_until(until);
+        let gap_due = queue_heartbeat_gap(state, settings.latency, step).map(|wait| now + wait);
+        match (due, gap_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 

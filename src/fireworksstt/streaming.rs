@@ -73,7 +73,11 @@ impl FireworksStt {
             return false;
         }
         let (live, min, max) = upstream.result();
-        self.state.lock().unwrap().live = live;
+        let changed = std::mem::replace(&mut self.state.lock().unwrap().live, live) != live;
+        if changed {
+            // The src pad task's deadlines depend on it.
+            self.state_cond.notify_all();
+        }
         if live {
             let ours =
                 gst::ClockTime::from_mseconds(self.settings.lock().unwrap().latency_ms.into());
@@ -201,6 +205,8 @@ impl FireworksStt {
             };
         }
         drop(state);
+        // A live src pad task now has deadlines of its own (src_task.rs).
+        self.state_cond.notify_all();
         Ok(client)
     }
 
