@@ -4,6 +4,9 @@
 //! element sends downstream and posts on the bus.
 #![allow(dead_code, unused_imports)]
 
+pub mod process;
+pub mod tls;
+
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
@@ -11,6 +14,7 @@ use gst::prelude::*;
 
 pub use fireworks_test_server::audio::{synthesize, synthesize_utterances, Script, SynthAudio};
 pub use fireworks_test_server::{Dialect, Fault, ServerConfig, TestServer};
+pub use process::{run_alone, run_command, test_name, Finished};
 
 /// Runs each test twice, against the local server speaking each dialect of the service
 /// (docs/protocol.md#dialects): as `NAME::v1` and `NAME::v2`. The test receives the dialect and

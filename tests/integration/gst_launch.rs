@@ -2,12 +2,10 @@
 //! The plugin as users load it: `gst-launch-1.0 -m` with GST_PLUGIN_PATH pointing at the built
 //! library, over a generated WAV file, against the bundled local server.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn gst_launch_prints_each_utterance_once_as_final() {

@@ -4,12 +4,10 @@
 //! buffer; PAUSED prerolls at once and spends (almost) no audio; utterance text carries a line
 //! end only for consumers that read raw bytes.
 
-mod common;
-
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use gst::prelude::*;
 
 const UTTERANCES: [&str; 3] = [

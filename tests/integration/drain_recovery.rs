@@ -8,13 +8,11 @@
 //!
 //! `cargo test --test drain_recovery -- --nocapture` prints the timings.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use gst::glib;
 use gst::prelude::*;
 
