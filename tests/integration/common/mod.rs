@@ -171,44 +171,48 @@ pub fn record_output(pad: &gst::Pad) -> Arc<Mutex<Vec<Out>>> {
     pad.add_probe(
         gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
         move |_, info| {
-            let item = match &info.data {
-                Some(gst::PadProbeData::Buffer(b)) => {
-                    let map = b.map_readable().unwrap();
-                    Some(Out::Text {
-                        text: String::from_utf8(map.to_vec()).unwrap(),
-                        pts: b.pts().map(|t| t.nseconds()).unwrap_or(u64::MAX),
-                        duration: b.duration().map(|t| t.nseconds()).unwrap_or(u64::MAX),
-                    })
-                }
-                Some(gst::PadProbeData::Event(e)) => match e.view() {
-                    gst::EventView::Gap(g) => {
-                        let (pts, duration) = g.get();
-                        Some(Out::Gap {
-                            pts: pts.nseconds(),
-                            duration: duration.map(|d| d.nseconds()).unwrap_or(0),
-                        })
-                    }
-                    gst::EventView::CustomDownstream(c) => {
-                        Some(Out::Custom(c.structure().unwrap().name().to_string()))
-                    }
-                    gst::EventView::Segment(s) => Some(Out::Segment(
-                        s.segment()
-                            .downcast_ref::<gst::ClockTime>()
-                            .unwrap()
-                            .clone(),
-                    )),
-                    gst::EventView::Eos(_) => Some(Out::Eos),
-                    _ => None,
-                },
-                _ => None,
-            };
-            if let Some(item) = item {
+            if let Some(item) = info.data.as_ref().and_then(as_out) {
                 sink.lock().unwrap().push(item);
             }
             gst::PadProbeReturn::Ok
         },
     );
     out
+}
+
+/// A buffer or a downstream event as an [`Out`], if it is one the tests record.
+pub fn as_out(data: &gst::PadProbeData) -> Option<Out> {
+    match data {
+        gst::PadProbeData::Buffer(b) => {
+            let map = b.map_readable().unwrap();
+            Some(Out::Text {
+                text: String::from_utf8(map.to_vec()).unwrap(),
+                pts: b.pts().map(|t| t.nseconds()).unwrap_or(u64::MAX),
+                duration: b.duration().map(|t| t.nseconds()).unwrap_or(u64::MAX),
+            })
+        }
+        gst::PadProbeData::Event(e) => match e.view() {
+            gst::EventView::Gap(g) => {
+                let (pts, duration) = g.get();
+                Some(Out::Gap {
+                    pts: pts.nseconds(),
+                    duration: duration.map(|d| d.nseconds()).unwrap_or(0),
+                })
+            }
+            gst::EventView::CustomDownstream(c) => {
+                Some(Out::Custom(c.structure().unwrap().name().to_string()))
+            }
+            gst::EventView::Segment(s) => Some(Out::Segment(
+                s.segment()
+                    .downcast_ref::<gst::ClockTime>()
+                    .unwrap()
+                    .clone(),
+            )),
+            gst::EventView::Eos(_) => Some(Out::Eos),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// Builds `appsrc ! fireworksstt ! fakesink`, lets `configure` set properties, pushes the
