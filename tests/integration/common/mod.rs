@@ -4,15 +4,17 @@
 //! element sends downstream and posts on the bus.
 #![allow(dead_code, unused_imports)]
 
+pub mod gst_setup;
 pub mod process;
 pub mod tls;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Once, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 
+pub use gst_setup::{audio_caps, init};
 pub use process::{run_alone, run_command, test_name, Finished};
 
 pub use fireworks_test_server::audio::{synthesize, synthesize_utterances, Script, SynthAudio};
@@ -47,14 +49,6 @@ macro_rules! in_both_dialects {
 
 pub const TEST_KEY: &str = "test-key-0123456789";
 pub const MS: u64 = 1_000_000;
-
-pub fn init() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        gst::init().expect("GStreamer initializes");
-        gstfireworks::plugin_register_static().expect("the fireworks plugin registers");
-    });
-}
 
 /// What left the element's src pad, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -153,15 +147,6 @@ pub fn audio_buffer(samples: &[i16], pts: u64) -> gst::Buffer {
         ));
     }
     buffer
-}
-
-pub fn audio_caps() -> gst::Caps {
-    gst::Caps::builder("audio/x-raw")
-        .field("format", "S16LE")
-        .field("rate", 16_000i32)
-        .field("channels", 1i32)
-        .field("layout", "interleaved")
-        .build()
 }
 
 /// Records buffers and downstream events leaving `pad`.
