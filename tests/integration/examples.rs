@@ -62,13 +62,7 @@ fn run(name: &str, args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Fi
 
 /// A fresh directory for one test's files.
 fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "fireworksstt-examples-{}-{test}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    scratch_dir("examples", test)
 }
 
 fn samples(n: u64) -> Duration {

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::common::plugin_dir;
+use crate::common::{plugin_dir, scratch_dir};
 
 /// target/<profile>, holding this test binary's deps/ folder.
 fn profile_dir() -> PathBuf {
@@ -16,13 +16,7 @@ fn profile_dir() -> PathBuf {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "fireworksstt-install-{}-{name}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    scratch_dir("install", name)
 }
 
 /// The programs install.sh runs besides cargo (those missing here are optional to it).

@@ -34,13 +34,7 @@ fn audio_heard(server: &TestServer) -> u64 {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "fireworksstt-output-path-{}-{name}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    scratch_dir("output-path", name)
 }
 
 /// Adds `fireworksstt` (pointed at `server`) and a non-synchronising `fakesink` (`async` as

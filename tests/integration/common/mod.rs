@@ -312,6 +312,18 @@ pub fn pull_until_eos(h: &mut gst_check::Harness) -> Vec<(String, u64)> {
     }
 }
 
+/// A fresh, empty directory for one test's files: fireworksstt-MODULE-PID-NAME in the temporary
+/// directory.
+pub fn scratch_dir(module: &str, name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "fireworksstt-{module}-{}-{name}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// A directory holding only `libgstfireworks.so` as built with this test binary, for
 /// `GST_PLUGIN_PATH` in the programs the tests start (`gst-launch-1.0`, the Python example).
 ///
