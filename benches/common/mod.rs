@@ -18,6 +18,11 @@ use std::time::Duration;
 
 use gst::prelude::*;
 
+// GStreamer's set-up and the audio caps, as the integration tests have them.
+#[path = "../../tests/integration/common/gst_setup.rs"]
+mod gst_setup;
+pub use gst_setup::{audio_caps, init as init_gst};
+
 pub const SAMPLE_RATE: u64 = 16_000;
 pub const BYTES_PER_MS: usize = 32;
 
@@ -516,20 +521,6 @@ pub fn speech_audio_file(minutes: u64, seed: u64) -> (PathBuf, Vec<String>) {
     std::fs::rename(&tmp, &path).expect("rename audio");
     std::fs::write(&text_path, audio.utterances.join("\n")).expect("write transcript");
     (path, audio.utterances)
-}
-
-pub fn init_gst() {
-    gst::init().expect("GStreamer initializes");
-    gstfireworks::plugin_register_static().expect("the fireworks plugin registers");
-}
-
-pub fn audio_caps() -> gst::Caps {
-    gst::Caps::builder("audio/x-raw")
-        .field("format", "S16LE")
-        .field("rate", 16_000i32)
-        .field("channels", 1i32)
-        .field("layout", "interleaved")
-        .build()
 }
 
 /// A source pad owned by the benchmark, linked to `sink`: buffers pushed on it run the

@@ -93,7 +93,7 @@ impl Args {
 }
 
 /// Which Debian package provides each GStreamer element: scripts/gstreamer-elements.txt, which
-/// scripts/setup.sh installs from and tests/setup_elements.rs keeps complete.
+/// scripts/setup.sh installs from and tests/integration/setup_elements.rs keeps complete.
 const ELEMENT_PACKAGES: &str = include_str!("../../scripts/gstreamer-elements.txt");
 
 /// The Debian package of `element`, as scripts/gstreamer-elements.txt lists it.

@@ -119,8 +119,8 @@ fn pem_error_text(err: &rustls::pki_types::pem::Error) -> String {
 /// webpki's verdict, except that a server certificate listed in `tls-ca-file` byte for byte is
 /// accepted although it is marked as a CA. Everything else about it is still checked: its
 /// validity period (webpki checks it before the CA mark, so `CaUsedAsEndEntity` comes only for a
-/// certificate that is in its validity period; tests/tls.rs has an expired one), the server name,
-/// and the handshake signature made with its key.
+/// certificate that is in its validity period; tests/integration/tls.rs has an expired one), the
+/// server name, and the handshake signature made with its key.
 #[derive(Debug)]
 struct ListedOrSigned {
     webpki: Arc<WebPkiServerVerifier>,

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 const ELEMENTS_FILE: &str = "scripts/gstreamer-elements.txt";
 
 /// Marks elements built by `scripts/build-transcriberbin-plugins.sh` rather than packaged;
-/// `tests/transcriberbin.rs` checks those, with the plugin path it needs.
+/// `tests/integration/transcriberbin.rs` checks those, with the plugin path it needs.
 const BUILT_FROM_SOURCE: &str = "build-transcriberbin-plugins";
 
 fn root() -> PathBuf {

@@ -5,16 +5,14 @@
 //! The debug level must be set before GStreamer initializes, so the test re-runs itself as a
 //! child process with GST_DEBUG=*:9 and reads the child's log.
 
-mod common;
+use std::ffi::OsStr;
+use std::time::Duration;
 
-use std::process::Command;
-
-use common::*;
+use crate::common::*;
 use gst::prelude::*;
 
 const PROPERTY_KEY: &str = "fw-property-key-7c1e9a";
 const ENV_KEY: &str = "fw-environment-key-52b0d4";
-const CHILD: &str = "FIREWORKSSTT_SECRETS_CHILD";
 
 /// Runs transcriptions that authenticate both ways, and one that is refused.
 fn child() {
@@ -42,33 +40,21 @@ fn child() {
 
 #[test]
 fn api_key_never_reaches_the_debug_log() {
-    if std::env::var_os(CHILD).is_some() {
+    let log = std::env::temp_dir().join(format!("fireworksstt-secrets-{}.log", std::process::id()));
+    let test = test_name(module_path!(), "api_key_never_reaches_the_debug_log");
+    let env: [(&str, &OsStr); 4] = [
+        ("FIREWORKS_API_KEY", OsStr::new(ENV_KEY)),
+        ("GST_DEBUG", OsStr::new("*:9")),
+        ("GST_DEBUG_NO_COLOR", OsStr::new("1")),
+        ("GST_DEBUG_FILE", log.as_os_str()),
+    ];
+    let Some(output) = run_alone(&test, &env, Duration::from_secs(120)) else {
         child();
         return;
-    }
-    let log = std::env::temp_dir().join(format!("fireworksstt-secrets-{}.log", std::process::id()));
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "api_key_never_reaches_the_debug_log",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, "1")
-        .env("FIREWORKS_API_KEY", ENV_KEY)
-        .env("GST_DEBUG", "*:9")
-        .env("GST_DEBUG_NO_COLOR", "1")
-        .env("GST_DEBUG_FILE", &log)
-        .output()
-        .unwrap();
+    };
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let _ = std::fs::remove_file(&log);
-    assert!(
-        output.status.success(),
-        "child failed: {}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "child failed: {}", output.report());
     // The log is real: the element logged its sessions at this level.
     assert!(
         text.contains("fireworksstt"),
@@ -84,11 +70,7 @@ fn api_key_never_reaches_the_debug_log() {
             !text.contains(key),
             "the key {key} appears in the GST_DEBUG=*:9 log"
         );
-        let stdio = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let stdio = format!("{}{}", output.stdout, output.stderr);
         assert!(!stdio.contains(key), "the key {key} was printed");
     }
 }

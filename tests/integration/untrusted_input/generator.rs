@@ -2,8 +2,8 @@
 //! Server frames for the untrusted-input tests, from a small deterministic PRNG: a simulated
 //! well-behaved server, random JSON shaped like transcription messages, mutations of valid
 //! messages, text that is not JSON, and a server that never finalizes. Shared by
-//! `tests/untrusted_input.rs` and `examples/fuzz-protocol.rs`. TVn are the test vectors of
-//! docs/protocol.md#test-vectors, R5 a rule of docs/protocol.md#base-rules.
+//! `tests/integration/untrusted_input.rs` and `examples/fuzz-protocol.rs`. TVn are the test vectors
+//! of docs/protocol.md#test-vectors, R5 a rule of docs/protocol.md#base-rules.
 
 use fireworks_test_server::audio::SplitMix64;
 use serde_json::{json, Map, Value};

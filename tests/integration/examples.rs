@@ -7,22 +7,19 @@
 //!
 //! Every child process runs with a deadline and is killed when it passes it.
 
-mod common;
-
 use std::hash::{Hash, Hasher};
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use gst::prelude::*;
 
 /// How far a cue or a printed start time may be from the spoken audio.
 const TIME_TOLERANCE: Duration = Duration::from_millis(50);
 
 /// target/<profile>/examples/NAME, next to the deps/ folder holding this test. Fails when it is
-/// missing or older than its source (e.g. after `cargo test --test examples` alone, which does
+/// missing or older than its source (e.g. after `cargo test --test integration` alone, which does
 /// not rebuild examples).
 fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -52,86 +49,20 @@ fn example(name: &str) -> PathBuf {
     binary
 }
 
-struct Finished {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-    took: Duration,
-}
-
-impl Finished {
-    fn report(&self) -> String {
-        format!(
-            "exit: {}, took {:?}\n--- stdout ---\n{}--- stderr ---\n{}",
-            self.status, self.took, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Runs an example to the end, or kills it after `timeout` and fails.
+/// Runs an example (without this environment's FIREWORKS_API_KEY, but with `env`) to the end,
+/// or kills it after `timeout` and fails.
 fn run(name: &str, args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Finished {
     let mut command = Command::new(example(name));
-    command.args(args);
+    command.args(args).env_remove("FIREWORKS_API_KEY");
     for (key, value) in env {
         command.env(key, value);
     }
     run_command(command, &format!("{name} {args:?}"), timeout)
 }
 
-/// Runs `command` (without FIREWORKS_API_KEY, stdin closed) to the end, or kills it after
-/// `timeout` and fails.
-fn run_command(mut command: Command, name: &str, timeout: Duration) -> Finished {
-    command
-        .env_remove("FIREWORKS_API_KEY")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let started = Instant::now();
-    let mut child = command.spawn().unwrap();
-    // Read both pipes while waiting, so a chatty child can never block on a full pipe.
-    let reader = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            String::from_utf8_lossy(&bytes).into_owned()
-        })
-    };
-    let stdout = reader(Box::new(child.stdout.take().unwrap()));
-    let stderr = reader(Box::new(child.stderr.take().unwrap()));
-    let deadline = started + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{name} did not finish within {timeout:?}\n--- stdout ---\n{}\n--- \
-                 stderr ---\n{}",
-                stdout.join().unwrap(),
-                stderr.join().unwrap()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Finished {
-        status,
-        took: started.elapsed(),
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    }
-}
-
 /// A fresh directory for one test's files.
 fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "fireworksstt-examples-{}-{test}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    scratch_dir("examples", test)
 }
 
 fn samples(n: u64) -> Duration {
@@ -611,7 +542,7 @@ fn live_captions_overlay_burns_the_utterances_into_the_video() {
 }
 
 /// Where scripts/build-transcriberbin-plugins.sh puts the caption plugins (as
-/// tests/transcriberbin.rs and the example look for them).
+/// tests/integration/transcriberbin.rs and the example look for them).
 fn caption_plugins_built() -> bool {
     let cache = std::env::var_os("FIREWORKSSTT_PLUGIN_CACHE")
         .filter(|v| !v.is_empty())
@@ -1204,6 +1135,7 @@ fn run_python(name: &str, args: &[&str], timeout: Duration) -> Finished {
     command
         .arg(&script)
         .args(args)
+        .env_remove("FIREWORKS_API_KEY")
         .env("GST_PLUGIN_PATH", plugin_dir());
     run_command(command, &format!("{name} {args:?}"), timeout)
 }

@@ -1,13 +1,11 @@
 // SPDX-License-Identifier: MPL-2.0
 //! The plugin as users load it: `gst-launch-1.0 -m` with GST_PLUGIN_PATH pointing at the built
-//! library, over a generated WAV file, against the bundled local server.
+//! library, over a generated WAV file, against the bundled local server; and that library is
+//! the one built with these tests.
 
-mod common;
+use std::time::Duration;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn gst_launch_prints_each_utterance_once_as_final() {
@@ -29,34 +27,20 @@ fn gst_launch_prints_each_utterance_once_as_final() {
     audio.write_wav(&wav).unwrap();
     let server = TestServer::start(ServerConfig::default()).unwrap();
 
-    let mut child = Command::new("gst-launch-1.0")
-        .arg("-m")
-        .args(format!(
+    let description = format!(
             "filesrc location={} ! wavparse ! audioconvert ! audioresample ! fireworksstt base-url={} api-key={} ! fakesink",
             wav.display(),
             server.base_url(),
             TEST_KEY
-        ).split(' '))
-        .env("GST_PLUGIN_PATH", &dir)
-        .env("GST_REGISTRY", tmp.join("registry.bin"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("gst-launch-1.0 runs (scripts/setup.sh installs gstreamer1.0-tools)");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("gst-launch-1.0 did not finish within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+        );
+    let mut args = vec!["-m"];
+    args.extend(description.split(' '));
+    let output = gst_launch(&args, &tmp, Duration::from_secs(60));
+    let stdout = &output.stdout;
     assert!(
         output.status.success(),
         "gst-launch failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+        output.stderr
     );
     let finals: Vec<String> = stdout
         .lines()
@@ -75,4 +59,29 @@ fn gst_launch_prints_each_utterance_once_as_final() {
     assert_eq!(finals, utterances, "{stdout}");
     assert!(!stdout.contains(TEST_KEY), "the key must not be printed");
     let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// What the programs the tests start load is this build's plugin, alone in its directory:
+/// `cargo test` leaves target/<profile>/libgstfireworks.so as the last `cargo build` made it
+/// (stale after an edit of src/, or missing), and its deps/ folder holds proc-macro libraries.
+#[test]
+fn programs_load_the_plugin_built_with_these_tests() {
+    let dir = plugin_dir();
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        // Other test processes' copies in progress (GStreamer loads only names ending in .so).
+        .filter(|name| !name.starts_with('.'))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["libgstfireworks.so"], "in {}", dir.display());
+    let exe = std::env::current_exe().unwrap();
+    let built = exe.parent().unwrap().join("libgstfireworks.so");
+    assert!(
+        std::fs::read(dir.join("libgstfireworks.so")).unwrap() == std::fs::read(&built).unwrap(),
+        "{} is a copy of {}",
+        dir.display(),
+        built.display()
+    );
+    assert_not_older_than_sources(&dir.join("libgstfireworks.so"));
 }

@@ -6,15 +6,12 @@
 //! `gst-launch-1.0` exits non-zero). All with the element's default timeouts unless a test
 //! says otherwise.
 //!
-//! `cargo test --test drain_recovery -- --nocapture` prints the timings.
+//! `cargo test --test integration drain_recovery:: -- --nocapture` prints the timings.
 
-mod common;
-
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use gst::glib;
 use gst::prelude::*;
 
@@ -398,33 +395,18 @@ fn gst_launch_exits_non_zero_when_the_service_never_answers() {
     let started = Instant::now();
     // drain-timeout is shorter than the two attempts: it must not end the stream as if
     // nothing were missing.
-    let mut child = Command::new("gst-launch-1.0")
-        .args(format!(
+    let description = format!(
             "filesrc location={} ! wavparse ! audioconvert ! audioresample ! fireworksstt base-url={} api-key={} connect-timeout=1000 max-retries=1 drain-timeout=500 ! fakesink",
             wav.display(),
             server.base_url(),
             TEST_KEY
-        ).split(' '))
-        .env("GST_PLUGIN_PATH", &dir)
-        .env("GST_REGISTRY", tmp.join("registry.bin"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("gst-launch-1.0 runs (scripts/setup.sh installs gstreamer1.0-tools)");
-    let deadline = started + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("gst-launch-1.0 did not finish within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let output = child.wait_with_output().unwrap();
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+        );
+    let output = gst_launch(
+        &description.split(' ').collect::<Vec<_>>(),
+        &tmp,
+        Duration::from_secs(30),
     );
+    let all = format!("{}{}", output.stdout, output.stderr);
     println!(
         "gst-launch, service never answers: exit {:?} after {} ms",
         output.status.code(),

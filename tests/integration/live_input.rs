@@ -3,11 +3,9 @@
 //! DISCONT flags, a network slower than the source, words later than the latency budget, and
 //! repeated drops separated by finals.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use gst::prelude::*;
 
 fn harness(server: &TestServer) -> (gst_check::Harness, gst::Element, gst::Bus) {

@@ -2,10 +2,7 @@
 //! End to end: appsrc → fireworksstt → fakesink against the local Fireworks-compatible
 //! server, checking what a user would check: the text, its timing, the bus messages.
 
-#[macro_use]
-mod common;
-
-use common::*;
+use crate::common::*;
 use gst::prelude::*;
 
 const UTTERANCES: [&str; 3] = [

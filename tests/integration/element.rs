@@ -2,11 +2,9 @@
 //! The element as GStreamer sees it: metadata, properties, caps, events and queries, mostly
 //! through gst-check's Harness and without any network.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use gst::prelude::*;
 
 fn element() -> gst::Element {

@@ -2,17 +2,15 @@
 //! Against the real Fireworks service. Runs only when FIREWORKS_API_KEY is set (and the
 //! machine can reach the service); otherwise it says so and passes without doing anything.
 //!
-//!     FIREWORKS_API_KEY=fw_... cargo test --test live -- --nocapture
+//!     FIREWORKS_API_KEY=fw_... cargo test --test integration live:: -- --nocapture
 //!
 //! The speech comes from the system's text-to-speech if `espeak-ng` is installed; without it a
 //! tone is sent, which checks connection, authentication, streaming, drain and usage but
 //! cannot check the words.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use gst::prelude::*;
 
 #[test]

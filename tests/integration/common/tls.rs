@@ -2,8 +2,9 @@
 //! Test certificates made at test time with rcgen: a self-signed CA and server certificates it
 //! signs, as PEM, plus the [`TlsIdentity`] the test server takes.
 //!
-//! Used by the root crate's `tests/tls.rs` and, through `#[path]`, by the test server's own
-//! `test-server/tests/tls.rs`, so it needs nothing but rcgen, the test server and std.
+//! Used by the root crate's integration tests (`tests/integration/tls.rs`) and, through `#[path]`,
+//! by the test server's own `test-server/tests/tls.rs`, so it needs nothing but rcgen, the test
+//! server and std.
 #![allow(dead_code)]
 
 use std::path::PathBuf;

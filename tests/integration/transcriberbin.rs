@@ -19,15 +19,17 @@
 //! for Debian bookworm: `scripts/build-transcriberbin-plugins.sh` (run by `scripts/setup.sh`)
 //! builds them into `${FIREWORKSSTT_PLUGIN_CACHE:-$HOME/.cache/fireworksstt/gst-plugins-rs-0.13}`
 //! /plugins. Without them this test fails and says so.
-
-mod common;
+//!
+//! Loading those plugins changes the process's registry, and a hang ends the process: the test
+//! runs alone in a child process of its own (`common::process`).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
+use fireworks_test_server::ConnectionRecord;
 use gst::prelude::*;
 
 const UTTERANCES: [&str; 2] = ["hello world", "how are you"];
@@ -63,7 +65,7 @@ const NEEDED_ELEMENTS: [&str; 13] = [
 ];
 
 /// Where scripts/build-transcriberbin-plugins.sh puts the plugins.
-fn plugin_dir() -> PathBuf {
+fn transcriberbin_plugin_dir() -> PathBuf {
     let cache = std::env::var_os("FIREWORKSSTT_PLUGIN_CACHE")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -77,7 +79,7 @@ fn plugin_dir() -> PathBuf {
 /// Registers fireworksstt and the transcriberbin plugins, or fails saying how to get them.
 fn register_plugins() {
     init();
-    let dir = plugin_dir();
+    let dir = transcriberbin_plugin_dir();
     let missing: Vec<&str> = PLUGIN_LIBS
         .iter()
         .copied()
@@ -259,6 +261,15 @@ fn drain_bus(bus: &gst::Bus, log: &mut BusLog, deadline: Instant, until_eos: boo
 
 #[test]
 fn fireworksstt_is_a_working_transcriberbin_transcriber() {
+    let test = test_name(
+        module_path!(),
+        "fireworksstt_is_a_working_transcriberbin_transcriber",
+    );
+    if let Some(child) = run_alone(&test, &[], WATCHDOG + Duration::from_secs(20)) {
+        print!("{}", child.stdout);
+        eprint!("{}", child.stderr);
+        return;
+    }
     let done = Arc::new(AtomicBool::new(false));
     start_watchdog(WATCHDOG, done.clone());
     register_plugins();
@@ -275,9 +286,41 @@ fn fireworksstt_is_a_working_transcriberbin_transcriber() {
         audio.duration()
     );
 
-    // --- The pipeline -------------------------------------------------------------------------
+    let rig = build_pipeline(&server);
+    let played = play_live(&rig, &audio);
+    let outcome = Outcome::collect(&rig, played, &audio, &server);
+    eprintln!("{}", outcome.report);
+
+    assert_transcriberbin_kept_fireworksstt(&outcome, &rig.stt);
+    assert_captions_carry_the_words(&outcome, &audio);
+    assert_words_fed_in_time(&outcome, &audio);
+    assert_text_stream_keeps_up(&outcome);
+    assert_one_language_tag(&outcome);
+    assert_clean_end(&outcome);
+    done.store(true, Ordering::SeqCst);
+}
+
+// --- The pipeline -----------------------------------------------------------------------------
+
+/// The pipeline of the module's picture, and what the test records from it.
+struct Rig {
+    pipeline: gst::Pipeline,
+    speech: gst_app::AppSrc,
+    stt: gst::Element,
+    tbin: gst::Element,
+    passthrough_notified: Arc<AtomicUsize>,
+    captions: Arc<Mutex<Vec<CaptionBuffer>>>,
+    caption_pad_seen: Arc<AtomicBool>,
+    /// What fireworksstt sends into transcriberbin's caption branch, with the running time at
+    /// which it was sent: (running time, item).
+    text_stream: Arc<Mutex<Vec<(u64, Out)>>>,
+    /// The language tag transcriberbin receives, relative to the text: "tag LANG" / "text".
+    language_stream: Arc<Mutex<Vec<String>>>,
+}
+
+fn build_pipeline(server: &TestServer) -> Rig {
     let pipeline = gst::Pipeline::new();
-    let asrc = gst_app::AppSrc::builder()
+    let speech = gst_app::AppSrc::builder()
         .name("speech")
         .caps(&audio_caps())
         .format(gst::Format::Time)
@@ -285,6 +328,72 @@ fn fireworksstt_is_a_working_transcriberbin_transcriber() {
         .min_latency(CHUNK_NS as i64)
         .max_bytes(0)
         .build();
+    let (vsrc, vcaps) = video_source();
+    let stt = gst::ElementFactory::make("fireworksstt")
+        .name("stt")
+        .build()
+        .unwrap();
+    point_at(&stt, server);
+    let tbin = transcriberbin_around(&stt);
+    let passthrough_notified = Arc::new(AtomicUsize::new(0));
+    {
+        let notified = passthrough_notified.clone();
+        tbin.connect_notify(Some("passthrough"), move |_, _| {
+            notified.fetch_add(1, Ordering::SeqCst);
+        });
+    }
+    let asink = gst::ElementFactory::make("fakesink")
+        .name("audio_out")
+        .property("sync", true)
+        .build()
+        .unwrap();
+    let extractor = gst::ElementFactory::make("ccextractor").build().unwrap();
+    let vsink = gst::ElementFactory::make("fakesink")
+        .name("video_out")
+        .property("sync", true)
+        .build()
+        .unwrap();
+    let (ccsink, captions) = caption_sink();
+
+    pipeline
+        .add_many([
+            speech.upcast_ref(),
+            &vsrc,
+            &vcaps,
+            &tbin,
+            &asink,
+            &extractor,
+            &vsink,
+            ccsink.upcast_ref(),
+        ])
+        .unwrap();
+    speech
+        .static_pad("src")
+        .unwrap()
+        .link(&tbin.static_pad("sink_audio").unwrap())
+        .unwrap();
+    tbin.link_pads(Some("src_audio"), &asink, None).unwrap();
+    gst::Element::link_many([&vsrc, &vcaps]).unwrap();
+    vcaps.link_pads(None, &tbin, Some("sink_video")).unwrap();
+    tbin.link_pads(Some("src_video"), &extractor, None).unwrap();
+    extractor.link_pads(Some("src"), &vsink, None).unwrap();
+    let caption_pad_seen = link_caption_pad_when_added(&extractor, &ccsink);
+
+    Rig {
+        text_stream: record_text_stream(&pipeline, &stt),
+        language_stream: record_language_tags(&stt),
+        pipeline,
+        speech,
+        stt,
+        tbin,
+        passthrough_notified,
+        captions,
+        caption_pad_seen,
+    }
+}
+
+/// Live black 320×240 video at 29.97 fps: `videotestsrc ! capsfilter`.
+fn video_source() -> (gst::Element, gst::Element) {
     let vsrc = gst::ElementFactory::make("videotestsrc")
         .property("is-live", true)
         .property_from_str("pattern", "black")
@@ -301,13 +410,18 @@ fn fireworksstt_is_a_working_transcriberbin_transcriber() {
         )
         .build()
         .unwrap();
+    (vsrc, vcaps)
+}
 
-    let stt = gst::ElementFactory::make("fireworksstt")
-        .name("stt")
+fn cc_data_caps() -> gst::Caps {
+    gst::Caps::builder("closedcaption/x-cea-708")
+        .field("format", "cc_data")
         .build()
-        .unwrap();
-    point_at(&stt, &server);
+}
 
+/// A transcriberbin (CEA-708 captions, [`BIN_LATENCY_MS`], language en-GB) with `stt` as its
+/// transcriber.
+fn transcriberbin_around(stt: &gst::Element) -> gst::Element {
     // mux-method must be given at construction (the bin builds its muxer in `constructed`):
     // Debian's 1.22 has no cea608mux, so with the default (cea608) the bin has no state.
     let tbin = gst::ElementFactory::make("transcriberbin")
@@ -316,182 +430,140 @@ fn fireworksstt_is_a_working_transcriberbin_transcriber() {
         .build()
         .unwrap();
     tbin.set_property("latency", BIN_LATENCY_MS);
-    tbin.set_property(
-        "cc-caps",
-        gst::Caps::builder("closedcaption/x-cea-708")
-            .field("format", "cc_data")
-            .build(),
-    );
+    tbin.set_property("cc-caps", cc_data_caps());
     // In 0.13.7 this element property forwards to the `sink_audio` pad's `transcriber`.
-    tbin.set_property("transcriber", &stt);
+    tbin.set_property("transcriber", stt);
     // 0.13.7 sets `language-code` on the transcriber only when the pad's language changes
     // (default "en-US"): change it, so that the BCP-47 form with a region goes through.
     tbin.set_property("language-code", "en-GB");
     let installed = tbin.property::<Option<gst::Element>>("transcriber");
     assert_eq!(
         installed.as_ref(),
-        Some(&stt),
+        Some(stt),
         "transcriberbin did not take fireworksstt as its transcriber"
     );
+    tbin
+}
 
-    let passthrough_notified = Arc::new(AtomicUsize::new(0));
-    {
-        let notified = passthrough_notified.clone();
-        tbin.connect_notify(Some("passthrough"), move |_, _| {
-            notified.fetch_add(1, Ordering::SeqCst);
-        });
-    }
-
-    let asink = gst::ElementFactory::make("fakesink")
-        .name("audio_out")
-        .property("sync", true)
-        .build()
-        .unwrap();
-    let extractor = gst::ElementFactory::make("ccextractor").build().unwrap();
-    let vsink = gst::ElementFactory::make("fakesink")
-        .name("video_out")
-        .property("sync", true)
-        .build()
-        .unwrap();
+/// An appsink for ccextractor's caption pad, and the caption buffers it receives.
+fn caption_sink() -> (gst_app::AppSink, Arc<Mutex<Vec<CaptionBuffer>>>) {
     let ccsink = gst_app::AppSink::builder()
         .name("captions")
-        .caps(
-            &gst::Caps::builder("closedcaption/x-cea-708")
-                .field("format", "cc_data")
-                .build(),
-        )
+        .caps(&cc_data_caps())
         .sync(false)
         .build();
     // Linked only once ccextractor adds its caption pad: it must not hold up the state change.
     ccsink.set_property("async", false);
     let captions: Arc<Mutex<Vec<CaptionBuffer>>> = Arc::new(Mutex::new(Vec::new()));
-    {
-        let captions = captions.clone();
-        ccsink.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |sink| {
-                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    if let Some(buffer) = sample.buffer() {
-                        let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-                        captions.lock().unwrap().push(CaptionBuffer {
-                            pts: buffer.pts().map(gst::ClockTime::nseconds),
-                            cc_data: map.to_vec(),
-                        });
-                    }
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
-    }
+    let received = captions.clone();
+    ccsink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                if let Some(buffer) = sample.buffer() {
+                    let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+                    received.lock().unwrap().push(CaptionBuffer {
+                        pts: buffer.pts().map(gst::ClockTime::nseconds),
+                        cc_data: map.to_vec(),
+                    });
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    (ccsink, captions)
+}
 
-    pipeline
-        .add_many([
-            asrc.upcast_ref(),
-            &vsrc,
-            &vcaps,
-            &tbin,
-            &asink,
-            &extractor,
-            &vsink,
-            ccsink.upcast_ref(),
-        ])
-        .unwrap();
-    asrc.static_pad("src")
-        .unwrap()
-        .link(&tbin.static_pad("sink_audio").unwrap())
-        .unwrap();
-    tbin.link_pads(Some("src_audio"), &asink, None).unwrap();
-    gst::Element::link_many([&vsrc, &vcaps]).unwrap();
-    vcaps.link_pads(None, &tbin, Some("sink_video")).unwrap();
-    tbin.link_pads(Some("src_video"), &extractor, None).unwrap();
-    extractor.link_pads(Some("src"), &vsink, None).unwrap();
-    let caption_pad_seen = Arc::new(AtomicBool::new(false));
-    {
-        let ccsink_pad = ccsink.static_pad("sink").unwrap();
-        let seen = caption_pad_seen.clone();
-        extractor.connect_pad_added(move |_, pad| {
-            if pad.name() == "caption" {
-                seen.store(true, Ordering::SeqCst);
-                pad.link(&ccsink_pad)
-                    .expect("ccextractor's caption pad links to the appsink");
-            }
-        });
-    }
+/// Links ccextractor's "caption" pad to `ccsink` when it appears; true once it has.
+fn link_caption_pad_when_added(
+    extractor: &gst::Element,
+    ccsink: &gst_app::AppSink,
+) -> Arc<AtomicBool> {
+    let seen = Arc::new(AtomicBool::new(false));
+    let ccsink_pad = ccsink.static_pad("sink").unwrap();
+    let flag = seen.clone();
+    extractor.connect_pad_added(move |_, pad| {
+        if pad.name() == "caption" {
+            flag.store(true, Ordering::SeqCst);
+            pad.link(&ccsink_pad)
+                .expect("ccextractor's caption pad links to the appsink");
+        }
+    });
+    seen
+}
 
-    // What fireworksstt sends into transcriberbin's caption branch, with the running time at
-    // which it was sent: (running time, item).
+/// Records what leaves fireworksstt's src pad, with the running time at which it left.
+fn record_text_stream(pipeline: &gst::Pipeline, stt: &gst::Element) -> Arc<Mutex<Vec<(u64, Out)>>> {
     let text_stream: Arc<Mutex<Vec<(u64, Out)>>> = Arc::new(Mutex::new(Vec::new()));
-    {
-        let text_stream = text_stream.clone();
-        let pipeline_weak = pipeline.downgrade();
-        stt.static_pad("src").unwrap().add_probe(
-            gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
-            move |_, info| {
-                let now = pipeline_weak
-                    .upgrade()
-                    .and_then(|p| p.current_running_time())
-                    .map(gst::ClockTime::nseconds)
-                    .unwrap_or(0);
-                let item = match &info.data {
-                    Some(gst::PadProbeData::Buffer(b)) => Some(Out::Text {
-                        text: b
-                            .map_readable()
-                            .map(|m| String::from_utf8_lossy(&m).into_owned())
-                            .unwrap_or_default(),
-                        pts: b.pts().map(|t| t.nseconds()).unwrap_or(u64::MAX),
-                        duration: b.duration().map(|t| t.nseconds()).unwrap_or(0),
-                    }),
-                    Some(gst::PadProbeData::Event(e)) => match e.view() {
-                        gst::EventView::Gap(g) => {
-                            let (pts, duration) = g.get();
-                            Some(Out::Gap {
-                                pts: pts.nseconds(),
-                                duration: duration.map(|d| d.nseconds()).unwrap_or(0),
-                            })
-                        }
-                        gst::EventView::CustomDownstream(c) => {
-                            c.structure().map(|s| Out::Custom(s.name().to_string()))
-                        }
-                        gst::EventView::Eos(_) => Some(Out::Eos),
-                        _ => None,
-                    },
-                    _ => None,
-                };
-                if let Some(item) = item {
-                    text_stream.lock().unwrap().push((now, item));
-                }
-                gst::PadProbeReturn::Ok
-            },
-        );
-    }
+    let sink = text_stream.clone();
+    let pipeline_weak = pipeline.downgrade();
+    stt.static_pad("src").unwrap().add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |_, info| {
+            let now = pipeline_weak
+                .upgrade()
+                .and_then(|p| p.current_running_time())
+                .map(gst::ClockTime::nseconds)
+                .unwrap_or(0);
+            // Words, GAPs, custom events and EOS (segments are not part of the text stream).
+            let item = info.data.as_ref().and_then(as_out);
+            if let Some(item) = item.filter(|item| !matches!(item, Out::Segment(_))) {
+                sink.lock().unwrap().push((now, item));
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+    text_stream
+}
 
-    // The language tag transcriberbin receives, relative to the text: "tag LANG" / "text".
+/// Records the language tags leaving fireworksstt, relative to the text: "tag LANG" / "text".
+fn record_language_tags(stt: &gst::Element) -> Arc<Mutex<Vec<String>>> {
     let language_stream: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
-    {
-        let language_stream = language_stream.clone();
-        stt.static_pad("src").unwrap().add_probe(
-            gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
-            move |_, info| {
-                let entry = match &info.data {
-                    Some(gst::PadProbeData::Buffer(_)) => Some("text".to_string()),
-                    Some(gst::PadProbeData::Event(e)) => match e.view() {
-                        gst::EventView::Tag(tag) => tag
-                            .tag()
-                            .get::<gst::tags::LanguageCode>()
-                            .map(|code| format!("tag {}", code.get())),
-                        _ => None,
-                    },
+    let sink = language_stream.clone();
+    stt.static_pad("src").unwrap().add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |_, info| {
+            let entry = match &info.data {
+                Some(gst::PadProbeData::Buffer(_)) => Some("text".to_string()),
+                Some(gst::PadProbeData::Event(e)) => match e.view() {
+                    gst::EventView::Tag(tag) => tag
+                        .tag()
+                        .get::<gst::tags::LanguageCode>()
+                        .map(|code| format!("tag {}", code.get())),
                     _ => None,
-                };
-                if let Some(entry) = entry {
-                    language_stream.lock().unwrap().push(entry);
-                }
-                gst::PadProbeReturn::Ok
-            },
-        );
-    }
+                },
+                _ => None,
+            };
+            if let Some(entry) = entry {
+                sink.lock().unwrap().push(entry);
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+    language_stream
+}
 
-    // --- Run: live speech in real time, then EOS ---------------------------------------------
+// --- The run ----------------------------------------------------------------------------------
+
+/// What one run measured, besides what the [`Rig`] recorded.
+struct Played {
+    log: BusLog,
+    /// Running time of the first audio buffer, and of the end of the audio.
+    first_pts: u64,
+    audio_end: u64,
+    fed_at: Duration,
+    eos_after: Duration,
+    stop_took: Duration,
+    elapsed: Duration,
+    passthrough: bool,
+    max_delay_ms: u32,
+    stt_latency_ms: u32,
+    pipeline_latency: String,
+}
+
+/// Live speech in real time, then EOS; reads the properties, then stops the pipeline.
+fn play_live(rig: &Rig, audio: &SynthAudio) -> Played {
+    let pipeline = &rig.pipeline;
     let bus = pipeline.bus().unwrap();
     let mut log = BusLog::default();
     let started = Instant::now();
@@ -514,99 +586,165 @@ fn fireworksstt_is_a_working_transcriberbin_transcriber() {
         if due > now {
             std::thread::sleep(Duration::from_nanos(due - now));
         }
-        asrc.push_buffer(audio_buffer(chunk, pts))
+        rig.speech
+            .push_buffer(audio_buffer(chunk, pts))
             .expect("transcriberbin accepts the audio");
         pts += duration;
         drain_bus(&bus, &mut log, Instant::now(), false);
         assert!(log.errors.is_empty(), "errors: {:#?}", log.errors);
     }
-    let audio_end = pts;
     let fed_at = started.elapsed();
 
     pipeline.send_event(gst::event::Eos::new());
     drain_bus(&bus, &mut log, Instant::now() + EOS_TIMEOUT, true);
     let eos_after = started.elapsed() - fed_at;
 
-    let passthrough = tbin.property::<bool>("passthrough");
-    let max_delay_ms = stt.property::<u32>("max-observed-delay");
-    let stt_latency_ms = stt.property::<u32>("latency");
     let mut latency_query = gst::query::Latency::new();
     let pipeline_latency = pipeline
         .query(&mut latency_query)
         .then(|| latency_query.result());
+    let played = Played {
+        log,
+        first_pts,
+        audio_end: pts,
+        fed_at,
+        eos_after,
+        stop_took: Duration::ZERO,
+        elapsed: Duration::ZERO,
+        passthrough: rig.tbin.property::<bool>("passthrough"),
+        max_delay_ms: rig.stt.property::<u32>("max-observed-delay"),
+        stt_latency_ms: rig.stt.property::<u32>("latency"),
+        pipeline_latency: format!("{pipeline_latency:?}"),
+    };
 
     let stopped = Instant::now();
     pipeline
         .set_state(gst::State::Null)
         .expect("the pipeline goes back to NULL");
-    let stop_took = stopped.elapsed();
-    let elapsed = started.elapsed();
+    Played {
+        stop_took: stopped.elapsed(),
+        elapsed: started.elapsed(),
+        ..played
+    }
+}
 
-    // --- Decode -------------------------------------------------------------------------------
-    let captions = std::mem::take(&mut *captions.lock().unwrap());
-    let chars = decode_cea608_field1(&captions);
-    let text: String = chars.iter().map(|c| c.ch).collect();
-    let words = caption_words(&chars);
-    let connections = server.connections();
-    let text_stream = std::mem::take(&mut *text_stream.lock().unwrap());
-    let text_stream_report: String = text_stream
+/// Everything the assertions look at: the run, what was recorded and decoded, the server's
+/// connections, and a report of it all for failure messages.
+struct Outcome {
+    played: Played,
+    captions: Vec<CaptionBuffer>,
+    /// The caption words, each with the PTS of the frame that carried its first letter.
+    words: Vec<(String, Option<u64>)>,
+    connections: Vec<ConnectionRecord>,
+    text_stream: Vec<(u64, Out)>,
+    language_stream: Vec<String>,
+    passthrough_notified: usize,
+    report: String,
+}
+
+impl Outcome {
+    fn collect(rig: &Rig, played: Played, audio: &SynthAudio, server: &TestServer) -> Outcome {
+        let captions = std::mem::take(&mut *rig.captions.lock().unwrap());
+        let chars = decode_cea608_field1(&captions);
+        let mut outcome = Outcome {
+            words: caption_words(&chars),
+            captions,
+            connections: server.connections(),
+            text_stream: std::mem::take(&mut *rig.text_stream.lock().unwrap()),
+            language_stream: std::mem::take(&mut *rig.language_stream.lock().unwrap()),
+            passthrough_notified: rig.passthrough_notified.load(Ordering::SeqCst),
+            played,
+            report: String::new(),
+        };
+        let text: String = chars.iter().map(|c| c.ch).collect();
+        outcome.report =
+            outcome.describe(&text, rig.caption_pad_seen.load(Ordering::SeqCst), audio);
+        outcome
+    }
+
+    fn describe(&self, text: &str, caption_pad_seen: bool, audio: &SynthAudio) -> String {
+        let p = &self.played;
+        let text_stream_report: String = self
+            .text_stream
+            .iter()
+            .map(|(at, item)| format!("  at {}: {item:?}\n", fmt_s(*at)))
+            .collect();
+        let spoken: Vec<(String, String)> = audio
+            .words
+            .iter()
+            .map(|w| (w.text.clone(), fmt_s(self.spoken_pts(w.start_sample))))
+            .collect();
+        format!(
+            "caption text (CEA-608 CC1): {text:?}\n\
+             caption buffers: {} (first PTS {:?}, last PTS {:?}), caption pad appeared: \
+             {caption_pad_seen}\n\
+             words (with caption PTS): {:?}\n\
+             spoken at: {spoken:?}\n\
+             audio: {} .. {} running time, fed in {:?}; EOS {} {:?} later; \
+             shutdown took {:?}; total {:?}\n\
+             bus errors: {:#?}\nbus warnings: {:#?}\n\
+             passthrough: {} (notified {} times)\n\
+             fireworksstt latency {} ms, max-observed-delay {} ms; pipeline latency {}\n\
+             server connections: {}\n\
+             fireworksstt → transcriberbin (running time when sent: item):\n{text_stream_report}",
+            self.captions.len(),
+            self.captions.first().and_then(|c| c.pts).map(fmt_s),
+            self.captions.last().and_then(|c| c.pts).map(fmt_s),
+            self.words,
+            fmt_s(p.first_pts),
+            fmt_s(p.audio_end),
+            p.fed_at,
+            if p.log.got_eos {
+                "arrived"
+            } else {
+                "did NOT arrive"
+            },
+            p.eos_after,
+            p.stop_took,
+            p.elapsed,
+            p.log.errors,
+            p.log.warnings,
+            p.passthrough,
+            self.passthrough_notified,
+            p.stt_latency_ms,
+            p.max_delay_ms,
+            p.pipeline_latency,
+            self.connections.len(),
+        )
+    }
+
+    /// The running time at which the audio sample `sample` was fed.
+    fn spoken_pts(&self, sample: u64) -> u64 {
+        self.played.first_pts + sample * 1_000_000_000 / 16_000
+    }
+}
+
+// --- What is asserted -------------------------------------------------------------------------
+
+fn expected_words() -> Vec<&'static str> {
+    UTTERANCES
         .iter()
-        .map(|(at, item)| format!("  at {}: {item:?}\n", fmt_s(*at)))
-        .collect();
-    let spoken: Vec<(String, String)> = audio
-        .words
-        .iter()
-        .map(|w| {
-            let pts = first_pts + w.start_sample * 1_000_000_000 / 16_000;
-            (w.text.clone(), fmt_s(pts))
-        })
-        .collect();
+        .flat_map(|u| u.split_whitespace())
+        .collect()
+}
 
-    let report = format!(
-        "caption text (CEA-608 CC1): {text:?}\n\
-         caption buffers: {} (first PTS {:?}, last PTS {:?}), caption pad appeared: {}\n\
-         words (with caption PTS): {words:?}\n\
-         spoken at: {spoken:?}\n\
-         audio: {} .. {} running time, fed in {fed_at:?}; EOS {} {eos_after:?} later; \
-         shutdown took {stop_took:?}; total {elapsed:?}\n\
-         bus errors: {:#?}\nbus warnings: {:#?}\n\
-         passthrough: {passthrough} (notified {} times)\n\
-         fireworksstt latency {stt_latency_ms} ms, max-observed-delay {max_delay_ms} ms; \
-         pipeline latency {pipeline_latency:?}\n\
-         server connections: {}\n\
-         fireworksstt → transcriberbin (running time when sent: item):\n{text_stream_report}",
-        captions.len(),
-        captions.first().and_then(|c| c.pts).map(fmt_s),
-        captions.last().and_then(|c| c.pts).map(fmt_s),
-        caption_pad_seen.load(Ordering::SeqCst),
-        fmt_s(first_pts),
-        fmt_s(audio_end),
-        if log.got_eos {
-            "arrived"
-        } else {
-            "did NOT arrive"
-        },
-        log.errors,
-        log.warnings,
-        passthrough_notified.load(Ordering::SeqCst),
-        connections.len(),
-    );
-    eprintln!("{report}");
-
-    // --- (b) transcriberbin kept using fireworksstt -------------------------------------------
-    assert!(log.errors.is_empty(), "ERROR on the bus\n{report}");
+/// (b) transcriberbin kept using fireworksstt: no ERROR or WARNING, no passthrough, one
+/// authenticated connection in the language and with the latency transcriberbin passed on.
+fn assert_transcriberbin_kept_fireworksstt(o: &Outcome, stt: &gst::Element) {
+    let (p, report) = (&o.played, &o.report);
+    assert!(p.log.errors.is_empty(), "ERROR on the bus\n{report}");
     assert!(
-        log.warnings.is_empty(),
+        p.log.warnings.is_empty(),
         "WARNING on the bus (newer transcriberbins re-post a transcriber ERROR as a WARNING and \
          switch to passthrough; fireworksstt warns about late transcripts)\n{report}"
     );
     assert!(
-        !passthrough && passthrough_notified.load(Ordering::SeqCst) == 0,
+        !p.passthrough && o.passthrough_notified == 0,
         "transcriberbin fell back to passthrough: fireworksstt posted an ERROR (transcriberbin \
          0.13.7 swallows it and only logs it: run with GST_DEBUG=transcriberbin:1)\n{report}"
     );
     assert_eq!(
-        connections.len(),
+        o.connections.len(),
         1,
         "one connection to the service, no reconnects\n{report}"
     );
@@ -615,7 +753,7 @@ fn fireworksstt_is_a_working_transcriberbin_transcriber() {
         Some("en-GB"),
         "transcriberbin passed its language-code on\n{report}"
     );
-    let language: Vec<&str> = connections[0]
+    let language: Vec<&str> = o.connections[0]
         .query
         .iter()
         .filter(|(k, _)| k == "language")
@@ -627,34 +765,34 @@ fn fireworksstt_is_a_working_transcriberbin_transcriber() {
         "en-GB is sent to the service as its code\n{report}"
     );
     assert_eq!(
-        connections[0].upgrade_status,
+        o.connections[0].upgrade_status,
         Some(101),
         "authenticated and upgraded\n{report}"
     );
     // 0.13.7 does this when the video caps arrive (setup_transcription), not when the
     // transcriber is assigned.
     assert_eq!(
-        stt_latency_ms, BIN_LATENCY_MS,
+        p.stt_latency_ms, BIN_LATENCY_MS,
         "transcriberbin set its latency on fireworksstt\n{report}"
     );
     assert!(
-        max_delay_ms < BIN_LATENCY_MS,
+        p.max_delay_ms < BIN_LATENCY_MS,
         "transcripts came back within transcriberbin's latency\n{report}"
     );
+}
 
-    // --- (a) the captions carry the words, in order and in time -------------------------------
-    let expected: Vec<&str> = UTTERANCES
-        .iter()
-        .flat_map(|u| u.split_whitespace())
-        .collect();
-    let got: Vec<&str> = words.iter().map(|(w, _)| w.as_str()).collect();
+/// (a) The captions carry the words, in order and in time.
+fn assert_captions_carry_the_words(o: &Outcome, audio: &SynthAudio) {
+    let report = &o.report;
+    let got: Vec<&str> = o.words.iter().map(|(w, _)| w.as_str()).collect();
     assert_eq!(
-        got, expected,
+        got,
+        expected_words(),
         "the CEA-608 captions carry exactly the spoken words\n{report}"
     );
-    assert_eq!(audio.words.len(), words.len());
-    for (spoken, (word, caption_pts)) in audio.words.iter().zip(&words) {
-        let spoken_pts = first_pts + spoken.start_sample * 1_000_000_000 / 16_000;
+    assert_eq!(audio.words.len(), o.words.len());
+    for (spoken, (word, caption_pts)) in audio.words.iter().zip(&o.words) {
+        let spoken_pts = o.spoken_pts(spoken.start_sample);
         let caption_pts = caption_pts.expect("caption buffers are timestamped");
         // tttocea708 schedules a word at its PTS, CEA-608 carries 2 bytes a frame (the first
         // word trails its roll-up/preamble codes by ~3 frames) and cccombiner puts the data on
@@ -667,9 +805,14 @@ fn fireworksstt_is_a_working_transcriberbin_transcriber() {
             fmt_s(spoken_pts)
         );
     }
+}
 
-    // --- What fireworksstt fed the caption branch --------------------------------------------
-    let pushed: Vec<(&str, u64)> = text_stream
+/// What fireworksstt fed the caption branch: one buffer per word at its spoken time, a final
+/// transcript event per utterance, GAPs through the silences.
+fn assert_words_fed_in_time(o: &Outcome, audio: &SynthAudio) {
+    let report = &o.report;
+    let pushed: Vec<(&str, u64)> = o
+        .text_stream
         .iter()
         .filter_map(|(_, item)| match item {
             Out::Text { text, pts, .. } => Some((text.as_str(), *pts)),
@@ -678,11 +821,11 @@ fn fireworksstt_is_a_working_transcriberbin_transcriber() {
         .collect();
     assert_eq!(
         pushed.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
-        expected,
+        expected_words(),
         "one buffer per word\n{report}"
     );
     for ((text, pts), spoken) in pushed.iter().zip(&audio.words) {
-        let spoken_pts = first_pts + spoken.start_sample * 1_000_000_000 / 16_000;
+        let spoken_pts = o.spoken_pts(spoken.start_sample);
         assert!(
             pts.abs_diff(spoken_pts) <= 1_000_000,
             "{text:?} has PTS {} but was spoken at {}\n{report}",
@@ -690,7 +833,8 @@ fn fireworksstt_is_a_working_transcriberbin_transcriber() {
             fmt_s(spoken_pts)
         );
     }
-    let finals = text_stream
+    let finals = o
+        .text_stream
         .iter()
         .filter(|(_, item)| matches!(item, Out::Custom(name) if name == "rstranscribe/final-transcript"))
         .count();
@@ -700,18 +844,22 @@ fn fireworksstt_is_a_working_transcriberbin_transcriber() {
         "a final-transcript event per utterance\n{report}"
     );
     assert!(
-        text_stream
+        o.text_stream
             .iter()
             .any(|(_, item)| matches!(item, Out::Gap { .. })),
         "GAP events through the silences\n{report}"
     );
-    // The muxers behind (cea708mux, cccombiner) wait at most the pipeline latency for text:
-    // the stream's position must keep up with the running time, less transcriberbin's latency,
-    // through words and GAPs alike. Checked at each push against the position before it (the
-    // slack covers the 100 ms input buffers and scheduling).
+}
+
+/// The muxers behind (cea708mux, cccombiner) wait at most the pipeline latency for text: the
+/// stream's position must keep up with the running time, less transcriberbin's latency, through
+/// words and GAPs alike. Checked at each push against the position before it (the slack covers
+/// the 100 ms input buffers and scheduling). And EOS goes through.
+fn assert_text_stream_keeps_up(o: &Outcome) {
+    let report = &o.report;
     let allowed_lag = u64::from(BIN_LATENCY_MS) * 1_000_000 + 400_000_000;
     let mut position: Option<u64> = None;
-    for (at, item) in &text_stream {
+    for (at, item) in &o.text_stream {
         if let Some(position) = position {
             assert!(
                 at.saturating_sub(position) <= allowed_lag,
@@ -730,16 +878,20 @@ fn fireworksstt_is_a_working_transcriberbin_transcriber() {
         }
     }
     assert!(
-        matches!(text_stream.last(), Some((_, Out::Eos))),
+        matches!(o.text_stream.last(), Some((_, Out::Eos))),
         "EOS went through fireworksstt\n{report}"
     );
-    // The language reached transcriberbin as a tag before the first word (language-code en-GB
-    // is sent as en, and the service reports en).
-    let language_stream = std::mem::take(&mut *language_stream.lock().unwrap());
+}
+
+/// The language reached transcriberbin as a tag before the first word (language-code en-GB is
+/// sent as en, and the service reports en), once while it stays the same.
+fn assert_one_language_tag(o: &Outcome) {
+    let language_stream = &o.language_stream;
     assert_eq!(
         language_stream.first().map(String::as_str),
         Some("tag en"),
-        "{language_stream:?}\n{report}"
+        "{language_stream:?}\n{}",
+        o.report
     );
     assert_eq!(
         language_stream
@@ -749,19 +901,23 @@ fn fireworksstt_is_a_working_transcriberbin_transcriber() {
         1,
         "one tag while the language stays the same: {language_stream:?}"
     );
+}
 
-    // --- Bounded, clean end -------------------------------------------------------------------
+/// A bounded, clean end: EOS reached the sinks, stopping and the whole run were quick.
+fn assert_clean_end(o: &Outcome) {
+    let (p, report) = (&o.played, &o.report);
     assert!(
-        log.got_eos,
+        p.log.got_eos,
         "EOS must reach the sinks (fireworksstt drains within drain-timeout)\n{report}"
     );
     assert!(
-        stop_took < Duration::from_secs(5),
-        "stopping took {stop_took:?}\n{report}"
+        p.stop_took < Duration::from_secs(5),
+        "stopping took {:?}\n{report}",
+        p.stop_took
     );
     assert!(
-        elapsed < Duration::from_secs(30),
-        "took {elapsed:?}\n{report}"
+        p.elapsed < Duration::from_secs(30),
+        "took {:?}\n{report}",
+        p.elapsed
     );
-    done.store(true, Ordering::SeqCst);
 }

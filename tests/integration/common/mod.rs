@@ -4,10 +4,18 @@
 //! element sends downstream and posts on the bus.
 #![allow(dead_code, unused_imports)]
 
-use std::sync::{Arc, Mutex, Once};
+pub mod gst_setup;
+pub mod process;
+pub mod tls;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
+
+pub use gst_setup::{audio_caps, init};
+pub use process::{run_alone, run_command, test_name, Finished};
 
 pub use fireworks_test_server::audio::{synthesize, synthesize_utterances, Script, SynthAudio};
 pub use fireworks_test_server::{Dialect, Fault, ServerConfig, TestServer};
@@ -41,14 +49,6 @@ macro_rules! in_both_dialects {
 
 pub const TEST_KEY: &str = "test-key-0123456789";
 pub const MS: u64 = 1_000_000;
-
-pub fn init() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        gst::init().expect("GStreamer initializes");
-        gstfireworks::plugin_register_static().expect("the fireworks plugin registers");
-    });
-}
 
 /// What left the element's src pad, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -149,15 +149,6 @@ pub fn audio_buffer(samples: &[i16], pts: u64) -> gst::Buffer {
     buffer
 }
 
-pub fn audio_caps() -> gst::Caps {
-    gst::Caps::builder("audio/x-raw")
-        .field("format", "S16LE")
-        .field("rate", 16_000i32)
-        .field("channels", 1i32)
-        .field("layout", "interleaved")
-        .build()
-}
-
 /// Records buffers and downstream events leaving `pad`.
 pub fn record_output(pad: &gst::Pad) -> Arc<Mutex<Vec<Out>>> {
     let out = Arc::new(Mutex::new(Vec::new()));
@@ -165,44 +156,48 @@ pub fn record_output(pad: &gst::Pad) -> Arc<Mutex<Vec<Out>>> {
     pad.add_probe(
         gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
         move |_, info| {
-            let item = match &info.data {
-                Some(gst::PadProbeData::Buffer(b)) => {
-                    let map = b.map_readable().unwrap();
-                    Some(Out::Text {
-                        text: String::from_utf8(map.to_vec()).unwrap(),
-                        pts: b.pts().map(|t| t.nseconds()).unwrap_or(u64::MAX),
-                        duration: b.duration().map(|t| t.nseconds()).unwrap_or(u64::MAX),
-                    })
-                }
-                Some(gst::PadProbeData::Event(e)) => match e.view() {
-                    gst::EventView::Gap(g) => {
-                        let (pts, duration) = g.get();
-                        Some(Out::Gap {
-                            pts: pts.nseconds(),
-                            duration: duration.map(|d| d.nseconds()).unwrap_or(0),
-                        })
-                    }
-                    gst::EventView::CustomDownstream(c) => {
-                        Some(Out::Custom(c.structure().unwrap().name().to_string()))
-                    }
-                    gst::EventView::Segment(s) => Some(Out::Segment(
-                        s.segment()
-                            .downcast_ref::<gst::ClockTime>()
-                            .unwrap()
-                            .clone(),
-                    )),
-                    gst::EventView::Eos(_) => Some(Out::Eos),
-                    _ => None,
-                },
-                _ => None,
-            };
-            if let Some(item) = item {
+            if let Some(item) = info.data.as_ref().and_then(as_out) {
                 sink.lock().unwrap().push(item);
             }
             gst::PadProbeReturn::Ok
         },
     );
     out
+}
+
+/// A buffer or a downstream event as an [`Out`], if it is one the tests record.
+pub fn as_out(data: &gst::PadProbeData) -> Option<Out> {
+    match data {
+        gst::PadProbeData::Buffer(b) => {
+            let map = b.map_readable().unwrap();
+            Some(Out::Text {
+                text: String::from_utf8(map.to_vec()).unwrap(),
+                pts: b.pts().map(|t| t.nseconds()).unwrap_or(u64::MAX),
+                duration: b.duration().map(|t| t.nseconds()).unwrap_or(u64::MAX),
+            })
+        }
+        gst::PadProbeData::Event(e) => match e.view() {
+            gst::EventView::Gap(g) => {
+                let (pts, duration) = g.get();
+                Some(Out::Gap {
+                    pts: pts.nseconds(),
+                    duration: duration.map(|d| d.nseconds()).unwrap_or(0),
+                })
+            }
+            gst::EventView::CustomDownstream(c) => {
+                Some(Out::Custom(c.structure().unwrap().name().to_string()))
+            }
+            gst::EventView::Segment(s) => Some(Out::Segment(
+                s.segment()
+                    .downcast_ref::<gst::ClockTime>()
+                    .unwrap()
+                    .clone(),
+            )),
+            gst::EventView::Eos(_) => Some(Out::Eos),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// Builds `appsrc ! fireworksstt ! fakesink`, lets `configure` set properties, pushes the
@@ -317,11 +312,94 @@ pub fn pull_until_eos(h: &mut gst_check::Harness) -> Vec<(String, u64)> {
     }
 }
 
-/// target/<profile>/, where cargo puts libgstfireworks.so next to the test's deps/ folder.
-pub fn plugin_dir() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .to_path_buf()
+/// A fresh, empty directory for one test's files: fireworksstt-MODULE-PID-NAME in the temporary
+/// directory.
+pub fn scratch_dir(module: &str, name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "fireworksstt-{module}-{}-{name}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A directory holding only `libgstfireworks.so` as built with this test binary, for
+/// `GST_PLUGIN_PATH` in the programs the tests start (`gst-launch-1.0`, the Python example).
+///
+/// `cargo test` builds the cdylib into target/<profile>/deps/, next to this binary, but only
+/// `cargo build` copies it up to target/<profile>/: the copy there may be stale or missing. Nor
+/// can GStreamer be pointed at deps/, which holds proc-macro libraries it would try to load as
+/// plugins. So the first call copies the library into target/<profile>/fireworksstt-test-plugin/
+/// (under a temporary name, then renamed: a program loading the previous copy, or another test
+/// process doing the same, never sees a half-written file), and fails if that library is older
+/// than a source of the plugin.
+pub fn plugin_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        let deps = exe.parent().unwrap();
+        let built = deps.join("libgstfireworks.so");
+        assert_not_older_than_sources(&built);
+        let dir = deps.parent().unwrap().join("fireworksstt-test-plugin");
+        std::fs::create_dir_all(&dir).unwrap();
+        let partial = dir.join(format!(".libgstfireworks.so.{}", std::process::id()));
+        std::fs::copy(&built, &partial)
+            .unwrap_or_else(|e| panic!("copying {} into {}: {e}", built.display(), dir.display()));
+        std::fs::rename(&partial, dir.join("libgstfireworks.so")).unwrap();
+        dir
+    })
+    .clone()
+}
+
+/// Runs `gst-launch-1.0` with `args` and the plugin of this build (GST_PLUGIN_PATH is
+/// [`plugin_dir`], the registry a file of its own in `scratch`) to the end, or kills it after
+/// `timeout` and fails.
+pub fn gst_launch(args: &[&str], scratch: &Path, timeout: Duration) -> Finished {
+    let mut command = std::process::Command::new("gst-launch-1.0");
+    command
+        .args(args)
+        .env("GST_PLUGIN_PATH", plugin_dir())
+        .env("GST_REGISTRY", scratch.join("registry.bin"));
+    run_command(
+        command,
+        "gst-launch-1.0 (scripts/setup.sh installs gstreamer1.0-tools)",
+        timeout,
+    )
+}
+
+/// Fails unless `library` exists and is at least as new as every file of src/ and build.rs
+/// (cargo rebuilds the library when one changes): what a stale plugin looks like on disk.
+pub fn assert_not_older_than_sources(library: &Path) {
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified());
+    let built = modified(library).unwrap_or_else(|e| {
+        panic!(
+            "{} is not built ({e}): cargo test builds it with the tests",
+            library.display()
+        )
+    });
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut sources = vec![root.join("build.rs")];
+    let mut dirs = vec![root.join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                sources.push(path);
+            }
+        }
+    }
+    let newest = sources
+        .into_iter()
+        .filter_map(|path| Some((modified(&path).ok()?, path)))
+        .max()
+        .unwrap();
+    assert!(
+        built >= newest.0,
+        "{} is older than {}: a stale plugin (rebuild with cargo test or cargo build)",
+        library.display(),
+        newest.1.display()
+    );
 }

@@ -4,12 +4,9 @@
 //! `rstranscribe/new-item` per text buffer and in order, the `LanguageCode` tag before the text
 //! (and again when the language changes), and `end-to-final` on every final transcript message.
 
-#[macro_use]
-mod common;
-
 use std::sync::{Arc, Mutex};
 
-use common::*;
+use crate::common::*;
 use gst::prelude::*;
 
 /// What passed the element's pads, in order.

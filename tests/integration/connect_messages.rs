@@ -2,11 +2,9 @@
 //! Connection failures a user causes name the fix: a `base-url` without the API version, and a
 //! service that never accepted a connection is not said to be "reconnecting".
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use gst::prelude::*;
 
 fn short_audio() -> SynthAudio {

@@ -7,20 +7,16 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// target/<profile>, holding this test's deps/ folder and the plugin library cargo built.
+use crate::common::{plugin_dir, scratch_dir};
+
+/// target/<profile>, holding this test binary's deps/ folder.
 fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     exe.parent().and_then(Path::parent).unwrap().to_path_buf()
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "fireworksstt-install-{}-{name}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    scratch_dir("install", name)
 }
 
 /// The programs install.sh runs besides cargo (those missing here are optional to it).
@@ -97,16 +93,22 @@ fn install_without_cargo_stages_the_built_library_and_says_so() {
         .to_str()
         .unwrap()
         .to_string();
-    let built = profile_dir.join("libgstfireworks.so");
-    assert!(built.exists(), "{} is not built", built.display());
     let dir = scratch("stage");
+    // This build's library where install.sh looks for it, in a target directory of the test's
+    // own (cargo test does not copy it up to target/<profile>/, so the one there may be stale).
+    let target_dir = dir.join("target");
+    let built = plugin_dir().join("libgstfireworks.so");
+    assert!(built.exists(), "{} is not built", built.display());
+    let in_target = target_dir.join(&profile).join("libgstfireworks.so");
+    std::fs::create_dir_all(in_target.parent().unwrap()).unwrap();
+    std::fs::copy(&built, &in_target).unwrap();
     let (stage, home) = (dir.join("stage"), dir.join("home"));
     std::fs::create_dir_all(&home).unwrap();
     let plugindir = "/usr/lib/gstreamer-1.0";
 
     let out = install(
         &["--profile", &profile, "--plugindir", plugindir],
-        profile_dir.parent().unwrap(),
+        &target_dir,
         &stage,
         &home,
     );
@@ -143,7 +145,7 @@ fn install_without_cargo_stages_the_built_library_and_says_so() {
 
     let out = install(
         &["--uninstall", "--plugindir", plugindir],
-        profile_dir.parent().unwrap(),
+        &target_dir,
         &stage,
         &home,
     );

@@ -4,12 +4,10 @@
 //! buffer; PAUSED prerolls at once and spends (almost) no audio; utterance text carries a line
 //! end only for consumers that read raw bytes.
 
-mod common;
-
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use gst::prelude::*;
 
 const UTTERANCES: [&str; 3] = [
@@ -36,13 +34,7 @@ fn audio_heard(server: &TestServer) -> u64 {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "fireworksstt-output-path-{}-{name}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    scratch_dir("output-path", name)
 }
 
 /// Adds `fireworksstt` (pointed at `server`) and a non-synchronising `fakesink` (`async` as

@@ -4,13 +4,11 @@
 //! audio dropped under backpressure, options changed mid-handshake, absurd times from the
 //! network. Each of these was a bug found in review; each test asserts what a user expects.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use gst::prelude::*;
 
 /// Element between our own src pad (answering LATENCY as non-live or live) and a sink pad

@@ -3,16 +3,12 @@
 //! self-signed server certificate. Each case runs the element against a `wss://localhost` test
 //! server whose certificates are made at test time.
 
-mod common;
-#[path = "common/tls.rs"]
-mod tls;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::tls::{localhost_pki, temp_file, TestCa};
+use crate::common::*;
 use fireworks_test_server::{ConnectionEnd, ConnectionRecord};
 use gst::prelude::*;
-use tls::{localhost_pki, temp_file, TestCa};
 
 /// A TLS failure must not take longer than this (no retries, no waiting on timeouts).
 const PROMPT: Duration = Duration::from_secs(5);

@@ -12,11 +12,9 @@
 //! espeak-ng ≤ 150 ms (100 ms); in steady room noise, see `NOISY_LIBRIVOX` and `NOISY_ESPEAK`. Decoding is deterministic for a given build, so these do not
 //! vary from run to run; the bounds leave room for other CPUs' floating-point paths.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use fireworks_test_server::evaluate::{
     espeak, librivox_clips, normalize, read_wav, word_error_rate, Clip,
 };

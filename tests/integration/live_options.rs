@@ -2,9 +2,7 @@
 //! Operators change settings while captions run: options set in PLAYING move the stream to a
 //! new connection with the new query, between two utterances, losing and repeating nothing.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use gst::prelude::*;
 
 #[test]

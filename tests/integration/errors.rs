@@ -2,12 +2,9 @@
 //! Bad input gets a clear error and never a hang: each case checks the ERROR a user would
 //! read, and that the key never shows up in it.
 
-#[macro_use]
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use gst::prelude::*;
 
 fn short_audio() -> SynthAudio {

@@ -4,15 +4,12 @@
 //! equal the fault-free run (0 words lost, 0 finals repeated); otherwise an ERROR must name
 //! the cause within a bound. EOS or ERROR is always reached.
 //!
-//! `cargo test --test fault_matrix -- --nocapture` prints the matrix with timings.
-
-#[macro_use]
-mod common;
+//! `cargo test --test integration fault_matrix:: -- --nocapture` prints the matrix with timings.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use gst::prelude::*;
 
 const UTTERANCES: [&str; 5] = [

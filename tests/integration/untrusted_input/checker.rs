@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MPL-2.0
 //! The invariants of the parser and of the transcript state machine that hold whatever the
-//! server sends. Shared by `tests/untrusted_input.rs` and `examples/fuzz-protocol.rs`.
+//! server sends. Shared by `tests/integration/untrusted_input.rs` and `examples/fuzz-protocol.rs`.
 //!
 //! [`check_parse`] checks one frame's classification against the parser's documented rules.
 //! The checker drives a [`TranscriptState`] itself (`handle`, `begin_connection`,
