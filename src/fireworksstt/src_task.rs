@@ -142,7 +142,9 @@ fn queue_heartbeat_gap(
     if held_by_utterance {
         return None;
     }
-    let next = position.map_or(until, |p| p.max(until)).saturating_add(step);
+    let next = position
+        .map_or(until, |p| p.max(until))
+        .saturating_add(step);
     Some(Duration::from(next.saturating_sub(until)))
 }
 
