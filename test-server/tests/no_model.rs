@@ -3,6 +3,7 @@
 //! gets no text (the missing model is reported once, on stderr). Its own test binary: the
 //! recogniser is loaded once per process.
 
+#[path = "integration/common/mod.rs"]
 mod common;
 
 use common::*;

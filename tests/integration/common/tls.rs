@@ -3,7 +3,7 @@
 //! signs, as PEM, plus the [`TlsIdentity`] the test server takes.
 //!
 //! Used by the root crate's integration tests (`tests/integration/tls.rs`) and, through `#[path]`,
-//! by the test server's own `test-server/tests/tls.rs`, so it needs nothing but rcgen, the test
+//! by the test server's own `test-server/tests/integration/tls.rs`, so it needs nothing but rcgen, the test
 //! server and std.
 #![allow(dead_code)]
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MPL-2.0
 //! Each fault's visible behaviour.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! The server over TLS (`wss://`), driven by a tokio-rustls + tokio-tungstenite client, with
 //! certificates made at test time.
 
-#[path = "../../tests/integration/common/tls.rs"]
+#[path = "../../../tests/integration/common/tls.rs"]
 mod pki;
 
 use std::sync::Arc;

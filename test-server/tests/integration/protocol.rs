@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MPL-2.0
 //! The server's protocol behaviour, driven by a raw tokio-tungstenite client.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! language the model cannot do is an error naming what is supported, and `vad_kwargs` and
 //! `skip_vad` tune and bypass the voice-activity detector.
 
-mod common;
+use crate::common;
 
 use common::*;
 use fireworks_test_server::evaluate::{librivox_clips, read_wav};
