@@ -98,3 +98,22 @@ impl ClientConfig {
         }
     }
 }
+
+/// Unit-test helpers of the client's modules.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::time::Duration;
+
+    use super::ClientConfig;
+
+    /// A configuration with every default, for a `wss://` URL that is never dialled.
+    pub fn cfg() -> ClientConfig {
+        let url = url::Url::parse("wss://example.com/v1/audio/transcriptions/streaming").unwrap();
+        ClientConfig::new(url, crate::client::ApiKey::new("k"))
+    }
+
+    pub fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+}
+

@@ -116,14 +116,7 @@ impl Liveness {
 mod tests {
     use super::*;
 
-    fn cfg() -> ClientConfig {
-        let url = url::Url::parse("wss://example.com/v1/audio/transcriptions/streaming").unwrap();
-        ClientConfig::new(url, crate::client::ApiKey::new("k"))
-    }
-
-    fn secs(s: f64) -> Duration {
-        Duration::from_secs_f64(s)
-    }
+    use crate::client::config::test_support::{cfg, secs};
 
     #[test]
     fn mid_stream_a_connection_is_pinged_then_stalled() {

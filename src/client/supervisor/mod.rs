@@ -407,14 +407,7 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
 mod tests {
     use super::*;
 
-    fn cfg() -> ClientConfig {
-        let url = url::Url::parse("wss://example.com/v1/audio/transcriptions/streaming").unwrap();
-        ClientConfig::new(url, crate::client::ApiKey::new("k"))
-    }
-
-    fn secs(s: f64) -> Duration {
-        Duration::from_secs_f64(s)
-    }
+    use crate::client::config::test_support::{cfg, secs};
 
     #[test]
     fn the_drain_budget_covers_every_attempt() {
