@@ -104,12 +104,13 @@ impl ClientConfig {
 pub(crate) mod test_support {
     use std::time::Duration;
 
-    use super::ClientConfig;
+    use crate::client::config::ClientConfig;
+    use crate::client::secret::ApiKey;
 
     /// A configuration with every default, for a `wss://` URL that is never dialled.
     pub fn cfg() -> ClientConfig {
         let url = url::Url::parse("wss://example.com/v1/audio/transcriptions/streaming").unwrap();
-        ClientConfig::new(url, crate::client::ApiKey::new("k"))
+        ClientConfig::new(url, ApiKey::new("k"))
     }
 
     pub fn secs(s: f64) -> Duration {
