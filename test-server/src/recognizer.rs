@@ -274,6 +274,21 @@ impl Recognizer {
         pass: Pass,
         spectral_guard: bool,
     ) -> Result<Recognition, String> {
+        self.recognize_unless(audio, pass, spectral_guard, &|| false)?
+            .ok_or_else(|| "abandoned".to_string())
+    }
+
+    /// As [`Self::recognize_guarded`], but `abandon` is asked between the decode's steps
+    /// (after the encoder, after the text search): when it says yes the decode stops there and
+    /// gives `Ok(None)`. A decode worker uses it to give way to a waiting final (see
+    /// [`crate::scheduler`]); the answer costs nothing once the decode has finished.
+    pub fn recognize_unless(
+        &self,
+        audio: &[f32],
+        pass: Pass,
+        spectral_guard: bool,
+        abandon: &dyn Fn() -> bool,
+    ) -> Result<Option<Recognition>, String> {
         let started = Instant::now();
         let audio = &audio[..audio.len().min(WINDOW_SAMPLES)];
         let audio_frames = audio.len().div_ceil(HOP);
@@ -283,26 +298,32 @@ impl Recognizer {
                 .min(((audio_frames + 100).div_ceil(100) * 100).clamp(1000, WINDOW_FRAMES)),
             Pass::Full30 => WINDOW_FRAMES,
         };
-        let mut result = self.decode(audio, frames, spectral_guard)?;
+        let Some(mut result) = self.decode(audio, frames, spectral_guard, abandon)? else {
+            return Ok(None);
+        };
         if result.1 && pass == Pass::Full && frames < WINDOW_FRAMES {
-            result = self.decode(audio, WINDOW_FRAMES, spectral_guard)?;
+            let Some(again) = self.decode(audio, WINDOW_FRAMES, spectral_guard, abandon)? else {
+                return Ok(None);
+            };
+            result = again;
         }
         let (mut recognition, looped) = result;
         if looped {
             recognition.words.clear();
         }
         recognition.decode_time = started.elapsed();
-        Ok(recognition)
+        Ok(Some(recognition))
     }
 
     /// One decode over a window of `frames` mel frames; also says whether the output looked
-    /// degenerate.
+    /// degenerate. `None`: `abandon` said yes between two steps.
     fn decode(
         &self,
         audio: &[f32],
         frames: usize,
         spectral_guard: bool,
-    ) -> Result<(Recognition, bool), String> {
+        abandon: &dyn Fn() -> bool,
+    ) -> Result<Option<(Recognition, bool)>, String> {
         let started = Instant::now();
         let audio_frames = audio.len().div_ceil(HOP);
         let mut features = self.mel.features(audio, frames);
@@ -312,7 +333,7 @@ impl Recognizer {
         // at the very start of the window).
         let first_loud = loud.iter().position(|&l| l).unwrap_or(0) as u64 * HOP as u64;
         if spectral_guard && modulation < MIN_SPEECH_MODULATION {
-            return Ok((
+            return Ok(Some((
                 Recognition {
                     words: Vec::new(),
                     no_speech_prob: 1.0,
@@ -320,7 +341,7 @@ impl Recognizer {
                     decode_time: started.elapsed(),
                 },
                 false,
-            ));
+            )));
         }
         let view = StorageView::new(&[1, N_MELS, frames], &mut features, ct2rs::sys::Device::CPU)
             .map_err(|e| e.to_string())?;
@@ -328,6 +349,9 @@ impl Recognizer {
             .whisper
             .encode(&view, false)
             .map_err(|e| e.to_string())?;
+        if abandon() {
+            return Ok(None);
+        }
         // Whisper speaks about 3 words (≈4 tokens) a second; a bound well above that stops the
         // runaway repetition it produces on non-speech from costing seconds.
         let seconds = audio.len() as f64 / 16000.0;
@@ -356,7 +380,7 @@ impl Recognizer {
             .map(|s| s.iter().copied().filter(|&t| t < EOT).collect())
             .unwrap_or_default();
         if no_speech_prob > NO_SPEECH_THRESHOLD || tokens.is_empty() {
-            return Ok((
+            return Ok(Some((
                 Recognition {
                     words: Vec::new(),
                     no_speech_prob,
@@ -364,10 +388,10 @@ impl Recognizer {
                     decode_time: started.elapsed(),
                 },
                 false,
-            ));
+            )));
         }
         if degenerate(&tokens, seconds, max_length) {
-            return Ok((
+            return Ok(Some((
                 Recognition {
                     words: Vec::new(),
                     no_speech_prob,
@@ -375,7 +399,10 @@ impl Recognizer {
                     decode_time: started.elapsed(),
                 },
                 true,
-            ));
+            )));
+        }
+        if abandon() {
+            return Ok(None);
         }
         // `align` takes the audio's length in mel frames (10 ms) and answers in encoder frames
         // (20 ms).
@@ -458,7 +485,7 @@ impl Recognizer {
                 probability: p,
             });
         }
-        Ok((
+        Ok(Some((
             Recognition {
                 words: out,
                 no_speech_prob,
@@ -466,7 +493,7 @@ impl Recognizer {
                 decode_time: started.elapsed(),
             },
             false,
-        ))
+        )))
     }
 }
 

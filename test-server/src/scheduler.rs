@@ -29,6 +29,15 @@ pub const WORKERS_ENV: &str = "FIREWORKSSTT_DECODE_WORKERS";
 /// The answer to a submitted job; an error means it was skipped (stale or abandoned).
 pub type Pending = oneshot::Receiver<DecodeDone>;
 
+/// Environment variable: `1` makes interims give way to waiting finals (see
+/// [`Scheduler`]), for comparisons.
+pub const PREEMPT_ENV: &str = "FIREWORKSSTT_PREEMPT_INTERIMS";
+
+fn preempt_interims() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var(PREEMPT_ENV).is_ok_and(|v| v == "1"))
+}
+
 /// Decode workers: `FIREWORKSSTT_DECODE_WORKERS`, else one per core, at most 4.
 pub fn workers() -> usize {
     std::env::var(WORKERS_ENV)
@@ -90,7 +99,12 @@ impl Scheduler {
         };
         let mut q = self.queues.lock().unwrap_or_else(|p| p.into_inner());
         match queued.job.kind {
-            DecodeKind::Final => q.finals.push_back(queued),
+            DecodeKind::Final => {
+                // The final replaces whatever interim of this stream is still queued.
+                let stream = queued.job.stream;
+                q.interims.retain(|j| j.job.stream != stream);
+                q.finals.push_back(queued);
+            }
             DecodeKind::Interim => q.interims.push_back(queued),
         }
         drop(q);
@@ -125,8 +139,23 @@ impl Scheduler {
                     q = self.ready.wait(q).unwrap_or_else(|p| p.into_inner());
                 }
             };
-            let done = job.job.run();
-            let _ = job.reply.send(done);
+            // An interim gives way, between its decode steps, to a final that is waiting for
+            // a worker (every worker is busy then, or it would not be waiting); the interim's
+            // connection sees it skipped and asks again with newer audio.
+            let preempt = job.job.kind == DecodeKind::Interim && preempt_interims();
+            let finals_waiting = || {
+                preempt
+                    && self
+                        .queues
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .finals
+                        .iter()
+                        .any(|j| !j.reply.is_closed())
+            };
+            if let Some(done) = job.job.run_unless(&finals_waiting) {
+                let _ = job.reply.send(done);
+            }
         }
     }
 }
