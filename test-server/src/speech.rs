@@ -29,6 +29,28 @@ use crate::vad::{SileroModel, SileroStream, VadSettings, HOP_SAMPLES};
 pub const FRAME_SAMPLES: usize = HOP_SAMPLES;
 pub const VAD_RMS: f32 = 0.01;
 pub const TAIL_SAMPLES: u64 = 4800;
+/// Environment variable overriding [`TAIL_SAMPLES`], in ms (for comparisons).
+pub const TAIL_ENV: &str = "FIREWORKSSTT_TAIL_MS";
+/// Environment variable overriding when the first interim is due, in ms of utterance audio.
+pub const FIRST_INTERIM_ENV: &str = "FIREWORKSSTT_FIRST_INTERIM_MS";
+
+fn env_samples(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|ms| ms * 16)
+        .unwrap_or(default)
+}
+
+fn tail_samples() -> u64 {
+    static TAIL: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TAIL.get_or_init(|| env_samples(TAIL_ENV, TAIL_SAMPLES))
+}
+
+fn first_interim_samples() -> usize {
+    static FIRST: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *FIRST.get_or_init(|| env_samples(FIRST_INTERIM_ENV, INTERIM_EVERY_SAMPLES as u64)) as usize
+}
 pub const MAX_UTTERANCE_SAMPLES: usize = 28 * 16000;
 const CUT_FROM: usize = 14 * 16000;
 const CUT_TO: usize = 27 * 16000 + 8000;
@@ -227,7 +249,7 @@ impl Segmenter {
         self.position += frame.len() as u64;
         let e = rms(frame);
         let voiced = self.voiced(frame, e);
-        let tail = TAIL_SAMPLES.min(self.timeout);
+        let tail = tail_samples().min(self.timeout);
         match &mut self.open {
             Some(open) => {
                 open.samples.extend_from_slice(frame);
@@ -276,7 +298,7 @@ impl Segmenter {
                         samples,
                         energy,
                         last_voice_end: self.position,
-                        next_interim: INTERIM_EVERY_SAMPLES,
+                        next_interim: first_interim_samples(),
                         voice_since_interim: true,
                         speculated: false,
                     });
