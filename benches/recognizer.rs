@@ -24,7 +24,8 @@
 //!     cargo bench --bench recognizer --profile dev -- [--cores 1] [--threads 1] [--section S]
 //!         [--streams 1,2,4,6] [--reps 1]
 //!
-//! Sections: `decode` (1–4), `noise`, `live`, `streams`, `all` (default: `decode`). The live
+//! Sections: `decode` (1–4), `rtf` (2 only), `noise`, `live`, `streams`, `all` (default:
+//! `decode`). The live
 //! sections run unpinned unless `--cores` is given.
 //!
 //! `--profile dev` reuses the test build (the workspace optimises ct2rs and the server in dev
@@ -189,10 +190,10 @@ fn section() -> String {
 
 fn main() {
     let section = section();
-    if section == "decode" || section == "all" {
+    if section == "decode" || section == "all" || section == "rtf" {
         decode_section();
     }
-    if section != "decode" {
+    if section != "decode" && section != "rtf" {
         if std::env::args().any(|a| a == "--cores") {
             pin_to_cores(arg("--cores", 2));
         }
@@ -256,6 +257,9 @@ fn decode_section() {
         );
     }
     drop(rec);
+    if section() == "rtf" {
+        return;
+    }
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

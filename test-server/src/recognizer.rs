@@ -8,8 +8,8 @@
 //!   first use, and shared by every connection; a missing model is reported once, in one line.
 //! * **Decoding:** Whisper-exact log-mel ([`crate::mel`]) over a window sized to the audio
 //!   ([`window_frames`], at least 15 s: less than half the 30 s window's cost for a short
-//!   utterance), the English-only prompt `<|startoftranscript|><|notimestamps|>`, greedy
-//!   search, then word times from the model's cross-attention alignment (`align`, 20 ms
+//!   utterance), the English-only prompt `<|startoftranscript|><|notimestamps|>`, beam
+//!   search for finals ([`FINAL_BEAM_SIZE`]) and greedy search for interims, then word times from the model's cross-attention alignment (`align`, 20 ms
 //!   encoder frames; a word starts where its first token starts and ends where the next word
 //!   starts). Output that looks like the decoder looping ([`degenerate`]) is decoded again over
 //!   the full 30 s window (finals) or dropped (interims).
@@ -121,6 +121,25 @@ pub const MIN_WINDOW_FRAMES: usize = 1500;
 
 /// Environment variable overriding the shortest encoder window, in seconds (10 to 30).
 pub const MIN_WINDOW_ENV: &str = "FIREWORKSSTT_MIN_WINDOW_SECONDS";
+
+/// Beam size of final decodes. Measured here (BENCHMARKS.md, section 7): greedy search (1)
+/// gave WER 7.0 % on the LibriVox clips decoded directly with the ≥ 15 s window and 10.4 % on
+/// the espeak-ng voices through the server; a beam of 3 (or 5) gave 4.2 % and 7.0 %, for a
+/// final-decode cost within the run-to-run noise (the encoder dominates). Interims stay greedy.
+pub const FINAL_BEAM_SIZE: usize = 3;
+/// Environment variable setting the beam size of final decodes (interims: always 1).
+pub const FINAL_BEAM_ENV: &str = "FIREWORKSSTT_FINAL_BEAM";
+
+fn final_beam_size() -> usize {
+    static BEAM: OnceLock<usize> = OnceLock::new();
+    *BEAM.get_or_init(|| {
+        std::env::var(FINAL_BEAM_ENV)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|&b| (1..=8).contains(&b))
+            .unwrap_or(FINAL_BEAM_SIZE)
+    })
+}
 
 /// The shortest encoder window in use: [`MIN_WINDOW_FRAMES`] unless [`MIN_WINDOW_ENV`] says
 /// otherwise.
@@ -298,11 +317,16 @@ impl Recognizer {
                 .min(((audio_frames + 100).div_ceil(100) * 100).clamp(1000, WINDOW_FRAMES)),
             Pass::Full30 => WINDOW_FRAMES,
         };
-        let Some(mut result) = self.decode(audio, frames, spectral_guard, abandon)? else {
+        let beam = match pass {
+            Pass::Quick => 1,
+            Pass::Full | Pass::Full30 => final_beam_size(),
+        };
+        let Some(mut result) = self.decode(audio, frames, beam, spectral_guard, abandon)? else {
             return Ok(None);
         };
         if result.1 && pass == Pass::Full && frames < WINDOW_FRAMES {
-            let Some(again) = self.decode(audio, WINDOW_FRAMES, spectral_guard, abandon)? else {
+            let Some(again) = self.decode(audio, WINDOW_FRAMES, beam, spectral_guard, abandon)?
+            else {
                 return Ok(None);
             };
             result = again;
@@ -321,6 +345,7 @@ impl Recognizer {
         &self,
         audio: &[f32],
         frames: usize,
+        beam_size: usize,
         spectral_guard: bool,
         abandon: &dyn Fn() -> bool,
     ) -> Result<Option<(Recognition, bool)>, String> {
@@ -357,7 +382,7 @@ impl Recognizer {
         let seconds = audio.len() as f64 / 16000.0;
         let max_length = (8.0 + seconds * 8.0).min(220.0) as usize;
         let options = WhisperOptions {
-            beam_size: 1,
+            beam_size,
             max_length,
             return_no_speech_prob: true,
             ..Default::default()

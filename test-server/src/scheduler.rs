@@ -8,6 +8,11 @@
 //! * **Finals before interims:** a worker takes the oldest final (speculative finals are finals)
 //!   before any interim, so under load the words that must become final are never held up by
 //!   the preview of another stream.
+//! * **Interims give way to a waiting final:** a final that finds every worker busy is
+//!   waiting only for a worker; an interim checks between its decode steps (after the
+//!   encoder, after the text search) and stops when a final waits, so the final starts after
+//!   at most one step of an interim instead of its whole decode (the interim's connection asks
+//!   again with newer audio). Measured with 4 live streams on 2 cores (BENCHMARKS.md, 7).
 //! * **Stale interims are skipped:** an interim that waited more than [`STALE_INTERIM`] is not
 //!   decoded (its connection gets no answer and asks for a fresh one with the audio it has by
 //!   then), nor is any job whose connection stopped waiting for it (a discarded speculation, a
@@ -29,13 +34,13 @@ pub const WORKERS_ENV: &str = "FIREWORKSSTT_DECODE_WORKERS";
 /// The answer to a submitted job; an error means it was skipped (stale or abandoned).
 pub type Pending = oneshot::Receiver<DecodeDone>;
 
-/// Environment variable: `1` makes interims give way to waiting finals (see
+/// Environment variable: `0` keeps interims from giving way to waiting finals (see
 /// [`Scheduler`]), for comparisons.
 pub const PREEMPT_ENV: &str = "FIREWORKSSTT_PREEMPT_INTERIMS";
 
 fn preempt_interims() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var(PREEMPT_ENV).is_ok_and(|v| v == "1"))
+    *ON.get_or_init(|| std::env::var(PREEMPT_ENV).map_or(true, |v| v != "0"))
 }
 
 /// Decode workers: `FIREWORKSSTT_DECODE_WORKERS`, else one per core, at most 4.
