@@ -21,12 +21,14 @@
 //! 7. `--section streams`: 1, 2, 4 and 6 such live streams at once (clean): the same latency
 //!    figures over all streams, and CPU per live stream (share of one core).
 //!
-//!     cargo bench --bench recognizer --profile dev -- [--cores 1] [--threads 1] [--section S]
-//!         [--streams 1,2,4,6] [--reps 1]
+//! ```text
+//! cargo bench --bench recognizer --profile dev -- [--cores 1] [--threads 1] [--section S] \
+//!     [--streams 1,2,4,6] [--reps 1]
+//! ```
 //!
 //! Sections: `decode` (1–4), `rtf` (2 only), `noise`, `live`, `streams`, `all` (default:
-//! `decode`). The live
-//! sections run unpinned unless `--cores` is given.
+//! `decode`). The live sections run unpinned unless `--cores` is given; `--reps` repeats the
+//! `live` and `streams` runs.
 //!
 //! `--profile dev` reuses the test build (the workspace optimises ct2rs and the server in dev
 //! builds); `cargo bench --bench recognizer` builds everything optimised first. The process is
