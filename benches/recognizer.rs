@@ -21,10 +21,14 @@
 //! 7. `--section streams`: 1, 2, 4 and 6 such live streams at once (clean): the same latency
 //!    figures over all streams, and CPU per live stream (share of one core).
 //!
-//!     cargo bench --bench recognizer --profile dev -- [--cores 1] [--threads 1] [--section S]
+//! ```text
+//! cargo bench --bench recognizer --profile dev -- [--cores 1] [--threads 1] [--section S] \
+//!     [--streams 1,2,4,6] [--reps 1]
+//! ```
 //!
-//! Sections: `decode` (1–4), `noise`, `live`, `streams`, `all` (default: `decode`). The live
-//! sections run unpinned unless `--cores` is given.
+//! Sections: `decode` (1–4), `rtf` (2 only), `noise`, `live`, `streams`, `all` (default:
+//! `decode`). The live sections run unpinned unless `--cores` is given; `--reps` repeats the
+//! `live` and `streams` runs.
 //!
 //! `--profile dev` reuses the test build (the workspace optimises ct2rs and the server in dev
 //! builds); `cargo bench --bench recognizer` builds everything optimised first. The process is
@@ -167,6 +171,16 @@ fn utterance_of(spans: &[(f64, f64)], t: f64) -> Option<usize> {
     spans.iter().position(|(s, e)| t >= s - 0.5 && t <= e + 0.5)
 }
 
+/// `--streams 1,2,4,6`: the numbers of concurrent live streams of `--section streams`.
+fn stream_counts() -> Vec<usize> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == "--streams")
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.split(',').filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 2, 4, 6])
+}
+
 fn section() -> String {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
@@ -178,10 +192,10 @@ fn section() -> String {
 
 fn main() {
     let section = section();
-    if section == "decode" || section == "all" {
+    if section == "decode" || section == "all" || section == "rtf" {
         decode_section();
     }
-    if section != "decode" {
+    if section != "decode" && section != "rtf" {
         if std::env::args().any(|a| a == "--cores") {
             pin_to_cores(arg("--cores", 2));
         }
@@ -245,6 +259,9 @@ fn decode_section() {
         );
     }
     drop(rec);
+    if section() == "rtf" {
+        return;
+    }
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -552,6 +569,9 @@ struct Latency {
     first_text: Vec<f64>,
     /// Longest time between messages with words of the sentence while it is spoken, s.
     interim_gap: Vec<f64>,
+    /// Time between consecutive interims of a sentence while it is spoken (after its first
+    /// text), s: the interim cadence.
+    interim_interval: Vec<f64>,
     /// Interim words shown, and those a later message of the sentence changed.
     interim_words: usize,
     revised_words: usize,
@@ -590,10 +610,6 @@ impl Latency {
             if let Some(k) = shown.iter().position(|m| m.2) {
                 shown.truncate(k + 1);
             }
-            // What follows the final is the working window resending it (in segments).
-            if let Some(k) = shown.iter().position(|m| m.2) {
-                shown.truncate(k + 1);
-            }
             if std::env::var_os("BENCH_DEBUG").is_some() {
                 for (t, words, fin) in &shown {
                     eprintln!(
@@ -615,6 +631,13 @@ impl Latency {
             }
             gap = gap.max(b.min(shown.first().map(|m| m.0).unwrap_or(*b)) - a);
             self.interim_gap.push(gap);
+            let during: Vec<f64> = shown
+                .iter()
+                .filter(|m| !m.2 && m.0 <= *b)
+                .map(|m| m.0)
+                .collect();
+            self.interim_interval
+                .extend(during.windows(2).map(|w| w[1] - w[0]));
             // Each interim word, by position, against every later message of the sentence.
             for (k, (_, words, is_final)) in shown.iter().enumerate() {
                 if *is_final {
@@ -644,7 +667,7 @@ impl Latency {
         };
         let f = &self.final_after_end;
         println!(
-            "| {label} | {}/{} | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {:.0} % |",
+            "| {label} | {}/{} | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {:.0} % |",
             self.finals,
             self.sentences,
             pct(f, 0.5),
@@ -654,6 +677,8 @@ impl Latency {
             pct(&self.first_text, 0.95),
             pct(&self.interim_gap, 0.5),
             pct(&self.interim_gap, 0.95),
+            pct(&self.interim_interval, 0.5),
+            pct(&self.interim_interval, 0.95),
             100.0 * self.revised_words as f64 / self.interim_words.max(1) as f64
         );
     }
@@ -661,7 +686,7 @@ impl Latency {
 
 const LATENCY_HEADER: &str = "| stream | finals | end of speech → final p50 / p95 / p99 (s, \
      includes the 1 s text timeout) | first text p50 / p95 (s) | longest wait for an interim \
-     p50 / p95 (s) | interim words revised |\n|---|---|---|---|---|---|";
+     p50 / p95 (s) | between interims p50 / p95 (s) | interim words revised |\n|---|---|---|---|---|---|---|";
 
 fn live_section() {
     let rt = runtime();
@@ -670,14 +695,16 @@ fn live_section() {
     rt.block_on(stream_to(&server, &s.samples[..32000], false));
     println!("live (paced) streams of {} sentences:", s.references.len());
     println!("{LATENCY_HEADER}");
-    for (label, samples) in [
-        ("clean", s.samples.clone()),
-        ("pink noise 10 dB", s.with_noise(Noise::Pink, 10.0)),
-    ] {
-        let (msgs, _) = rt.block_on(stream_to(&server, &samples, true));
-        let mut l = Latency::default();
-        l.add(&s, &msgs);
-        l.print(label);
+    for _ in 0..arg("--reps", 1) {
+        for (label, samples) in [
+            ("clean", s.samples.clone()),
+            ("pink noise 10 dB", s.with_noise(Noise::Pink, 10.0)),
+        ] {
+            let (msgs, _) = rt.block_on(stream_to(&server, &samples, true));
+            let mut l = Latency::default();
+            l.add(&s, &msgs);
+            l.print(label);
+        }
     }
 }
 
@@ -702,7 +729,11 @@ fn streams_section() {
         s.references.len()
     );
     println!("{LATENCY_HEADER}");
-    for n in [1usize, 2, 4, 6] {
+    let counts: Vec<usize> = stream_counts()
+        .into_iter()
+        .flat_map(|n| std::iter::repeat_n(n, arg("--reps", 1)))
+        .collect();
+    for n in counts {
         let cpu0 = cpu_seconds();
         let runs = rt.block_on(async {
             let runs: Vec<_> = (0..n)

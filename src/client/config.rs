@@ -117,4 +117,3 @@ pub(crate) mod test_support {
         Duration::from_secs_f64(s)
     }
 }
-

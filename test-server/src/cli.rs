@@ -46,6 +46,7 @@ options:
   --dialect v1|v2                 message shapes: v1 (default) or v2 (string ids, error
                                   objects with a code, extra segment fields)
   --record                        keep received audio and sent messages in memory
+  --decode-delay-ms N             make every speech decode N ms slower (a slow recogniser)
   --exit-on-stdin-eof             stop when standard input reaches end of file
   -h, --help                      this help
 ";
@@ -162,6 +163,9 @@ pub fn parse_serve_args(
                 }
             }
             "--record" => o.config = o.config.with_recording(true, true),
+            "--decode-delay-ms" => {
+                o.config.decode_delay = std::time::Duration::from_millis(args.number(&a)?)
+            }
             "--exit-on-stdin-eof" => o.exit_on_stdin_eof = true,
             other => return Err(format!("unknown argument {other:?}")),
         }

@@ -196,6 +196,10 @@ pub struct ServerConfig {
     /// with the client, whose writes wait as soon as the server stops reading (see
     /// [`Fault::FloodAfterBytes`]).
     pub receive_buffer_bytes: Option<u32>,
+    /// Every speech decode (interim or final) takes this much longer, as on a machine too
+    /// slow for the recogniser: the decode worker holds its job this long after decoding.
+    /// Zero (the default) adds nothing; tone-coded test audio is never delayed.
+    pub decode_delay: Duration,
 }
 
 impl Default for ServerConfig {
@@ -219,6 +223,7 @@ impl Default for ServerConfig {
             tls: None,
             log_connections: true,
             receive_buffer_bytes: None,
+            decode_delay: Duration::ZERO,
         }
     }
 }
@@ -283,6 +288,12 @@ impl ServerConfig {
         self.tls = Some(identity);
         self
     }
+    /// See [`ServerConfig::decode_delay`].
+    pub fn with_decode_delay(mut self, delay: Duration) -> Self {
+        self.decode_delay = delay;
+        self
+    }
+
     pub fn with_recording(mut self, audio: bool, messages: bool) -> Self {
         self.record_audio = audio;
         self.record_messages = messages;

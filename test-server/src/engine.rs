@@ -25,6 +25,8 @@ pub struct Behaviour {
     pub finalize_on_checkpoint: bool,
     pub dialect: Dialect,
     pub report_language: bool,
+    /// See [`ServerConfig::decode_delay`].
+    pub decode_delay: std::time::Duration,
 }
 
 impl From<&ServerConfig> for Behaviour {
@@ -38,6 +40,7 @@ impl From<&ServerConfig> for Behaviour {
             finalize_on_checkpoint: c.finalize_on_checkpoint,
             dialect: c.dialect,
             report_language: c.report_language,
+            decode_delay: c.decode_delay,
         }
     }
 }
@@ -103,6 +106,11 @@ pub enum DecodeKind {
 /// for up to about a second).
 pub struct DecodeJob {
     pub kind: DecodeKind,
+    /// The connection (transcriber) the decode is for: the scheduler drops a connection's
+    /// queued interims once its final is queued.
+    pub stream: u64,
+    /// Added to the decode's time (see [`ServerConfig::decode_delay`]).
+    delay: std::time::Duration,
     audio: UtteranceAudio,
     recognizer: Arc<Recognizer>,
 }
@@ -128,20 +136,39 @@ impl DecodeJob {
     }
 
     pub fn run(self) -> DecodeDone {
+        self.run_unless(&|| false)
+            .expect("a decode that is never abandoned finishes")
+    }
+
+    /// Runs the decode unless `abandon` says yes between its steps (see
+    /// [`Recognizer::recognize_unless`]); `None` when it was abandoned.
+    pub fn run_unless(self, abandon: &dyn Fn() -> bool) -> Option<DecodeDone> {
         let pass = match self.kind {
             DecodeKind::Interim => Pass::Quick,
             DecodeKind::Final => Pass::Full,
         };
-        DecodeDone {
+        let result = match self.recognizer.recognize_unless(
+            &self.audio.samples,
+            pass,
+            self.audio.spectral_guard,
+            abandon,
+        ) {
+            Ok(None) => return None,
+            Ok(Some(mut r)) => {
+                if !self.delay.is_zero() {
+                    std::thread::sleep(self.delay);
+                    r.decode_time += self.delay;
+                }
+                Ok(r)
+            }
+            Err(e) => Err(e),
+        };
+        Some(DecodeDone {
             kind: self.kind,
             generation: self.audio.generation,
             start: self.audio.start,
-            result: self.recognizer.recognize_guarded(
-                &self.audio.samples,
-                pass,
-                self.audio.spectral_guard,
-            ),
-        }
+            result,
+        })
     }
 }
 
@@ -310,6 +337,8 @@ pub const WORD_PROBABILITY: f64 = 0.9;
 /// One connection's transcription state.
 #[derive(Debug)]
 pub struct Transcriber {
+    /// Unique in the process (see [`DecodeJob::stream`]).
+    stream: u64,
     behaviour: Behaviour,
     language: String,
     word_times: bool,
@@ -355,7 +384,9 @@ impl std::fmt::Debug for SpeechState {
 impl Transcriber {
     pub fn new(options: &SessionOptions, behaviour: Behaviour) -> Self {
         let (vad_settings, vad_unknown) = VadSettings::from_kwargs(options.vad_kwargs.as_ref());
+        static STREAMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Transcriber {
+            stream: STREAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             skip_vad: options.skip_vad.unwrap_or(false),
             vad_settings,
             vad_unknown,
@@ -538,6 +569,8 @@ impl Transcriber {
         };
         Some(DecodeJob {
             kind: DecodeKind::Final,
+            stream: self.stream,
+            delay: self.behaviour.decode_delay,
             audio,
             recognizer,
         })
@@ -553,6 +586,8 @@ impl Transcriber {
         let recognizer = sp.recognizer.clone()?;
         Some(DecodeJob {
             kind: DecodeKind::Final,
+            stream: self.stream,
+            delay: self.behaviour.decode_delay,
             audio,
             recognizer,
         })
@@ -570,6 +605,8 @@ impl Transcriber {
         let audio = sp.segmenter.interim_due()?;
         Some(DecodeJob {
             kind: DecodeKind::Interim,
+            stream: self.stream,
+            delay: self.behaviour.decode_delay,
             audio,
             recognizer,
         })

@@ -8,8 +8,8 @@
 //!   first use, and shared by every connection; a missing model is reported once, in one line.
 //! * **Decoding:** Whisper-exact log-mel ([`crate::mel`]) over a window sized to the audio
 //!   ([`window_frames`], at least 15 s: less than half the 30 s window's cost for a short
-//!   utterance), the English-only prompt `<|startoftranscript|><|notimestamps|>`, greedy
-//!   search, then word times from the model's cross-attention alignment (`align`, 20 ms
+//!   utterance), the English-only prompt `<|startoftranscript|><|notimestamps|>`, beam
+//!   search for finals ([`FINAL_BEAM_SIZE`]) and greedy search for interims, then word times from the model's cross-attention alignment (`align`, 20 ms
 //!   encoder frames; a word starts where its first token starts and ends where the next word
 //!   starts). Output that looks like the decoder looping ([`degenerate`]) is decoded again over
 //!   the full 30 s window (finals) or dropped (interims).
@@ -121,6 +121,25 @@ pub const MIN_WINDOW_FRAMES: usize = 1500;
 
 /// Environment variable overriding the shortest encoder window, in seconds (10 to 30).
 pub const MIN_WINDOW_ENV: &str = "FIREWORKSSTT_MIN_WINDOW_SECONDS";
+
+/// Beam size of final decodes. Measured here (BENCHMARKS.md, section 7): greedy search (1)
+/// gave WER 7.0 % on the LibriVox clips decoded directly with the ≥ 15 s window and 10.4 % on
+/// the espeak-ng voices through the server; a beam of 3 (or 5) gave 4.2 % and 7.0 %, for a
+/// final-decode cost within the run-to-run noise (the encoder dominates). Interims stay greedy.
+pub const FINAL_BEAM_SIZE: usize = 3;
+/// Environment variable setting the beam size of final decodes (interims: always 1).
+pub const FINAL_BEAM_ENV: &str = "FIREWORKSSTT_FINAL_BEAM";
+
+fn final_beam_size() -> usize {
+    static BEAM: OnceLock<usize> = OnceLock::new();
+    *BEAM.get_or_init(|| {
+        std::env::var(FINAL_BEAM_ENV)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|&b| (1..=8).contains(&b))
+            .unwrap_or(FINAL_BEAM_SIZE)
+    })
+}
 
 /// The shortest encoder window in use: [`MIN_WINDOW_FRAMES`] unless [`MIN_WINDOW_ENV`] says
 /// otherwise.
@@ -274,6 +293,21 @@ impl Recognizer {
         pass: Pass,
         spectral_guard: bool,
     ) -> Result<Recognition, String> {
+        self.recognize_unless(audio, pass, spectral_guard, &|| false)?
+            .ok_or_else(|| "abandoned".to_string())
+    }
+
+    /// As [`Self::recognize_guarded`], but `abandon` is asked between the decode's steps
+    /// (after the encoder, after the text search): when it says yes the decode stops there and
+    /// gives `Ok(None)`. A decode worker uses it to give way to a waiting final (see
+    /// [`crate::scheduler`]); the answer costs nothing once the decode has finished.
+    pub fn recognize_unless(
+        &self,
+        audio: &[f32],
+        pass: Pass,
+        spectral_guard: bool,
+        abandon: &dyn Fn() -> bool,
+    ) -> Result<Option<Recognition>, String> {
         let started = Instant::now();
         let audio = &audio[..audio.len().min(WINDOW_SAMPLES)];
         let audio_frames = audio.len().div_ceil(HOP);
@@ -283,26 +317,38 @@ impl Recognizer {
                 .min(((audio_frames + 100).div_ceil(100) * 100).clamp(1000, WINDOW_FRAMES)),
             Pass::Full30 => WINDOW_FRAMES,
         };
-        let mut result = self.decode(audio, frames, spectral_guard)?;
+        let beam = match pass {
+            Pass::Quick => 1,
+            Pass::Full | Pass::Full30 => final_beam_size(),
+        };
+        let Some(mut result) = self.decode(audio, frames, beam, spectral_guard, abandon)? else {
+            return Ok(None);
+        };
         if result.1 && pass == Pass::Full && frames < WINDOW_FRAMES {
-            result = self.decode(audio, WINDOW_FRAMES, spectral_guard)?;
+            let Some(again) = self.decode(audio, WINDOW_FRAMES, beam, spectral_guard, abandon)?
+            else {
+                return Ok(None);
+            };
+            result = again;
         }
         let (mut recognition, looped) = result;
         if looped {
             recognition.words.clear();
         }
         recognition.decode_time = started.elapsed();
-        Ok(recognition)
+        Ok(Some(recognition))
     }
 
     /// One decode over a window of `frames` mel frames; also says whether the output looked
-    /// degenerate.
+    /// degenerate. `None`: `abandon` said yes between two steps.
     fn decode(
         &self,
         audio: &[f32],
         frames: usize,
+        beam_size: usize,
         spectral_guard: bool,
-    ) -> Result<(Recognition, bool), String> {
+        abandon: &dyn Fn() -> bool,
+    ) -> Result<Option<(Recognition, bool)>, String> {
         let started = Instant::now();
         let audio_frames = audio.len().div_ceil(HOP);
         let mut features = self.mel.features(audio, frames);
@@ -312,7 +358,7 @@ impl Recognizer {
         // at the very start of the window).
         let first_loud = loud.iter().position(|&l| l).unwrap_or(0) as u64 * HOP as u64;
         if spectral_guard && modulation < MIN_SPEECH_MODULATION {
-            return Ok((
+            return Ok(Some((
                 Recognition {
                     words: Vec::new(),
                     no_speech_prob: 1.0,
@@ -320,7 +366,7 @@ impl Recognizer {
                     decode_time: started.elapsed(),
                 },
                 false,
-            ));
+            )));
         }
         let view = StorageView::new(&[1, N_MELS, frames], &mut features, ct2rs::sys::Device::CPU)
             .map_err(|e| e.to_string())?;
@@ -328,12 +374,15 @@ impl Recognizer {
             .whisper
             .encode(&view, false)
             .map_err(|e| e.to_string())?;
+        if abandon() {
+            return Ok(None);
+        }
         // Whisper speaks about 3 words (≈4 tokens) a second; a bound well above that stops the
         // runaway repetition it produces on non-speech from costing seconds.
         let seconds = audio.len() as f64 / 16000.0;
         let max_length = (8.0 + seconds * 8.0).min(220.0) as usize;
         let options = WhisperOptions {
-            beam_size: 1,
+            beam_size,
             max_length,
             return_no_speech_prob: true,
             ..Default::default()
@@ -356,7 +405,7 @@ impl Recognizer {
             .map(|s| s.iter().copied().filter(|&t| t < EOT).collect())
             .unwrap_or_default();
         if no_speech_prob > NO_SPEECH_THRESHOLD || tokens.is_empty() {
-            return Ok((
+            return Ok(Some((
                 Recognition {
                     words: Vec::new(),
                     no_speech_prob,
@@ -364,10 +413,10 @@ impl Recognizer {
                     decode_time: started.elapsed(),
                 },
                 false,
-            ));
+            )));
         }
         if degenerate(&tokens, seconds, max_length) {
-            return Ok((
+            return Ok(Some((
                 Recognition {
                     words: Vec::new(),
                     no_speech_prob,
@@ -375,7 +424,10 @@ impl Recognizer {
                     decode_time: started.elapsed(),
                 },
                 true,
-            ));
+            )));
+        }
+        if abandon() {
+            return Ok(None);
         }
         // `align` takes the audio's length in mel frames (10 ms) and answers in encoder frames
         // (20 ms).
@@ -458,7 +510,7 @@ impl Recognizer {
                 probability: p,
             });
         }
-        Ok((
+        Ok(Some((
             Recognition {
                 words: out,
                 no_speech_prob,
@@ -466,7 +518,7 @@ impl Recognizer {
                 decode_time: started.elapsed(),
             },
             false,
-        ))
+        )))
     }
 }
 

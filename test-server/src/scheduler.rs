@@ -8,6 +8,11 @@
 //! * **Finals before interims:** a worker takes the oldest final (speculative finals are finals)
 //!   before any interim, so under load the words that must become final are never held up by
 //!   the preview of another stream.
+//! * **Interims give way to a waiting final:** a final that finds every worker busy is
+//!   waiting only for a worker; an interim checks between its decode steps (after the
+//!   encoder, after the text search) and stops when a final waits, so the final starts after
+//!   at most one step of an interim instead of its whole decode (the interim's connection asks
+//!   again with newer audio). Measured with 4 live streams on 2 cores (BENCHMARKS.md, 7).
 //! * **Stale interims are skipped:** an interim that waited more than [`STALE_INTERIM`] is not
 //!   decoded (its connection gets no answer and asks for a fresh one with the audio it has by
 //!   then), nor is any job whose connection stopped waiting for it (a discarded speculation, a
@@ -28,6 +33,15 @@ pub const WORKERS_ENV: &str = "FIREWORKSSTT_DECODE_WORKERS";
 
 /// The answer to a submitted job; an error means it was skipped (stale or abandoned).
 pub type Pending = oneshot::Receiver<DecodeDone>;
+
+/// Environment variable: `0` keeps interims from giving way to waiting finals (see
+/// [`Scheduler`]), for comparisons.
+pub const PREEMPT_ENV: &str = "FIREWORKSSTT_PREEMPT_INTERIMS";
+
+fn preempt_interims() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var(PREEMPT_ENV).map_or(true, |v| v != "0"))
+}
 
 /// Decode workers: `FIREWORKSSTT_DECODE_WORKERS`, else one per core, at most 4.
 pub fn workers() -> usize {
@@ -90,7 +104,12 @@ impl Scheduler {
         };
         let mut q = self.queues.lock().unwrap_or_else(|p| p.into_inner());
         match queued.job.kind {
-            DecodeKind::Final => q.finals.push_back(queued),
+            DecodeKind::Final => {
+                // The final replaces whatever interim of this stream is still queued.
+                let stream = queued.job.stream;
+                q.interims.retain(|j| j.job.stream != stream);
+                q.finals.push_back(queued);
+            }
             DecodeKind::Interim => q.interims.push_back(queued),
         }
         drop(q);
@@ -125,8 +144,23 @@ impl Scheduler {
                     q = self.ready.wait(q).unwrap_or_else(|p| p.into_inner());
                 }
             };
-            let done = job.job.run();
-            let _ = job.reply.send(done);
+            // An interim gives way, between its decode steps, to a final that is waiting for
+            // a worker (every worker is busy then, or it would not be waiting); the interim's
+            // connection sees it skipped and asks again with newer audio.
+            let preempt = job.job.kind == DecodeKind::Interim && preempt_interims();
+            let finals_waiting = || {
+                preempt
+                    && self
+                        .queues
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .finals
+                        .iter()
+                        .any(|j| !j.reply.is_closed())
+            };
+            if let Some(done) = job.job.run_unless(&finals_waiting) {
+                let _ = job.reply.send(done);
+            }
         }
     }
 }

@@ -10,7 +10,7 @@
 //!   sound is decoded, only Whisper's no-speech probability decides). `min_speech_duration_ms`
 //!   of voice opens an utterance, which starts `speech_pad_ms` earlier.
 //! * An utterance closes once `timeout` samples (`text_timeout_seconds`) without voice follow its
-//!   last voiced hop; its audio runs to [`TAIL_SAMPLES`] (300 ms, at most `timeout`) past it.
+//!   last voiced hop; its audio runs to [`TAIL_SAMPLES`] (150 ms, at most `timeout`) past it.
 //! * **Speculation:** as soon as [`TAIL_SAMPLES`] without voice follow the last voiced hop, the
 //!   audio the utterance will close with (if no voice comes back) is offered once
 //!   ([`Segmenter::take_speculative`]) so its final decode can run while the timeout elapses;
@@ -18,8 +18,9 @@
 //!   when the keys ([`UtteranceAudio::key`]) match.
 //! * Whisper sees at most 30 s: an utterance reaching [`MAX_UTTERANCE_SAMPLES`] (28 s) is cut at
 //!   its quietest 200 ms between 14 s and 27.5 s, and the rest continues as a new utterance.
-//! * Interims are due every [`INTERIM_EVERY_SAMPLES`] (0.5 s) of utterance audio, and only when
-//!   voice came since the last one (no re-decoding of the trailing pause).
+//! * Interims are due every [`INTERIM_EVERY_SAMPLES`] (0.5 s) of utterance audio, on a fixed
+//!   grid from the utterance's first interim (a late request does not delay the next), and
+//!   only when voice came since the last one (no re-decoding of the trailing pause).
 
 use std::collections::VecDeque;
 
@@ -28,7 +29,42 @@ use crate::vad::{SileroModel, SileroStream, VadSettings, HOP_SAMPLES};
 /// Samples per voice-activity decision (32 ms, Silero's hop at 16 kHz).
 pub const FRAME_SAMPLES: usize = HOP_SAMPLES;
 pub const VAD_RMS: f32 = 0.01;
-pub const TAIL_SAMPLES: u64 = 4800;
+/// Audio kept after the last voiced hop, and how long after it the speculative final decode
+/// starts: 150 ms. Measured (BENCHMARKS.md, section 7): 150, 300, 500 and 800 ms gave the same
+/// espeak-ng WER (10.4 % greedy) and LibriVox WER (4.2 %); 150 ms starts the speculative
+/// decode 150 ms earlier than 300 ms did, which is time the decode has before the timeout.
+pub const TAIL_SAMPLES: u64 = 2400;
+/// Environment variable overriding [`TAIL_SAMPLES`], in ms (for comparisons).
+pub const TAIL_ENV: &str = "FIREWORKSSTT_TAIL_MS";
+/// Environment variable overriding when the first interim is due, in ms of utterance audio.
+pub const FIRST_INTERIM_ENV: &str = "FIREWORKSSTT_FIRST_INTERIM_MS";
+
+fn env_samples(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|ms| ms * 16)
+        .unwrap_or(default)
+}
+
+fn tail_samples() -> u64 {
+    static TAIL: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TAIL.get_or_init(|| env_samples(TAIL_ENV, TAIL_SAMPLES))
+}
+
+/// Environment variable: `0` puts each interim 0.5 s after the previous one was asked for
+/// (as before the grid), for comparisons.
+pub const INTERIM_GRID_ENV: &str = "FIREWORKSSTT_INTERIM_GRID";
+
+fn interim_grid() -> bool {
+    static GRID: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *GRID.get_or_init(|| std::env::var(INTERIM_GRID_ENV).map_or(true, |v| v != "0"))
+}
+
+fn first_interim_samples() -> usize {
+    static FIRST: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *FIRST.get_or_init(|| env_samples(FIRST_INTERIM_ENV, INTERIM_EVERY_SAMPLES as u64)) as usize
+}
 pub const MAX_UTTERANCE_SAMPLES: usize = 28 * 16000;
 const CUT_FROM: usize = 14 * 16000;
 const CUT_TO: usize = 27 * 16000 + 8000;
@@ -227,7 +263,7 @@ impl Segmenter {
         self.position += frame.len() as u64;
         let e = rms(frame);
         let voiced = self.voiced(frame, e);
-        let tail = TAIL_SAMPLES.min(self.timeout);
+        let tail = tail_samples().min(self.timeout);
         match &mut self.open {
             Some(open) => {
                 open.samples.extend_from_slice(frame);
@@ -276,7 +312,7 @@ impl Segmenter {
                         samples,
                         energy,
                         last_voice_end: self.position,
-                        next_interim: INTERIM_EVERY_SAMPLES,
+                        next_interim: first_interim_samples(),
                         voice_since_interim: true,
                         speculated: false,
                     });
@@ -333,7 +369,15 @@ impl Segmenter {
         if open.samples.len() < open.next_interim || !open.voice_since_interim {
             return None;
         }
-        open.next_interim = open.samples.len() + INTERIM_EVERY_SAMPLES;
+        // The next one is due at the next point of this utterance's 0.5 s grid, not 0.5 s
+        // from now: a request that waited for the rest of a frame or for the previous decode
+        // does not push every later one back (which made interims 0.5 s plus that wait apart).
+        let late = open.samples.len() - open.next_interim;
+        if interim_grid() {
+            open.next_interim += INTERIM_EVERY_SAMPLES * (late / INTERIM_EVERY_SAMPLES + 1);
+        } else {
+            open.next_interim = open.samples.len() + INTERIM_EVERY_SAMPLES;
+        }
         open.voice_since_interim = false;
         let (generation, start, samples) = (open.generation, open.start, open.samples.clone());
         Some(self.utterance(generation, start, samples))
@@ -396,7 +440,7 @@ mod tests {
         let a = run(1);
         assert_eq!(a, run(1234));
         assert_eq!(a.len(), 2);
-        // Starts the speech pad (200 ms) before the opening frames, ends 300 ms after the last
+        // Starts the speech pad (200 ms) before the opening frames, ends 150 ms after the last
         // voiced frame (frames are 512 samples, so within a frame of the tone's edges).
         let (start, len) = (a[0].1 as usize, a[0].2);
         assert!(
@@ -405,7 +449,8 @@ mod tests {
         );
         let end = start + len;
         assert!(
-            (24000 + 4800..24000 + 4800 + FRAME_SAMPLES).contains(&end),
+            (24000 + TAIL_SAMPLES as usize..24000 + TAIL_SAMPLES as usize + FRAME_SAMPLES)
+                .contains(&end),
             "{end}"
         );
     }
@@ -426,11 +471,13 @@ mod tests {
         }
         assert_eq!(closed.len(), 1, "a 0.5 s pause does not end the utterance");
         // Offered twice: after the first stretch (discarded: the voice came back) and after the
-        // second, 300 ms (plus up to a frame) after the voice ended, long before the close.
+        // second, 150 ms (plus up to a frame) after the voice ended, long before the close.
         assert_eq!(offered.len(), 2, "{offered:?}");
         assert_ne!(offered[0].0, closed[0].key());
         assert_eq!(offered[1].0, closed[0].key());
-        assert!(offered[1].1 < 8000 + 16000 + 8000 + 8000 + 4800 + 2 * FRAME_SAMPLES as u64);
+        assert!(
+            offered[1].1 < 8000 + 16000 + 8000 + 8000 + TAIL_SAMPLES + 2 * FRAME_SAMPLES as u64
+        );
     }
 
     #[test]
@@ -445,6 +492,28 @@ mod tests {
         let len = closed[0].samples.len();
         assert!(len > 20 * 16000 && len < 20 * 16000 + 4000, "{len}");
         assert!(s.is_open());
+    }
+
+    #[test]
+    fn interims_stay_on_a_half_second_grid_whatever_the_frame_size() {
+        // 100 ms frames do not divide into 32 ms hops: each request comes with the frame that
+        // crosses its grid point, and the lateness never adds up.
+        let audio = tone(10 * 16000, 0.3);
+        let mut s = Segmenter::new(16000);
+        let mut closed = Vec::new();
+        let mut lengths = Vec::new();
+        for c in audio.chunks(1600) {
+            s.push(c, &mut closed);
+            lengths.extend(s.interim_due().map(|u| u.samples.len()));
+        }
+        assert!(lengths.len() >= 18, "{lengths:?}");
+        for (k, len) in lengths.iter().enumerate() {
+            let due = first_interim_samples() + k * INTERIM_EVERY_SAMPLES;
+            assert!(
+                (due..due + 1600 + FRAME_SAMPLES).contains(len),
+                "interim {k}: {len} samples, due at {due}: {lengths:?}"
+            );
+        }
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod output_path;
 mod robustness;
 mod secrets;
 mod setup_elements;
+mod slow_recogniser;
 mod speech;
 mod teardown;
 mod tls;
