@@ -11,6 +11,7 @@ use crate::client::{ClientEvent, EventSink, TimedTranscript};
 
 use super::bus;
 use super::imp;
+use super::src_task::{early_deadline_moved, OutputSettings};
 use super::timeline::audio_time;
 use super::CAT;
 
@@ -111,7 +112,7 @@ impl imp::FireworksStt {
             transcript.utterance,
             transcript.text
         );
-        let (interim_results, mode, configured_language) = {
+        let (interim_results, mode, configured_language, output_settings) = {
             let settings = self.settings.lock().unwrap();
             let configured_language = settings.language_code.as_deref().and_then(|code| {
                 crate::protocol::normalize_language_code(code)
@@ -122,9 +123,10 @@ impl imp::FireworksStt {
                 settings.interim_results,
                 settings.output_mode,
                 configured_language,
+                OutputSettings::from(&*settings),
             )
         };
-        let (structure, live, dropped) = {
+        let (structure, live, dropped, wake_output_task) = {
             let mut guard = self.state.lock().unwrap();
             if guard.serial != serial {
                 return;
@@ -154,18 +156,21 @@ impl imp::FireworksStt {
                 transcript.language = configured_language;
             }
             let mut dropped = None;
-            if transcript.is_final {
+            // A final has text to push; an interim only when its words fall due before the
+            // time the src pad task sleeps until.
+            let wake_output_task = if transcript.is_final {
                 state.open_utterance = None;
                 dropped = state
                     .output
                     .queue_final(&transcript, mode, &state.timeline, state.live);
+                true
             } else {
                 state.on_interim(transcript.clone(), transcript.start.map(audio_time));
-            }
-            (structure, state.live, dropped)
+                early_deadline_moved(state, &output_settings)
+            };
+            (structure, state.live, dropped, wake_output_task)
         };
-        if transcript.is_final {
-            // Text to push: wakes the src pad task (interims wait for its next heartbeat step).
+        if wake_output_task {
             self.state_cond.notify_all();
         }
         // Non-live: the service's delay for the words of a final (live streams measure the lag

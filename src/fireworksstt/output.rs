@@ -210,6 +210,18 @@ impl InterimWordTimes {
     }
 }
 
+/// The PTS of the first of an interim's word `times` not pushed yet (starting at or after
+/// `pushed_until`): the next word that can fall due.
+pub fn first_waiting_word(
+    times: &[WordTime],
+    pushed_until: Option<ClockTime>,
+) -> Option<ClockTime> {
+    times
+        .iter()
+        .map(|time| time.pts)
+        .find(|pts| pushed_until.is_none_or(|until| *pts >= until))
+}
+
 /// Words of an open utterance's latest interim that cannot wait for the final any more:
 /// every word not yet pushed (starting at or after `pushed_until`) up to the last one for
 /// which `is_due(pts)` holds (earlier words go with it, to keep the order). `times` are the
@@ -393,6 +405,10 @@ mod tests {
         let (items, again) = due_interim_words(&t, &times, until, |pts| pts <= 250 * MS);
         assert!(items.is_empty());
         assert_eq!(again, until);
+        // The next word that can fall due is the first one not pushed.
+        assert_eq!(first_waiting_word(&times, None), Some(ClockTime::ZERO));
+        assert_eq!(first_waiting_word(&times, until), Some(400 * MS));
+        assert_eq!(first_waiting_word(&times, Some(500 * MS)), None);
         // The final merged "two" and "three" into one word: only what starts after the early
         // words goes out.
         let mut fin = transcript(vec![

@@ -8,7 +8,6 @@
 //! is lost). Events and GAPs are never dropped; consecutive GAPs are merged into one.
 
 use std::collections::VecDeque;
-use std::time::Instant;
 
 use crate::client::TimedTranscript;
 
@@ -43,8 +42,9 @@ pub(super) struct Output {
     /// Utterance number, and the PTS up to which its words went out early, from interims.
     pub(super) early: Option<(u64, gst::ClockTime)>,
     pub(super) interim_times: InterimWordTimes,
-    /// When the live task next looks for early words (while an utterance is open).
-    pub(super) next_tick: Option<Instant>,
+    /// The running time at which the live task next looks for early words: the deadline of
+    /// the open utterance's first word not yet pushed (`None`: no such word).
+    pub(super) early_deadline: Option<gst::ClockTime>,
     /// The last result of a push downstream: an error stops the task and goes upstream.
     pub flow: Result<gst::FlowSuccess, gst::FlowError>,
     /// The preroll GAP has been queued.
@@ -68,7 +68,7 @@ impl Default for Output {
             position: None,
             early: None,
             interim_times: InterimWordTimes::default(),
-            next_tick: None,
+            early_deadline: None,
             flow: Ok(gst::FlowSuccess::Ok),
             prerolled: false,
             eos_queued: false,

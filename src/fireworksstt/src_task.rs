@@ -9,11 +9,12 @@
 //! bus messages keep being posted.
 //!
 //! The task sleeps until something is queued (every producer notifies `state_cond`), unless a
-//! deadline of its own falls due first — only with live input: the early words of an open
-//! utterance (looked at every heartbeat step, see [`heartbeat_step`]) and the heartbeat GAP
-//! up to where nothing more can be said, due one step after the output last moved. So output
-//! moves with time rather than with the next input buffer, and a stream with nothing due costs
-//! no wake-ups.
+//! deadline of its own falls due first — only with live input: the deadline of the open
+//! utterance's next early word (a new interim that brings an earlier one notifies, see
+//! [`early_deadline_moved`]) and the heartbeat GAP up to where nothing more can
+//! be said, due one step (see [`heartbeat_step`]) after the output last moved. So output moves
+//! with time rather than with the next input buffer, and a stream with nothing due costs no
+//! wake-ups.
 //!
 //! The queue and its bound are in `output_queue.rs`.
 
@@ -25,16 +26,17 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 
 use super::imp::FireworksStt;
-use super::output::{due_interim_words, OutputItem};
+use super::output::{due_interim_words, first_waiting_word, OutputItem};
 use super::output_queue::{Queued, MAX_WAITING_TEXT};
 use super::settings::{OutputMode, Settings};
 use super::state::State;
 use super::{item_meta, transcriber_events, CAT};
 
 const FINAL_TRANSCRIPT_EVENT: &str = "rstranscribe/final-transcript";
-/// How often the task wakes with live input, and the smallest step of the heartbeat GAP: an
-/// eighth of `latency` (so early words and GAPs stay well inside it), between 20 and 100 ms
-/// (each wake-up is a context switch; at 1,000 streams they are the task's main cost).
+/// The smallest step of the live heartbeat GAP: an eighth of `latency` (so GAPs stay well
+/// inside it), between 20 and 100 ms (each wake-up is a context switch; at 1,000 streams they
+/// are the task's main cost). Also how soon the task looks again while the clock gives no
+/// running time yet.
 fn heartbeat_step(latency: gst::ClockTime) -> gst::ClockTime {
     (latency / 8).clamp(
         gst::ClockTime::from_mseconds(20),
@@ -51,6 +53,11 @@ fn early_margin(latency: gst::ClockTime) -> gst::ClockTime {
     (latency / 2).min(gst::ClockTime::SECOND)
 }
 
+/// The shortest sleep until an early word's deadline: the pipeline clock and the monotonic
+/// clock the task sleeps on may drift apart, and a word found not quite due is looked at again
+/// this much later rather than in a busy loop.
+const MIN_EARLY_WAIT: Duration = Duration::from_millis(1);
+
 /// The few settings the output side reads, copied rather than cloning all of them.
 #[derive(Clone, Copy)]
 pub(super) struct OutputSettings {
@@ -58,6 +65,19 @@ pub(super) struct OutputSettings {
     early_words: bool,
     latency: gst::ClockTime,
     lateness: gst::ClockTime,
+}
+
+impl OutputSettings {
+    /// Early words go out as interims promise them (`early-words`, words output).
+    fn early_words(&self) -> bool {
+        self.early_words && self.output_mode == OutputMode::Words
+    }
+
+    /// How long after its running time an early word must go out: latency + lateness, less
+    /// the margin left for downstream.
+    fn early_slack(&self) -> gst::ClockTime {
+        (self.lateness + self.latency).saturating_sub(early_margin(self.latency))
+    }
 }
 
 impl From<&Settings> for OutputSettings {
@@ -98,8 +118,7 @@ fn queue_due_early_words(state: &mut State, settings: &OutputSettings, now: gst:
         .early
         .filter(|(utterance, _)| *utterance == interim.utterance)
         .map(|(_, until)| until);
-    let slack =
-        (settings.lateness + settings.latency).saturating_sub(early_margin(settings.latency));
+    let slack = settings.early_slack();
     let segment = &state.segment;
     let is_due = |pts: gst::ClockTime| {
         segment
@@ -116,6 +135,40 @@ fn queue_due_early_words(state: &mut State, settings: &OutputSettings, now: gst:
     for item in items {
         output.queue_item(item, OutputMode::Words);
     }
+}
+
+/// The running time at which the open utterance's next early word falls due: the first word
+/// of its latest interim not pushed yet, at its running time + [`OutputSettings::early_slack`].
+fn next_early_deadline(state: &mut State, settings: &OutputSettings) -> Option<gst::ClockTime> {
+    let interim = &state.open_utterance.as_ref()?.interim;
+    let output = &mut state.output;
+    let pushed_until = output
+        .early
+        .filter(|(utterance, _)| *utterance == interim.utterance)
+        .map(|(_, until)| until);
+    let times = output
+        .interim_times
+        .for_interim(state.interim_serial, interim, &state.timeline);
+    let pts = first_waiting_word(times, pushed_until)?;
+    let running_time = state.segment.to_running_time(pts)?;
+    Some(running_time.saturating_add(settings.early_slack()))
+}
+
+/// After a new interim (live): whether the src pad task has to look before the time it
+/// sleeps until, because the interim's first word not pushed yet falls due earlier than
+/// the deadline the task knows of (or the task knows of none). The caller notifies
+/// `state_cond`; other interims cost the task no wake-up.
+pub(super) fn early_deadline_moved(state: &mut State, settings: &OutputSettings) -> bool {
+    if !state.live || !settings.early_words() {
+        return false;
+    }
+    let Some(deadline) = next_early_deadline(state, settings) else {
+        return false;
+    };
+    state
+        .output
+        .early_deadline
+        .is_none_or(|known| deadline < known)
 }
 
 /// Queues a GAP up to [`live_heartbeat`] once that is a step past the output's position.
@@ -342,27 +395,30 @@ impl FireworksStt {
     }
 
     /// Live: queues the early words whose deadline has come and the heartbeat GAP when it is
-    /// due. Returns when the task must look again by itself: a heartbeat step from now while an
-    /// utterance with early words is open, and when the heartbeat GAP falls due — one step
-    /// past the output's position, reached as live audio keeps arriving — unless an open
-    /// utterance holds the GAP back (its final notifies). `None`: nothing falls due by itself.
+    /// due. Returns when the task must look again by itself: at the next early word's deadline
+    /// (a new interim with an earlier one notifies), and when the heartbeat GAP falls due —
+    /// one step past the output's position, reached as live audio keeps arriving — unless an
+    /// open utterance holds the GAP back (its final notifies). `None`: nothing falls due by
+    /// itself.
     fn queue_due_output(&self, state: &mut State, settings: &OutputSettings) -> Option<Instant> {
         let now = Instant::now();
         let step = heartbeat_step(settings.latency);
-        let early = settings.early_words
-            && settings.output_mode == OutputMode::Words
-            && state.open_utterance.is_some();
         let mut due: Option<Instant> = None;
-        if early {
-            if state.output.next_tick.is_none_or(|at| at <= now) {
-                if let Some(running_time) = self.obj().current_running_time() {
+        state.output.early_deadline = None;
+        if settings.early_words() && state.open_utterance.is_some() {
+            match self.obj().current_running_time() {
+                Some(running_time) => {
                     queue_due_early_words(state, settings, running_time);
+                    let deadline = next_early_deadline(state, settings);
+                    state.output.early_deadline = deadline;
+                    due = deadline.map(|deadline| {
+                        let wait = Duration::from(deadline.saturating_sub(running_time));
+                        now + wait.max(MIN_EARLY_WAIT)
+                    });
                 }
-                state.output.next_tick = Some(now + Duration::from(step));
+                // Not PLAYING yet: no running time to compare deadlines with.
+                None => due = Some(now + Duration::from(step)),
             }
-            due = state.output.next_tick;
-        } else {
-            state.output.next_tick = None;
         }
         let gap_due = queue_heartbeat_gap(state, settings.latency, step).map(|wait| now + wait);
         match (due, gap_due) {
