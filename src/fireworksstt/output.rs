@@ -210,16 +210,16 @@ impl InterimWordTimes {
     }
 }
 
-/// The PTS of the first of an interim's word `times` not pushed yet (starting at or after
-/// `pushed_until`): the next word that can fall due.
-pub fn first_waiting_word(
+/// The PTS of an interim's word `times` not pushed yet (starting at or after `pushed_until`),
+/// in order: the words that can still fall due.
+pub fn waiting_words(
     times: &[WordTime],
     pushed_until: Option<ClockTime>,
-) -> Option<ClockTime> {
+) -> impl Iterator<Item = ClockTime> + '_ {
     times
         .iter()
         .map(|time| time.pts)
-        .find(|pts| pushed_until.is_none_or(|until| *pts >= until))
+        .filter(move |pts| pushed_until.is_none_or(|until| *pts >= until))
 }
 
 /// Words of an open utterance's latest interim that cannot wait for the final any more:
@@ -406,9 +406,10 @@ mod tests {
         assert!(items.is_empty());
         assert_eq!(again, until);
         // The next word that can fall due is the first one not pushed.
-        assert_eq!(first_waiting_word(&times, None), Some(ClockTime::ZERO));
-        assert_eq!(first_waiting_word(&times, until), Some(400 * MS));
-        assert_eq!(first_waiting_word(&times, Some(500 * MS)), None);
+        let waiting = |until| waiting_words(&times, until).collect::<Vec<_>>();
+        assert_eq!(waiting(None), vec![ClockTime::ZERO, 200 * MS, 400 * MS]);
+        assert_eq!(waiting(until), vec![400 * MS]);
+        assert!(waiting(Some(500 * MS)).is_empty());
         // The final merged "two" and "three" into one word: only what starts after the early
         // words goes out.
         let mut fin = transcript(vec![

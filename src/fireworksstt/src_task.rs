@@ -26,7 +26,7 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 
 use super::imp::FireworksStt;
-use super::output::{due_interim_words, first_waiting_word, OutputItem};
+use super::output::{due_interim_words, waiting_words, OutputItem};
 use super::output_queue::{Queued, MAX_WAITING_TEXT};
 use super::settings::{OutputMode, Settings};
 use super::state::State;
@@ -138,7 +138,8 @@ fn queue_due_early_words(state: &mut State, settings: &OutputSettings, now: gst:
 }
 
 /// The running time at which the open utterance's next early word falls due: the first word
-/// of its latest interim not pushed yet, at its running time + [`OutputSettings::early_slack`].
+/// of its latest interim not pushed yet that has a running time, at that running time +
+/// [`OutputSettings::early_slack`].
 fn next_early_deadline(state: &mut State, settings: &OutputSettings) -> Option<gst::ClockTime> {
     let interim = &state.open_utterance.as_ref()?.interim;
     let output = &mut state.output;
@@ -149,8 +150,11 @@ fn next_early_deadline(state: &mut State, settings: &OutputSettings) -> Option<g
     let times = output
         .interim_times
         .for_interim(state.interim_serial, interim, &state.timeline);
-    let pts = first_waiting_word(times, pushed_until)?;
-    let running_time = state.segment.to_running_time(pts)?;
+    // A word outside the segment has no running time and never falls due by itself (it goes
+    // out with a later word that does).
+    let segment = &state.segment;
+    let running_time =
+        waiting_words(times, pushed_until).find_map(|pts| segment.to_running_time(pts))?;
     Some(running_time.saturating_add(settings.early_slack()))
 }
 
