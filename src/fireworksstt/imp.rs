@@ -69,6 +69,9 @@ impl ObjectImpl for FireworksStt {
             // After the value is stored: a running session picks it up at its next buffer.
             self.state.lock().unwrap().settings_generation += 1;
         }
+        // The src pad task reads latency, lateness, output-mode and early-words at each
+        // wake-up: wake it for a change made in PLAYING.
+        self.state_cond.notify_all();
         if name == properties::LATENCY {
             let element = self.obj();
             let _ = element.post_message(gst::message::Latency::builder().src(&*element).build());

@@ -35,8 +35,7 @@ use super::{item_meta, transcriber_events, CAT};
 const FINAL_TRANSCRIPT_EVENT: &str = "rstranscribe/final-transcript";
 /// The smallest step of the live heartbeat GAP: an eighth of `latency` (so GAPs stay well
 /// inside it), between 20 and 100 ms (each wake-up is a context switch; at 1,000 streams they
-/// are the task's main cost). Also how soon the task looks again while the clock gives no
-/// running time yet.
+/// are the task's main cost).
 fn heartbeat_step(latency: gst::ClockTime) -> gst::ClockTime {
     (latency / 8).clamp(
         gst::ClockTime::from_mseconds(20),
@@ -54,9 +53,15 @@ fn early_margin(latency: gst::ClockTime) -> gst::ClockTime {
 }
 
 /// The shortest sleep until an early word's deadline: the pipeline clock and the monotonic
-/// clock the task sleeps on may drift apart, and a word found not quite due is looked at again
-/// this much later rather than in a busy loop.
-const MIN_EARLY_WAIT: Duration = Duration::from_millis(1);
+/// clock the task sleeps on may drift apart (or the pipeline clock stall), and a word found
+/// not quite due is looked at again this much later rather than in a busy loop.
+const MIN_EARLY_WAIT: Duration = Duration::from_millis(20);
+
+/// The longest sleep until an early word's deadline, measured on the monotonic clock: a
+/// pipeline clock that jumps ahead (a network clock stepping) makes words at most this late.
+fn max_early_wait(step: gst::ClockTime) -> Duration {
+    Duration::from(step * 10)
+}
 
 /// The few settings the output side reads, copied rather than cloning all of them.
 #[derive(Clone, Copy)]
@@ -138,7 +143,7 @@ fn queue_due_early_words(state: &mut State, settings: &OutputSettings, now: gst:
 }
 
 /// The running time at which the open utterance's next early word falls due: the first word
-/// of its latest interim not pushed yet that has a running time, at that running time +
+/// of its latest interim not pushed yet with the earliest running time, at that running time +
 /// [`OutputSettings::early_slack`].
 fn next_early_deadline(state: &mut State, settings: &OutputSettings) -> Option<gst::ClockTime> {
     let interim = &state.open_utterance.as_ref()?.interim;
@@ -150,11 +155,14 @@ fn next_early_deadline(state: &mut State, settings: &OutputSettings) -> Option<g
     let times = output
         .interim_times
         .for_interim(state.interim_serial, interim, &state.timeline);
-    // A word outside the segment has no running time and never falls due by itself (it goes
-    // out with a later word that does).
+    // `due_interim_words` pushes every waiting word up to the last one due, so the earliest
+    // deadline counts, whatever the words' order (a word without a start time gets the end
+    // of the audio). A word outside the segment has no running time and never falls due by
+    // itself.
     let segment = &state.segment;
-    let running_time =
-        waiting_words(times, pushed_until).find_map(|pts| segment.to_running_time(pts))?;
+    let running_time = waiting_words(times, pushed_until)
+        .filter_map(|pts| segment.to_running_time(pts))
+        .min()?;
     Some(running_time.saturating_add(settings.early_slack()))
 }
 
@@ -163,7 +171,7 @@ fn next_early_deadline(state: &mut State, settings: &OutputSettings) -> Option<g
 /// the deadline the task knows of (or the task knows of none). The caller notifies
 /// `state_cond`; other interims cost the task no wake-up.
 pub(super) fn early_deadline_moved(state: &mut State, settings: &OutputSettings) -> bool {
-    if !state.live || !settings.early_words() {
+    if !state.live || !state.playing || !settings.early_words() {
         return false;
     }
     let Some(deadline) = next_early_deadline(state, settings) else {
@@ -296,35 +304,35 @@ impl FireworksStt {
         let _ = self.obj().src_pad().stop_task();
     }
 
-    /// One turn of the src pad task: waits (bounded) for something to push, pushes it.
+    /// One turn of the src pad task: pushes what is queued, or waits (bounded) for something.
     /// Returns false when the task should pause (flushing, or downstream refused data).
     fn output_iteration(&self) -> bool {
         let settings = OutputSettings::from(&*self.settings.lock().unwrap());
         let (pushes, is_caps) = {
             let mut state = self.state.lock().unwrap();
-            let queued = loop {
-                if state.flushing || state.output.flow.is_err() {
-                    gst::debug!(CAT, imp = self, "output task pausing");
-                    return false;
-                }
-                let live = state.live && state.fireworks_session.is_active();
-                let due = if live {
-                    self.queue_due_output(&mut state, &settings)
-                } else {
-                    None
-                };
-                if let Some(queued) = state.output.queue.pop_front() {
-                    break queued;
-                }
-                state = match due {
+            if state.flushing || state.output.flow.is_err() {
+                gst::debug!(CAT, imp = self, "output task pausing");
+                return false;
+            }
+            let live = state.live && state.fireworks_session.is_active();
+            let due = if live {
+                self.queue_due_output(&mut state, &settings)
+            } else {
+                None
+            };
+            let Some(queued) = state.output.queue.pop_front() else {
+                match due {
                     Some(at) => {
                         let wait = at.saturating_duration_since(Instant::now());
-                        self.state_cond.wait_timeout(state, wait).unwrap().0
+                        drop(self.state_cond.wait_timeout(state, wait).unwrap());
                     }
                     // Nothing falls due by itself: whatever changes that (something queued, a
-                    // flush, a flow error, a session starting) notifies.
-                    None => self.state_cond.wait(state).unwrap(),
-                };
+                    // flush, a flow error, a session starting, a property) notifies.
+                    None => drop(self.state_cond.wait(state).unwrap()),
+                }
+                // The task calls again at once: the next turn reads the settings afresh (a
+                // property may have changed) and looks at what woke it.
+                return true;
             };
             let is_caps = matches!(&queued, Queued::Event(e) if e.type_() == gst::EventType::Caps);
             let was_full = state.output.texts >= MAX_WAITING_TEXT;
@@ -409,20 +417,19 @@ impl FireworksStt {
         let step = heartbeat_step(settings.latency);
         let mut due: Option<Instant> = None;
         state.output.early_deadline = None;
-        if settings.early_words() && state.open_utterance.is_some() {
-            match self.obj().current_running_time() {
-                Some(running_time) => {
-                    queue_due_early_words(state, settings, running_time);
-                    let deadline = next_early_deadline(state, settings);
-                    state.output.early_deadline = deadline;
-                    due = deadline.map(|deadline| {
-                        let wait = Duration::from(deadline.saturating_sub(running_time));
-                        now + wait.max(MIN_EARLY_WAIT)
-                    });
-                }
-                // Not PLAYING yet: no running time to compare deadlines with.
-                None => due = Some(now + Duration::from(step)),
-            }
+        // Only in PLAYING: a paused pipeline's clock may stand still (set_playing notifies).
+        let running_time =
+            (settings.early_words() && state.playing && state.open_utterance.is_some())
+                .then(|| self.obj().current_running_time())
+                .flatten();
+        if let Some(running_time) = running_time {
+            queue_due_early_words(state, settings, running_time);
+            let deadline = next_early_deadline(state, settings);
+            state.output.early_deadline = deadline;
+            due = deadline.map(|deadline| {
+                let wait = Duration::from(deadline.saturating_sub(running_time));
+                now + wait.clamp(MIN_EARLY_WAIT, max_early_wait(step))
+            });
         }
         let gap_due = queue_heartbeat_gap(state, settings.latency, step).map(|wait| now + wait);
         match (due, gap_due) {
