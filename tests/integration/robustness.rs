@@ -5,19 +5,38 @@
 //! network. Each of these was a bug found in review; each test asserts what a user expects.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
 use gst::prelude::*;
 
 /// Element between our own src pad (answering LATENCY as non-live or live) and a sink pad
-/// that records buffers.
+/// that records buffers and whether EOS arrived.
 struct Rig {
     stt: gst::Element,
     src: gst::Pad,
     _sink: gst::Pad,
     out: Arc<Mutex<Vec<(String, u64)>>>,
+    eos_arrived: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Rig {
+    /// Sends EOS and returns the text buffers once EOS has come out of the src pad. The element
+    /// returns from the EOS event after its drain, but the src pad task pushes the drained
+    /// text and then EOS a moment later, so reading the output earlier races with it.
+    fn end_of_stream_output(&self) -> Vec<(String, u64)> {
+        assert!(self.src.push_event(gst::event::Eos::new()));
+        let (arrived, cond) = &*self.eos_arrived;
+        let (arrived, timeout) = cond
+            .wait_timeout_while(arrived.lock().unwrap(), Duration::from_secs(30), |a| !*a)
+            .unwrap();
+        assert!(
+            !timeout.timed_out() && *arrived,
+            "EOS never left the element"
+        );
+        self.out.lock().unwrap().clone()
+    }
 }
 
 fn rig(server: &TestServer, live: bool, configure: impl FnOnce(&gst::Element)) -> Rig {
@@ -36,6 +55,8 @@ fn rig(server: &TestServer, live: bool, configure: impl FnOnce(&gst::Element)) -
         .build();
     let out = Arc::new(Mutex::new(Vec::new()));
     let out2 = out.clone();
+    let eos_arrived = Arc::new((Mutex::new(false), Condvar::new()));
+    let eos_arrived2 = eos_arrived.clone();
     let sink = gst::Pad::builder(gst::PadDirection::Sink)
         .chain_function(move |_, _, buffer| {
             let text = String::from_utf8(buffer.map_readable().unwrap().to_vec()).unwrap();
@@ -44,7 +65,14 @@ fn rig(server: &TestServer, live: bool, configure: impl FnOnce(&gst::Element)) -
                 .push((text, buffer.pts().map(|p| p.nseconds()).unwrap_or(u64::MAX)));
             Ok(gst::FlowSuccess::Ok)
         })
-        .event_function(|_, _, _| true)
+        .event_function(move |_, _, event| {
+            if event.type_() == gst::EventType::Eos {
+                let (arrived, cond) = &*eos_arrived2;
+                *arrived.lock().unwrap() = true;
+                cond.notify_all();
+            }
+            true
+        })
         .build();
     src.link(&stt.static_pad("sink").unwrap()).unwrap();
     stt.static_pad("src").unwrap().link(&sink).unwrap();
@@ -60,6 +88,7 @@ fn rig(server: &TestServer, live: bool, configure: impl FnOnce(&gst::Element)) -
         src,
         _sink: sink,
         out,
+        eos_arrived,
     }
 }
 
@@ -180,8 +209,7 @@ fn audio_dropped_under_backpressure_does_not_shift_later_words() {
         rig.src.push(audio_buffer(chunk, pts)).unwrap();
         pts += chunk.len() as u64 * 62_500;
     }
-    assert!(rig.src.push_event(gst::event::Eos::new()));
-    let out = rig.out.lock().unwrap().clone();
+    let out = rig.end_of_stream_output();
     let _ = rig.stt.set_state(gst::State::Null);
     println!("dropped-audio = {dropped_ms} ms; output: {out:?}");
     for w in &audio_b.words {
