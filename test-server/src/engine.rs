@@ -121,6 +121,11 @@ pub struct DecodeDone {
     pub kind: DecodeKind,
     generation: u64,
     start: u64,
+    /// Samples of audio decoded.
+    samples: usize,
+    /// Other decodes were running or waiting in the shared queue when this one finished (set
+    /// by [`crate::scheduler`]): the decoders have no spare time for an early retry.
+    pub backlog: bool,
     result: Result<Recognition, String>,
 }
 
@@ -167,6 +172,8 @@ impl DecodeJob {
             kind: self.kind,
             generation: self.audio.generation,
             start: self.audio.start,
+            samples: self.audio.samples.len(),
+            backlog: false,
             result,
         })
     }
@@ -644,6 +651,12 @@ impl Transcriber {
         match done.kind {
             DecodeKind::Interim => {
                 if words.is_empty() && self.open.iter().all(|s| s.words.is_empty()) {
+                    // Asked again early only when a decoder is free for it: under load the
+                    // extra decode would delay other streams' finals (BENCHMARKS.md, 7).
+                    if !done.backlog {
+                        sp.segmenter
+                            .first_interim_was_empty(done.generation, done.samples);
+                    }
                     return;
                 }
                 let words = sp.agreement.apply(done.generation, words);

@@ -17,6 +17,9 @@
 //!   decoded (its connection gets no answer and asks for a fresh one with the audio it has by
 //!   then), nor is any job whose connection stopped waiting for it (a discarded speculation, a
 //!   closed connection). Under load interims come less often; they never fall behind.
+//! * **Spare time only for retries:** each result says whether other decodes were running or
+//!   waiting when it finished ([`DecodeDone::backlog`]); an empty first interim is asked again
+//!   early only when none were (see [`crate::speech::Segmenter::first_interim_was_empty`]).
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, OnceLock};
@@ -66,6 +69,8 @@ struct Queued {
 struct Queues {
     finals: VecDeque<Queued>,
     interims: VecDeque<Queued>,
+    /// Workers decoding right now.
+    busy: usize,
 }
 
 /// The process-wide decode queue.
@@ -139,6 +144,7 @@ impl Scheduler {
                 let mut q = self.queues.lock().unwrap_or_else(|p| p.into_inner());
                 loop {
                     if let Some(j) = Self::next(&mut q) {
+                        q.busy += 1;
                         break j;
                     }
                     q = self.ready.wait(q).unwrap_or_else(|p| p.into_inner());
@@ -158,7 +164,13 @@ impl Scheduler {
                         .iter()
                         .any(|j| !j.reply.is_closed())
             };
-            if let Some(done) = job.job.run_unless(&finals_waiting) {
+            let done = job.job.run_unless(&finals_waiting);
+            let mut q = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+            q.busy -= 1;
+            let backlog = q.busy > 0 || !q.finals.is_empty() || !q.interims.is_empty();
+            drop(q);
+            if let Some(mut done) = done {
+                done.backlog = backlog;
                 let _ = job.reply.send(done);
             }
         }

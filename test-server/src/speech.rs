@@ -20,7 +20,9 @@
 //!   its quietest 200 ms between 14 s and 27.5 s, and the rest continues as a new utterance.
 //! * Interims are due every [`INTERIM_EVERY_SAMPLES`] (0.5 s) of utterance audio, on a fixed
 //!   grid from the utterance's first interim (a late request does not delay the next), and
-//!   only when voice came since the last one (no re-decoding of the trailing pause).
+//!   only when voice came since the last one (no re-decoding of the trailing pause). A first
+//!   interim that comes back without words is asked again [`EMPTY_RETRY_SAMPLES`] (0.1 s)
+//!   later, once, when a decoder is free ([`Segmenter::first_interim_was_empty`]).
 
 use std::collections::VecDeque;
 
@@ -61,9 +63,22 @@ fn interim_grid() -> bool {
     *GRID.get_or_init(|| std::env::var(INTERIM_GRID_ENV).map_or(true, |v| v != "0"))
 }
 
+/// Environment variable overriding the interim step, in ms of utterance audio (for
+/// comparisons).
+pub const INTERIM_EVERY_ENV: &str = "FIREWORKSSTT_INTERIM_EVERY_MS";
+
+/// The interim step in use: [`INTERIM_EVERY_SAMPLES`] unless [`INTERIM_EVERY_ENV`] says
+/// otherwise (at least 100 ms).
+fn interim_every_samples() -> usize {
+    static EVERY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *EVERY.get_or_init(|| env_samples(INTERIM_EVERY_ENV, INTERIM_EVERY_SAMPLES as u64).max(1600))
+        as usize
+}
+
+/// When the first interim is due: [`FIRST_INTERIM_ENV`], else one interim step.
 fn first_interim_samples() -> usize {
     static FIRST: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *FIRST.get_or_init(|| env_samples(FIRST_INTERIM_ENV, INTERIM_EVERY_SAMPLES as u64)) as usize
+    *FIRST.get_or_init(|| env_samples(FIRST_INTERIM_ENV, interim_every_samples() as u64)) as usize
 }
 pub const MAX_UTTERANCE_SAMPLES: usize = 28 * 16000;
 const CUT_FROM: usize = 14 * 16000;
@@ -72,6 +87,21 @@ const CUT_TO: usize = 27 * 16000 + 8000;
 const CUT_WINDOW_FRAMES: usize = 6;
 /// An interim is due after each further half second of utterance audio.
 pub const INTERIM_EVERY_SAMPLES: usize = 8000;
+/// After an utterance's first interim came back without words, the next is due this much
+/// audio (0.1 s) after it rather than a whole step (see [`Segmenter::first_interim_was_empty`]).
+/// Live, the decode takes longer than that, so the retry is asked for as soon as the empty
+/// result is in. Measured (BENCHMARKS.md, section 7, "An empty first interim asked again"):
+/// one live stream's first text p95 1.21–1.27 → 0.98–1.07 s clean and 1.44–1.48 → 1.22–1.31 s
+/// in pink noise 10 dB, p50 unchanged; 0.2 s gave the same within the spread.
+pub const EMPTY_RETRY_SAMPLES: usize = 1600;
+/// Environment variable: `0` turns the early retry after an empty first interim off (for
+/// comparisons).
+pub const EMPTY_RETRY_ENV: &str = "FIREWORKSSTT_EMPTY_RETRY";
+
+fn empty_retry() -> bool {
+    static RETRY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *RETRY.get_or_init(|| std::env::var(EMPTY_RETRY_ENV).map_or(true, |v| v != "0"))
+}
 
 /// A stretch of audio to decode; `start` is its first sample in connection time.
 #[derive(Debug, Clone)]
@@ -138,6 +168,8 @@ struct Open {
     voice_since_interim: bool,
     /// The speculative audio for the current `last_voice_end` was offered.
     speculated: bool,
+    /// An interim that came back without words was asked for again early (once per utterance).
+    retried_empty: bool,
 }
 
 /// Splits a stream of samples into utterances.
@@ -315,6 +347,7 @@ impl Segmenter {
                         next_interim: first_interim_samples(),
                         voice_since_interim: true,
                         speculated: false,
+                        retried_empty: false,
                     });
                     self.next_generation += 1;
                 } else {
@@ -355,9 +388,10 @@ impl Segmenter {
             samples: rest,
             energy: rest_energy,
             last_voice_end: open.last_voice_end.max(rest_start),
-            next_interim: INTERIM_EVERY_SAMPLES,
+            next_interim: interim_every_samples(),
             voice_since_interim: true,
             speculated: false,
+            retried_empty: false,
         });
         self.next_generation += 1;
     }
@@ -373,14 +407,32 @@ impl Segmenter {
         // from now: a request that waited for the rest of a frame or for the previous decode
         // does not push every later one back (which made interims 0.5 s plus that wait apart).
         let late = open.samples.len() - open.next_interim;
+        let every = interim_every_samples();
         if interim_grid() {
-            open.next_interim += INTERIM_EVERY_SAMPLES * (late / INTERIM_EVERY_SAMPLES + 1);
+            open.next_interim += every * (late / every + 1);
         } else {
-            open.next_interim = open.samples.len() + INTERIM_EVERY_SAMPLES;
+            open.next_interim = open.samples.len() + every;
         }
         open.voice_since_interim = false;
         let (generation, start, samples) = (open.generation, open.start, open.samples.clone());
         Some(self.utterance(generation, start, samples))
+    }
+
+    /// The first interim of utterance `generation`, over its first `samples`, came back without
+    /// words (mostly: the first word was not complete yet). Once per utterance, the next
+    /// interim is then due [`EMPTY_RETRY_SAMPLES`] after that request instead of a whole step,
+    /// so the first text does not wait for the next point of the grid; the grid continues
+    /// from there.
+    pub fn first_interim_was_empty(&mut self, generation: u64, samples: usize) {
+        let Some(open) = self.open.as_mut() else {
+            return;
+        };
+        if open.generation != generation || open.retried_empty || !empty_retry() {
+            return;
+        }
+        open.retried_empty = true;
+        open.next_interim = open.next_interim.min(samples + EMPTY_RETRY_SAMPLES);
+        open.voice_since_interim = true;
     }
 
     /// The audio the open utterance will close with if no voice comes back, once, as soon as
@@ -508,10 +560,51 @@ mod tests {
         }
         assert!(lengths.len() >= 18, "{lengths:?}");
         for (k, len) in lengths.iter().enumerate() {
-            let due = first_interim_samples() + k * INTERIM_EVERY_SAMPLES;
+            let due = first_interim_samples() + k * interim_every_samples();
             assert!(
                 (due..due + 1600 + FRAME_SAMPLES).contains(len),
                 "interim {k}: {len} samples, due at {due}: {lengths:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_first_interim_is_asked_again_after_a_tenth_of_a_second_once() {
+        let audio = tone(4 * 16000, 0.3);
+        let mut s = Segmenter::new(16000);
+        let mut closed = Vec::new();
+        let mut requests: Vec<(u64, usize)> = Vec::new();
+        for c in audio.chunks(800) {
+            s.push(c, &mut closed);
+            if let Some(u) = s.interim_due() {
+                // The first and the retried interim come back empty; so does one of an
+                // utterance that is no longer open.
+                if requests.len() < 2 {
+                    s.first_interim_was_empty(u.generation, u.samples.len());
+                    s.first_interim_was_empty(u.generation + 1, u.samples.len());
+                }
+                requests.push((u.generation, u.samples.len()));
+            }
+        }
+        let lengths: Vec<usize> = requests.iter().map(|r| r.1).collect();
+        assert!(
+            requests.iter().all(|r| r.0 == requests[0].0),
+            "{requests:?}"
+        );
+        let first = first_interim_samples();
+        assert!((first..first + 800).contains(&lengths[0]), "{lengths:?}");
+        // Asked again 0.1 s later (with the hop that crosses that point), once; then on the
+        // grid from there.
+        let retry_due = lengths[0] + EMPTY_RETRY_SAMPLES;
+        let every = interim_every_samples();
+        for (k, due) in [retry_due, retry_due + every, retry_due + 2 * every]
+            .into_iter()
+            .enumerate()
+        {
+            assert!(
+                (due..due + 800 + FRAME_SAMPLES).contains(&lengths[k + 1]),
+                "request {}: due at {due}: {lengths:?}",
+                k + 1
             );
         }
     }
