@@ -309,3 +309,9 @@ impl ServerConfig {
             .collect()
     }
 }
+
+/// A comparison switch: a behaviour that is on unless the environment variable `name` is `0`
+/// (benchmarks turn it off to measure it against the default).
+pub(crate) fn switched_on(name: &str) -> bool {
+    std::env::var(name).map_or(true, |v| v != "0")
+}

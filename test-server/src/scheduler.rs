@@ -43,7 +43,7 @@ pub const PREEMPT_ENV: &str = "FIREWORKSSTT_PREEMPT_INTERIMS";
 
 fn preempt_interims() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var(PREEMPT_ENV).map_or(true, |v| v != "0"))
+    *ON.get_or_init(|| crate::config::switched_on(PREEMPT_ENV))
 }
 
 /// Decode workers: `FIREWORKSSTT_DECODE_WORKERS`, else one per core, at most 4.

@@ -60,7 +60,7 @@ pub const INTERIM_GRID_ENV: &str = "FIREWORKSSTT_INTERIM_GRID";
 
 fn interim_grid() -> bool {
     static GRID: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *GRID.get_or_init(|| std::env::var(INTERIM_GRID_ENV).map_or(true, |v| v != "0"))
+    *GRID.get_or_init(|| crate::config::switched_on(INTERIM_GRID_ENV))
 }
 
 /// Environment variable overriding the interim step, in ms of utterance audio (for
@@ -91,7 +91,7 @@ pub const INTERIM_EVERY_SAMPLES: usize = 8000;
 /// audio (0.1 s) after it rather than a whole step (see [`Segmenter::first_interim_was_empty`]).
 /// Live, the decode takes longer than that, so the retry is asked for as soon as the empty
 /// result is in. Measured (BENCHMARKS.md, section 7, "An empty first interim asked again"):
-/// one live stream's first text p95 1.21–1.27 → 0.98–1.07 s clean and 1.44–1.48 → 1.22–1.31 s
+/// one live stream's first text p95 1.21–1.27 → 0.99–1.00 s clean and 1.44–1.48 → 1.22–1.25 s
 /// in pink noise 10 dB, p50 unchanged; 0.2 s gave the same within the spread.
 pub const EMPTY_RETRY_SAMPLES: usize = 1600;
 /// Environment variable: `0` turns the early retry after an empty first interim off (for
@@ -100,7 +100,7 @@ pub const EMPTY_RETRY_ENV: &str = "FIREWORKSSTT_EMPTY_RETRY";
 
 fn empty_retry() -> bool {
     static RETRY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *RETRY.get_or_init(|| std::env::var(EMPTY_RETRY_ENV).map_or(true, |v| v != "0"))
+    *RETRY.get_or_init(|| crate::config::switched_on(EMPTY_RETRY_ENV))
 }
 
 /// A stretch of audio to decode; `start` is its first sample in connection time.
