@@ -16,32 +16,36 @@
 //!
 //! `--help` lists the options. Final utterances are also printed.
 //!
-//! `--overlay` (the default): each final utterance is drawn by `textoverlay` for as long as it
-//! was spoken. The video waits for the transcript (`latency`, 5 s by default), so words and
-//! picture stay in step:
+//! `--overlay` (the default): the words, cut by `textwrap` into lines of at most two seconds
+//! of speech, are drawn by `textoverlay` while they are spoken. The video waits for them (the
+//! element's `latency`, 3 s by default, plus the 2 s a line gathers words), so words and
+//! picture stay in step whatever the length of a sentence:
 //!
 //! ```text
 //! videotestsrc is-live=true (or v4l2src) ! queue ! textoverlay ! videoconvert ! autovideosink
-//! autoaudiosrc (or filesrc ! decodebin ! clocksync) ! fireworksstt output-mode=utterances ─┘
+//! autoaudiosrc (or filesrc ! decodebin ! clocksync) ! fireworksstt ! textwrap ─┘
 //! ```
 //!
 //! `--cea708`: the broadcast way. `transcriberbin` (gst-plugins-rs, with fireworksstt as its
 //! transcriber) turns the words into CEA-708 closed captions (with CEA-608 inside) on the video,
 //! and `cea608overlay` renders them, roll-up style. transcriberbin is not packaged for Debian
-//! bookworm: `scripts/setup.sh` builds it into
+//! bookworm (nor is `textwrap`): `scripts/setup.sh` builds them into
 //! `${FIREWORKSSTT_PLUGIN_CACHE:-~/.cache/fireworksstt/gst-plugins-rs-0.13}/plugins`, which is
-//! loaded from there when GStreamer does not already have it.
+//! loaded from there when GStreamer does not already have them.
 //!
 //! `--audio-file` plays a file in real time (`clocksync`, a live source for fireworksstt) instead
 //! of the microphone; without `--duration` the program then stops when the file has been
-//! transcribed. `--output` writes Motion-JPEG AVI instead of opening a window; the file appears
-//! only when complete. Ctrl-C ends the stream cleanly (the AVI is finalized); a second Ctrl-C
+//! transcribed. `--output` writes Motion-JPEG AVI instead of opening a window: the frames a
+//! window would have shown, i.e. a frame that comes later than the pipeline's latency is
+//! dropped as a video sink drops it, and the picture freezes on the one before (the program
+//! says how many). The file appears only when complete. Ctrl-C ends the stream cleanly (the AVI is finalized); a second Ctrl-C
 //! quits at once. The exit code is non-zero, with the error on stderr, after an ERROR, or if
 //! transcriberbin gives up on fireworksstt (passthrough).
 
 #[macro_use]
 mod common;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,7 +65,8 @@ fireworksstt and shows the words on the picture of a camera (or a test picture),
 into an AVI file. Final utterances are also printed on stdout.
 
 options:
-  --overlay             draw each final utterance with textoverlay (the default)
+  --overlay             draw the words with textoverlay, in lines cut by textwrap (the default;
+                        needs the textwrap plugin scripts/setup.sh builds)
   --cea708              make CEA-708 closed captions with transcriberbin and render them with
                         cea608overlay (needs the plugins scripts/setup.sh builds)
   --audio-file FILE     play FILE in real time instead of the microphone; without --duration
@@ -69,10 +74,12 @@ options:
   --video-device DEV    a camera, e.g. /dev/video0 (default: a test picture)
   --pattern NAME        the test picture's pattern, e.g. smpte (default) or black
   --output OUT.avi      write Motion-JPEG AVI instead of opening a window (needed without a
-                        display); the file appears only when complete
+                        display): the frames a window would show, late ones dropped; the file
+                        appears only when complete
   --duration SECONDS    stop after this long
-  --latency MS          how long the video waits for the words (the element's latency; with
-                        --cea708, transcriberbin's, default 4000)
+  --latency MS          how long the video waits for the words (the element's latency, default
+                        3000, plus 2000 for textwrap's lines; with --cea708, transcriberbin's,
+                        default 4000)
   --base-url URL        the service endpoint (default: Fireworks' us-virginia-1 endpoint), e.g.
                         ws://127.0.0.1:8765/v1 for a local fireworks-test-server
   --local-server        start the bundled local server in this process and use it (no key, no
@@ -90,9 +97,19 @@ status: 0 done, 1 failed (the error on stderr), 2 bad arguments.
 const TICK: Duration = Duration::from_millis(100);
 /// After EOS is sent: time for the last transcript (drain-timeout) and the muxers to finish.
 const EOS_LIMIT: Duration = Duration::from_secs(20);
-/// The caption plugins transcriberbin needs, as scripts/build-transcriberbin-plugins.sh builds
-/// them.
-const CAPTION_ELEMENTS: [&str; 3] = ["transcriberbin", "cea608overlay", "tttocea708"];
+/// The gst-plugins-rs elements each mode needs, which scripts/build-transcriberbin-plugins.sh
+/// builds (Debian bookworm packages none of them).
+const OVERLAY_ELEMENTS: [&str; 1] = ["textwrap"];
+const CEA708_ELEMENTS: [&str; 3] = ["transcriberbin", "cea608overlay", "tttocea708"];
+/// `textwrap accumulate-time`: a caption line gathers the words of at most this much speech
+/// before it is drawn, so it is read as a line, not word by word. textwrap adds it to the
+/// latency it reports, and the video waits for it.
+const CAPTION_LINE: gst::ClockTime = gst::ClockTime::from_seconds(2);
+/// Characters in a caption line: what fits across the 640-pixel picture in "Sans 24".
+const CAPTION_COLUMNS: u32 = 40;
+/// How late a frame may reach the window (or the AVI) before it is dropped: a video sink's
+/// default `max-lateness`.
+const FRAME_LATENESS: gst::ClockTime = gst::ClockTime::from_mseconds(20);
 
 #[derive(Default, Clone)]
 struct Options {
@@ -166,10 +183,10 @@ fn caption_plugin_dir() -> PathBuf {
     cache.join("plugins")
 }
 
-/// Makes transcriberbin and cea608overlay available, or says how to get them.
-fn load_caption_plugins() -> Result<(), String> {
+/// Makes the gst-plugins-rs elements `needed` by `mode` available, or says how to get them.
+fn load_built_plugins(needed: &[&str], mode: &str) -> Result<(), String> {
     let have_all = || {
-        CAPTION_ELEMENTS
+        needed
             .iter()
             .all(|name| gst::ElementFactory::find(name).is_some())
     };
@@ -183,15 +200,15 @@ fn load_caption_plugins() -> Result<(), String> {
     if have_all() {
         return Ok(());
     }
-    let missing: Vec<&str> = CAPTION_ELEMENTS
+    let missing: Vec<&str> = needed
         .iter()
         .copied()
         .filter(|name| gst::ElementFactory::find(name).is_none())
         .collect();
     Err(format!(
-        "--cea708 needs the gst-plugins-rs caption plugins, but {} missing (looked in {}): run \
-         scripts/setup.sh, which builds them there (set FIREWORKSSTT_PLUGIN_CACHE if you built \
-         them elsewhere)",
+        "{mode} needs gst-plugins-rs elements Debian does not package, but {} missing (looked in \
+         {}): run scripts/setup.sh, which builds them there (set FIREWORKSSTT_PLUGIN_CACHE if \
+         you built them elsewhere)",
         missing.join(", ") + if missing.len() == 1 { " is" } else { " are" },
         dir.display()
     ))
@@ -258,11 +275,61 @@ fn audio_description(o: &Options) -> &'static str {
 }
 
 /// The video sink, starting with an element named `vsink`.
-fn sink_description(o: &Options) -> &'static str {
+///
+/// Into a file, the `display` appsink drops the frames that come later than the pipeline's
+/// latency, as a video sink does (and says so in QoS messages); the frames it takes in time go
+/// on through `recorder` (see `connect_recorder`), and `videorate` repeats the last one over a
+/// hole, so the AVI keeps its timeline and shows what a viewer would have seen.
+fn sink_description(o: &Options) -> String {
     match o.output {
-        Some(_) => "videoconvert name=vsink ! jpegenc ! avimux ! filesink name=outfile",
-        None => "videoconvert name=vsink ! autovideosink",
+        Some(_) => format!(
+            "videoconvert name=vsink ! appsink name=display caps=video/x-raw sync=true qos=true \
+             max-lateness={lateness} enable-last-sample=false \
+             appsrc name=recorder format=time max-bytes=0 ! videorate ! videoconvert ! jpegenc ! avimux ! \
+             filesink name=outfile async=false",
+            lateness = FRAME_LATENESS.nseconds()
+        ),
+        None => "videoconvert name=vsink ! autovideosink".into(),
     }
+}
+
+/// Ends the stream at the live sources, as `pipeline.send_event(eos)` does, except the
+/// `recorder` appsrc: that ends after the display's last frame (`connect_recorder`), not
+/// while the frames the video still holds back wait to be recorded.
+fn end_of_stream(pipeline: &gst::Pipeline) {
+    let sources = pipeline.iterate_sources().into_iter().flatten();
+    for source in sources.filter(|source| source.name() != "recorder") {
+        source.send_event(gst::event::Eos::new());
+    }
+}
+
+/// --output: what the `display` appsink takes goes to the `recorder` appsrc, and its end of
+/// stream after it.
+fn connect_recorder(pipeline: &gst::Pipeline) {
+    let (Some(display), Some(recorder)) =
+        (pipeline.by_name("display"), pipeline.by_name("recorder"))
+    else {
+        return;
+    };
+    let display = display
+        .downcast::<gst_app::AppSink>()
+        .expect("display is an appsink");
+    let recorder = recorder
+        .downcast::<gst_app::AppSrc>()
+        .expect("recorder is an appsrc");
+    let recorder_eos = recorder.clone();
+    display.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |display| {
+                let sample = display.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                // Also sets the sample's caps on the appsrc.
+                recorder.push_sample(&sample)
+            })
+            .eos(move |_| {
+                let _ = recorder_eos.end_of_stream();
+            })
+            .build(),
+    );
 }
 
 /// The elements of the pipeline `o` asks for, except fireworksstt and the caption plugins of
@@ -285,7 +352,15 @@ fn elements(o: &Options) -> Vec<&'static str> {
         None => ["autoaudiosrc", "audioconvert"].as_slice(),
     });
     elements.extend(match o.output {
-        Some(_) => ["jpegenc", "avimux", "filesink"].as_slice(),
+        Some(_) => [
+            "appsink",
+            "appsrc",
+            "videorate",
+            "jpegenc",
+            "avimux",
+            "filesink",
+        ]
+        .as_slice(),
         None => ["autovideosink"].as_slice(),
     });
     elements.extend(match o.cea708 {
@@ -322,26 +397,32 @@ fn link(a: &gst::Element, a_pad: &str, b: &gst::Element, b_pad: &str) -> Result<
 }
 
 fn build_overlay(o: &Options) -> Result<Built, Box<dyn std::error::Error>> {
+    load_built_plugins(&OVERLAY_ELEMENTS, "--overlay")?;
+    // Words, not utterances: each word is pushed within the element's latency of the time it
+    // was spoken, whereas an utterance is only known after the speaker's pause, however long
+    // the sentence, and the video would wait longer than the latency the pipeline reports.
     let stt = gst::ElementFactory::make("fireworksstt")
         .name("stt")
-        .property_from_str("output-mode", "utterances")
         .build()?;
     configure_stt(&stt, o);
     if let Some(ms) = o.latency_ms {
         stt.set_property("latency", ms);
     }
     // textoverlay holds each video frame until the text stream has reached its time, i.e. up to
-    // fireworksstt's latency: the queue must hold that much video.
-    let hold = gst::ClockTime::from_mseconds(u64::from(stt.property::<u32>("latency")) + 3000);
+    // fireworksstt's latency plus textwrap's: the queue must hold that much video.
+    let latency = gst::ClockTime::from_mseconds(u64::from(stt.property::<u32>("latency")));
+    let hold = latency + CAPTION_LINE + gst::ClockTime::from_seconds(3);
     let description = format!(
         "{video} ! queue max-size-buffers=0 max-size-bytes=0 max-size-time={hold} ! \
          textoverlay name=overlay font-desc=\"Sans 24\" valignment=bottom \
          shaded-background=true ! {sink} \
-         {audio}",
+         {audio} \
+         textwrap name=lines accumulate-time={line} columns={CAPTION_COLUMNS} lines=2",
         video = video_description(o),
         hold = hold.nseconds(),
         sink = sink_description(o),
         audio = audio_description(o),
+        line = CAPTION_LINE.nseconds(),
     );
     let pipeline = gst::parse::launch(&description)?
         .downcast::<gst::Pipeline>()
@@ -350,7 +431,9 @@ fn build_overlay(o: &Options) -> Result<Built, Box<dyn std::error::Error>> {
     let atail = pipeline.by_name("atail").unwrap();
     let overlay = pipeline.by_name("overlay").unwrap();
     atail.link(&stt)?;
-    link(&stt, "src", &overlay, "text_sink")?;
+    let lines = pipeline.by_name("lines").unwrap();
+    stt.link(&lines)?;
+    link(&lines, "src", &overlay, "text_sink")?;
 
     Ok(Built {
         pipeline,
@@ -361,7 +444,7 @@ fn build_overlay(o: &Options) -> Result<Built, Box<dyn std::error::Error>> {
 }
 
 fn build_cea708(o: &Options) -> Result<Built, Box<dyn std::error::Error>> {
-    load_caption_plugins()?;
+    load_built_plugins(&CEA708_ELEMENTS, "--cea708")?;
     let stt = gst::ElementFactory::make("fireworksstt")
         .name("stt")
         .build()?;
@@ -539,6 +622,12 @@ fn run(o: &Options) -> Result<(), Box<dyn std::error::Error>> {
     // Ctrl-C: end the stream cleanly; a second one quits at once.
     let interrupted = common::on_ctrl_c()?;
 
+    connect_recorder(&pipeline);
+    // Video frames dropped as too late for the window (or the AVI), from the QoS messages of
+    // the elements that dropped them (the sink, or a filter before it that saw its QoS events):
+    // each element's latest count of dropped buffers.
+    let mut late_frames: HashMap<String, u64> = HashMap::new();
+
     let bus = pipeline.bus().unwrap();
     common::start(&pipeline)?;
     eprintln!(
@@ -546,7 +635,7 @@ fn run(o: &Options) -> Result<(), Box<dyn std::error::Error>> {
         if o.cea708 {
             "CEA-708 via transcriberbin, rendered by cea608overlay"
         } else {
-            "textoverlay"
+            "textoverlay, in lines cut by textwrap"
         },
         match (o.duration, &o.audio_file) {
             (Some(d), _) => format!(
@@ -572,6 +661,14 @@ fn run(o: &Options) -> Result<(), Box<dyn std::error::Error>> {
                     }
                 }
                 gst::MessageView::Warning(w) => eprintln!("warning: {}", w.error()),
+                gst::MessageView::Qos(q) => {
+                    // Only video frames are dropped: the audio has no sink that drops.
+                    if let (gst::GenericFormattedValue::Buffers(Some(dropped)), Some(src)) =
+                        (q.stats().1, msg.src())
+                    {
+                        late_frames.insert(src.path_string().to_string(), *dropped);
+                    }
+                }
                 gst::MessageView::Error(_) => break Err(error_text(&msg)),
                 gst::MessageView::Eos(_) => break Ok(()),
                 _ => {}
@@ -596,7 +693,7 @@ fn run(o: &Options) -> Result<(), Box<dyn std::error::Error>> {
                 // In case no video ever came: the audio must reach its end of stream.
                 release();
             }
-            pipeline.send_event(gst::event::Eos::new());
+            end_of_stream(&pipeline);
             eos_sent_at = Some(Instant::now());
         }
         if eos_sent_at.is_some_and(|at| at.elapsed() > EOS_LIMIT) {
@@ -608,6 +705,13 @@ fn run(o: &Options) -> Result<(), Box<dyn std::error::Error>> {
     pipeline.set_state(gst::State::Null)?;
     // On failure the partial AVI is dropped, i.e. deleted.
     result?;
+    let late_frames: u64 = late_frames.values().sum();
+    if late_frames > 0 {
+        eprintln!(
+            "warning: {late_frames} video frames came later than the pipeline's latency and \
+             were dropped (the picture froze): the captions came late; raise --latency"
+        );
+    }
     if let Some(file) = output {
         let path = file.path().display().to_string();
         file.commit()?;
