@@ -95,7 +95,8 @@ status: 0 done, 1 failed (the error on stderr), 2 bad arguments.
     api_key_help!()
 );
 const TICK: Duration = Duration::from_millis(100);
-/// After EOS is sent: time for the last transcript (drain-timeout) and the muxers to finish.
+/// After EOS is sent: time for the last transcript (drain-timeout) and the muxers to finish,
+/// on top of the pipeline's latency (the video held back then still plays out at its pace).
 const EOS_LIMIT: Duration = Duration::from_secs(20);
 /// The gst-plugins-rs elements each mode needs, which scripts/build-transcriberbin-plugins.sh
 /// builds (Debian bookworm packages none of them).
@@ -105,6 +106,11 @@ const CEA708_ELEMENTS: [&str; 3] = ["transcriberbin", "cea608overlay", "tttocea7
 /// before it is drawn, so it is read as a line, not word by word. textwrap adds it to the
 /// latency it reports, and the video waits for it.
 const CAPTION_LINE: gst::ClockTime = gst::ClockTime::from_seconds(2);
+/// textwrap closes a caption line only when the text stream passes the line's end: at the next
+/// word, or at the element's next heartbeat GAP (one step, `latency`/8 and at most 100 ms,
+/// later). The video waits this much more than the latencies reported, so a line closed by a
+/// GAP is still in time for its first frame.
+const LINE_CLOSE: gst::ClockTime = gst::ClockTime::from_mseconds(300);
 /// Characters in a caption line: what fits across the 640-pixel picture in "Sans 24".
 const CAPTION_COLUMNS: u32 = 40;
 /// How late a frame may reach the window (or the AVI) before it is dropped: a video sink's
@@ -293,12 +299,31 @@ fn sink_description(o: &Options) -> String {
     }
 }
 
+/// How long the video waits for the captions: the pipeline's latency (0 if it cannot say).
+fn pipeline_latency(pipeline: &gst::Pipeline) -> Duration {
+    let mut query = gst::query::Latency::new();
+    if !pipeline.query(&mut query) {
+        return Duration::ZERO;
+    }
+    let (_live, min, _max) = query.result();
+    Duration::from_nanos(min.nseconds())
+}
+
 /// Ends the stream at the live sources, as `pipeline.send_event(eos)` does, except the
 /// `recorder` appsrc: that ends after the display's last frame (`connect_recorder`), not
 /// while the frames the video still holds back wait to be recorded.
 fn end_of_stream(pipeline: &gst::Pipeline) {
-    let sources = pipeline.iterate_sources().into_iter().flatten();
-    for source in sources.filter(|source| source.name() != "recorder") {
+    // The iterator fails when the bin changes under it (resync): then take the list again.
+    let sources = (0..10)
+        .find_map(|_| {
+            pipeline
+                .iterate_sources()
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+                .ok()
+        })
+        .unwrap_or_default();
+    for source in sources.iter().filter(|source| source.name() != "recorder") {
         source.send_event(gst::event::Eos::new());
     }
 }
@@ -333,7 +358,7 @@ fn connect_recorder(pipeline: &gst::Pipeline) {
 }
 
 /// The elements of the pipeline `o` asks for, except fireworksstt and the caption plugins of
-/// --cea708 (checked by `load_caption_plugins`).
+/// those `load_built_plugins` checks.
 fn elements(o: &Options) -> Vec<&'static str> {
     let mut elements = vec!["videoconvert", "videoscale", "capsfilter"];
     elements.extend(match o.video_device {
@@ -417,7 +442,8 @@ fn build_overlay(o: &Options) -> Result<Built, Box<dyn std::error::Error>> {
          textoverlay name=overlay font-desc=\"Sans 24\" valignment=bottom \
          shaded-background=true ! {sink} \
          {audio} \
-         textwrap name=lines accumulate-time={line} columns={CAPTION_COLUMNS} lines=2",
+         textwrap name=lines accumulate-time={line} columns={CAPTION_COLUMNS} lines=2 ! \
+         queue name=textq max-size-buffers=1000 max-size-bytes=0 max-size-time=0",
         video = video_description(o),
         hold = hold.nseconds(),
         sink = sink_description(o),
@@ -428,12 +454,17 @@ fn build_overlay(o: &Options) -> Result<Built, Box<dyn std::error::Error>> {
         .downcast::<gst::Pipeline>()
         .map_err(|_| "not a pipeline")?;
     pipeline.add(&stt)?;
+    wait_longer_than_reported(&pipeline, LINE_CLOSE);
     let atail = pipeline.by_name("atail").unwrap();
     let overlay = pipeline.by_name("overlay").unwrap();
     atail.link(&stt)?;
     let lines = pipeline.by_name("lines").unwrap();
     stt.link(&lines)?;
-    link(&lines, "src", &overlay, "text_sink")?;
+    // textoverlay holds its text pad until the video reaches the text's end; the queue
+    // (textq) keeps that wait away from fireworksstt, which would otherwise push the next
+    // words late.
+    let textq = pipeline.by_name("textq").unwrap();
+    link(&textq, "src", &overlay, "text_sink")?;
 
     Ok(Built {
         pipeline,
@@ -441,6 +472,24 @@ fn build_overlay(o: &Options) -> Result<Built, Box<dyn std::error::Error>> {
         tbin: None,
         release_audio: None,
     })
+}
+
+/// Gives the live pipeline `extra` latency on top of what its elements report (a bin's
+/// `do-latency` handler replaces the default, which distributes the reported minimum).
+fn wait_longer_than_reported(pipeline: &gst::Pipeline, extra: gst::ClockTime) {
+    pipeline.connect_do_latency(move |bin| {
+        let mut query = gst::query::Latency::new();
+        if !bin.query(&mut query) {
+            return Err(gst::glib::bool_error!("the latency query failed").into());
+        }
+        let (live, min, _max) = query.result();
+        let latency = if live { min + extra } else { min };
+        if bin.send_event(gst::event::Latency::new(latency)) {
+            Ok(())
+        } else {
+            Err(gst::glib::bool_error!("the latency event was refused").into())
+        }
+    });
 }
 
 fn build_cea708(o: &Options) -> Result<Built, Box<dyn std::error::Error>> {
@@ -625,7 +674,8 @@ fn run(o: &Options) -> Result<(), Box<dyn std::error::Error>> {
     connect_recorder(&pipeline);
     // Video frames dropped as too late for the window (or the AVI), from the QoS messages of
     // the elements that dropped them (the sink, or a filter before it that saw its QoS events):
-    // each element's latest count of dropped buffers.
+    // each element's latest count of dropped buffers. Late for any reason: captions that held
+    // the video back, or a machine too busy to draw it in time.
     let mut late_frames: HashMap<String, u64> = HashMap::new();
 
     let bus = pipeline.bus().unwrap();
@@ -649,6 +699,7 @@ fn run(o: &Options) -> Result<(), Box<dyn std::error::Error>> {
 
     let started = Instant::now();
     let mut eos_sent_at: Option<Instant> = None;
+    let mut eos_limit = EOS_LIMIT;
     let result = loop {
         if let Some(msg) = bus.timed_pop(gst::ClockTime::from_nseconds(TICK.as_nanos() as u64)) {
             match msg.view() {
@@ -695,23 +746,25 @@ fn run(o: &Options) -> Result<(), Box<dyn std::error::Error>> {
             }
             end_of_stream(&pipeline);
             eos_sent_at = Some(Instant::now());
+            eos_limit = EOS_LIMIT + pipeline_latency(&pipeline);
         }
-        if eos_sent_at.is_some_and(|at| at.elapsed() > EOS_LIMIT) {
+        if eos_sent_at.is_some_and(|at| at.elapsed() > eos_limit) {
             break Err(format!(
-                "the pipeline did not finish within {EOS_LIMIT:?} after end-of-stream"
+                "the pipeline did not finish within {:.1} s after end-of-stream",
+                eos_limit.as_secs_f64()
             ));
         }
     };
     pipeline.set_state(gst::State::Null)?;
-    // On failure the partial AVI is dropped, i.e. deleted.
-    result?;
     let late_frames: u64 = late_frames.values().sum();
     if late_frames > 0 {
         eprintln!(
             "warning: {late_frames} video frames came later than the pipeline's latency and \
-             were dropped (the picture froze): the captions came late; raise --latency"
+             were dropped (the picture froze): if the captions held them back, raise --latency"
         );
     }
+    // On failure the partial AVI is dropped, i.e. deleted.
+    result?;
     if let Some(file) = output {
         let path = file.path().display().to_string();
         file.commit()?;
