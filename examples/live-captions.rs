@@ -18,8 +18,10 @@
 //!
 //! `--overlay` (the default): the words, cut by `textwrap` into lines of at most two seconds
 //! of speech, are drawn by `textoverlay` while they are spoken. The video waits for them (the
-//! element's `latency`, 3 s by default, plus the 2 s a line gathers words), so words and
-//! picture stay in step whatever the length of a sentence:
+//! element's `latency`, 3 s by default, plus the 2 s a line gathers words and 0.3 s to close
+//! it). With live input the element pushes each word by its own deadline, from the interims if
+//! the final is not in yet, so words and picture stay in step however long the sentence, as
+//! long as the service's interims come within `latency`:
 //!
 //! ```text
 //! videotestsrc is-live=true (or v4l2src) ! queue ! textoverlay ! videoconvert ! autovideosink
@@ -78,7 +80,7 @@ options:
                         appears only when complete
   --duration SECONDS    stop after this long
   --latency MS          how long the video waits for the words (the element's latency, default
-                        3000, plus 2000 for textwrap's lines; with --cea708, transcriberbin's,
+                        3000, plus 2300 for textwrap's lines; with --cea708, transcriberbin's,
                         default 4000)
   --base-url URL        the service endpoint (default: Fireworks' us-virginia-1 endpoint), e.g.
                         ws://127.0.0.1:8765/v1 for a local fireworks-test-server
