@@ -40,8 +40,8 @@
 //! transcribed. `--output` writes Motion-JPEG AVI instead of opening a window: the frames a
 //! window would have shown, i.e. a frame that comes later than the pipeline's latency is
 //! dropped as a video sink drops it, and the picture freezes on the one before (the program
-//! says how many). The file appears only when complete. Ctrl-C ends the stream cleanly (the AVI is finalized); a second Ctrl-C
-//! quits at once. The exit code is non-zero, with the error on stderr, after an ERROR, or if
+//! says how many). The file appears only when complete. Ctrl-C ends the stream cleanly (the
+//! AVI is finalized); a second Ctrl-C quits at once. The exit code is non-zero, with the error on stderr, after an ERROR, or if
 //! transcriberbin gives up on fireworksstt (passthrough).
 
 #[macro_use]
@@ -293,22 +293,22 @@ fn sink_description(o: &Options) -> String {
         Some(_) => format!(
             "videoconvert name=vsink ! appsink name=display caps=video/x-raw sync=true qos=true \
              max-lateness={lateness} enable-last-sample=false \
-             appsrc name=recorder format=time max-bytes=0 ! videorate ! videoconvert ! jpegenc ! avimux ! \
-             filesink name=outfile async=false",
+             appsrc name=recorder format=time max-bytes=0 ! videorate ! videoconvert ! \
+             jpegenc ! avimux ! filesink name=outfile async=false",
             lateness = FRAME_LATENESS.nseconds()
         ),
         None => "videoconvert name=vsink ! autovideosink".into(),
     }
 }
 
-/// How long the video waits for the captions: the pipeline's latency (0 if it cannot say).
-fn pipeline_latency(pipeline: &gst::Pipeline) -> Duration {
+/// Whether the pipeline is live, and the least latency its elements report (None when the
+/// query fails).
+fn reported_latency(pipeline: &impl IsA<gst::Element>) -> Option<(bool, gst::ClockTime)> {
     let mut query = gst::query::Latency::new();
-    if !pipeline.query(&mut query) {
-        return Duration::ZERO;
-    }
-    let (_live, min, _max) = query.result();
-    Duration::from_nanos(min.nseconds())
+    pipeline.query(&mut query).then(|| {
+        let (live, min, _max) = query.result();
+        (live, min)
+    })
 }
 
 /// Ends the stream at the live sources, as `pipeline.send_event(eos)` does, except the
@@ -479,14 +479,12 @@ fn build_overlay(o: &Options) -> Result<Built, Box<dyn std::error::Error>> {
 /// Gives the live pipeline `extra` latency on top of what its elements report (a bin's
 /// `do-latency` handler replaces the default, which distributes the reported minimum).
 fn wait_longer_than_reported(pipeline: &gst::Pipeline, extra: gst::ClockTime) {
-    pipeline.connect_do_latency(move |bin| {
-        let mut query = gst::query::Latency::new();
-        if !bin.query(&mut query) {
+    pipeline.connect_do_latency(move |pipeline| {
+        let Some((live, min)) = reported_latency(pipeline) else {
             return Err(gst::glib::bool_error!("the latency query failed").into());
-        }
-        let (live, min, _max) = query.result();
+        };
         let latency = if live { min + extra } else { min };
-        if bin.send_event(gst::event::Latency::new(latency)) {
+        if pipeline.send_event(gst::event::Latency::new(latency)) {
             Ok(())
         } else {
             Err(gst::glib::bool_error!("the latency event was refused").into())
@@ -700,8 +698,8 @@ fn run(o: &Options) -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let started = Instant::now();
-    let mut eos_sent_at: Option<Instant> = None;
-    let mut eos_limit = EOS_LIMIT;
+    // When EOS was sent, and how long the pipeline then has to finish.
+    let mut eos_sent: Option<(Instant, Duration)> = None;
     let result = loop {
         if let Some(msg) = bus.timed_pop(gst::ClockTime::from_nseconds(TICK.as_nanos() as u64)) {
             match msg.view() {
@@ -740,20 +738,22 @@ fn run(o: &Options) -> Result<(), Box<dyn std::error::Error>> {
             || (o.duration.is_none()
                 && o.audio_file.is_some()
                 && transcribed.load(Ordering::SeqCst));
-        if stop && eos_sent_at.is_none() {
+        if stop && eos_sent.is_none() {
             eprintln!("stopping: finishing the captions…");
             if let Some(release) = &release_audio {
                 // In case no video ever came: the audio must reach its end of stream.
                 release();
             }
             end_of_stream(&pipeline);
-            eos_sent_at = Some(Instant::now());
-            eos_limit = EOS_LIMIT + pipeline_latency(&pipeline);
+            let held_back = reported_latency(&pipeline).map_or(Duration::ZERO, |(_, min)| {
+                Duration::from_nanos(min.nseconds())
+            });
+            eos_sent = Some((Instant::now(), EOS_LIMIT + held_back));
         }
-        if eos_sent_at.is_some_and(|at| at.elapsed() > eos_limit) {
+        if let Some((_, limit)) = eos_sent.filter(|(at, limit)| at.elapsed() > *limit) {
             break Err(format!(
                 "the pipeline did not finish within {:.1} s after end-of-stream",
-                eos_limit.as_secs_f64()
+                limit.as_secs_f64()
             ));
         }
     };
