@@ -308,6 +308,26 @@ impl Agreement {
         (cut >= start + TAIL_MIN_SAVING_SAMPLES).then_some(cut)
     }
 
+    /// Trims an interim's audio to what [`Self::tail_start`] says it needs, and remembers
+    /// that it did, so that the result is joined after the agreed words ([`Self::is_tail`]).
+    fn trim_to_tail(&mut self, audio: &mut UtteranceAudio) {
+        self.tail_in_flight = None;
+        let Some(cut) = self.tail_start(audio.generation, audio.start) else {
+            return;
+        };
+        let skip = (cut - audio.start) as usize;
+        if skip < audio.samples.len() {
+            audio.samples.drain(..skip);
+            audio.start = cut;
+            self.tail_in_flight = Some((audio.generation, cut));
+        }
+    }
+
+    /// Whether `done` is the decode of a tail trimmed by [`Self::trim_to_tail`].
+    fn is_tail(&self, done: &DecodeDone) -> bool {
+        self.tail_in_flight == Some((done.generation, done.start))
+    }
+
     /// The agreed words followed by a tail decode's words after the anchor: the last agreed
     /// word among the tail's first three words, failing that the first word that starts after
     /// the last agreed word's start.
@@ -658,7 +678,8 @@ impl Transcriber {
     }
 
     /// An interim decode of the open utterance, when one is due (after each further half
-    /// second of its audio). The caller runs at most one at a time and skips none of the finals
+    /// second of its audio): of its audio from the last agreed word on, once that saves enough
+    /// ([`Agreement::trim_to_tail`]). The caller runs at most one at a time and skips none of the finals
     /// for it.
     pub fn interim_job(&mut self) -> Option<DecodeJob> {
         let sp = self.speech.as_mut()?;
@@ -667,15 +688,7 @@ impl Transcriber {
             return None;
         }
         let mut audio = sp.segmenter.interim_due()?;
-        sp.agreement.tail_in_flight = None;
-        if let Some(cut) = sp.agreement.tail_start(audio.generation, audio.start) {
-            let skip = (cut - audio.start) as usize;
-            if skip < audio.samples.len() {
-                audio.samples.drain(..skip);
-                audio.start = cut;
-                sp.agreement.tail_in_flight = Some((audio.generation, cut));
-            }
-        }
+        sp.agreement.trim_to_tail(&mut audio);
         Some(DecodeJob {
             kind: DecodeKind::Interim,
             stream: self.stream,
@@ -725,7 +738,7 @@ impl Transcriber {
                     }
                     return;
                 }
-                let words = if sp.agreement.tail_in_flight == Some((done.generation, done.start)) {
+                let words = if sp.agreement.is_tail(&done) {
                     sp.agreement.join_tail(words)
                 } else {
                     words
