@@ -202,24 +202,6 @@ struct Agreement {
     generation: u64,
     agreed: Vec<Word>,
     last_interim: Vec<String>,
-    /// Where the interim decode in flight begins, when it decodes only the audio from the last
-    /// agreed word on ([`Agreement::tail_start`]).
-    tail_in_flight: Option<(u64, u64)>,
-}
-
-/// An interim decodes only the audio from this long before the last agreed word's start (its
-/// alignment is good to a few 20 ms frames; the word itself is decoded again as the anchor
-/// the new words are joined after).
-const TAIL_MARGIN_SAMPLES: u64 = 3200;
-/// ... and only when that saves at least this much audio (a decode's text search costs about
-/// the same for every token, so a short saving is not worth a less certain join).
-const TAIL_MIN_SAVING_SAMPLES: u64 = 16000;
-/// Environment variable: `0` decodes every interim over the whole utterance (for comparisons).
-pub const INTERIM_TAIL_ENV: &str = "FIREWORKSSTT_INTERIM_TAIL";
-
-fn interim_tail() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| crate::config::switched_on(INTERIM_TAIL_ENV))
 }
 
 /// Counters for the connection's log line.
@@ -292,65 +274,6 @@ struct WireTranscript<'a> {
 /// (same normalised text, from the start) are kept as they are by every later interim, so what
 /// a viewer has read does not change until the final. Returns the words to show.
 impl Agreement {
-    /// Where an interim of utterance `generation`, which begins at sample `start`, needs its
-    /// audio from: words agreed on are kept by every later interim, so decoding them again
-    /// only costs time (about 20 ms per token here, BENCHMARKS.md section 7). `None`: the whole
-    /// utterance (nothing agreed yet, or too little to save).
-    fn tail_start(&self, generation: u64, start: u64) -> Option<u64> {
-        if !interim_tail() || self.generation != generation {
-            return None;
-        }
-        let cut = self
-            .agreed
-            .last()?
-            .start
-            .saturating_sub(TAIL_MARGIN_SAMPLES);
-        (cut >= start + TAIL_MIN_SAVING_SAMPLES).then_some(cut)
-    }
-
-    /// Trims an interim's audio to what [`Self::tail_start`] says it needs, and remembers
-    /// that it did, so that the result is joined after the agreed words ([`Self::is_tail`]).
-    fn trim_to_tail(&mut self, audio: &mut UtteranceAudio) {
-        self.tail_in_flight = None;
-        let Some(cut) = self.tail_start(audio.generation, audio.start) else {
-            return;
-        };
-        let skip = (cut - audio.start) as usize;
-        if skip < audio.samples.len() {
-            audio.samples.drain(..skip);
-            audio.start = cut;
-            self.tail_in_flight = Some((audio.generation, cut));
-        }
-    }
-
-    /// Whether `done` is the decode of a tail trimmed by [`Self::trim_to_tail`].
-    fn is_tail(&self, done: &DecodeDone) -> bool {
-        self.tail_in_flight == Some((done.generation, done.start))
-    }
-
-    /// The agreed words followed by a tail decode's words after the anchor: the last agreed
-    /// word among the tail's first three words, failing that the first word that starts after
-    /// the last agreed word's start.
-    fn join_tail(&self, tail: Vec<Word>) -> Vec<Word> {
-        let Some(last) = self.agreed.last() else {
-            return tail;
-        };
-        let anchor = crate::evaluate::normalize(&last.text);
-        let resume = tail
-            .iter()
-            .take(3)
-            .position(|w| crate::evaluate::normalize(&w.text) == anchor)
-            .map(|i| i + 1)
-            .unwrap_or_else(|| {
-                tail.iter()
-                    .position(|w| w.start > last.start)
-                    .unwrap_or(tail.len())
-            });
-        let mut words = self.agreed.clone();
-        words.extend(tail.into_iter().skip(resume));
-        words
-    }
-
     fn apply(&mut self, generation: u64, words: Vec<Word>) -> Vec<Word> {
         let sp = self;
         if sp.generation != generation {
@@ -678,8 +601,7 @@ impl Transcriber {
     }
 
     /// An interim decode of the open utterance, when one is due (after each further half
-    /// second of its audio): of its audio from the last agreed word on, once that saves enough
-    /// ([`Agreement::trim_to_tail`]). The caller runs at most one at a time and skips none of the finals
+    /// second of its audio). The caller runs at most one at a time and skips none of the finals
     /// for it.
     pub fn interim_job(&mut self) -> Option<DecodeJob> {
         let sp = self.speech.as_mut()?;
@@ -687,8 +609,7 @@ impl Transcriber {
         if !sp.finals_due.is_empty() {
             return None;
         }
-        let mut audio = sp.segmenter.interim_due()?;
-        sp.agreement.trim_to_tail(&mut audio);
+        let audio = sp.segmenter.interim_due()?;
         Some(DecodeJob {
             kind: DecodeKind::Interim,
             stream: self.stream,
@@ -738,11 +659,6 @@ impl Transcriber {
                     }
                     return;
                 }
-                let words = if sp.agreement.is_tail(&done) {
-                    sp.agreement.join_tail(words)
-                } else {
-                    words
-                };
                 let words = sp.agreement.apply(done.generation, words);
                 self.set_open_words(words);
                 self.stats.interims += 1;
@@ -1138,45 +1054,6 @@ mod tests {
             t.on_audio(chunk, &mut out);
         }
         (out, t)
-    }
-
-    #[test]
-    fn an_interim_decodes_only_the_audio_from_the_last_agreed_word_and_joins_after_it() {
-        // Words half a second apart, from sample `first`.
-        let words = |text: &str, first: u64| -> Vec<Word> {
-            text.split_whitespace()
-                .enumerate()
-                .map(|(i, t)| Word {
-                    text: t.to_string(),
-                    start: first + i as u64 * 8000,
-                    end: first + i as u64 * 8000 + 7000,
-                    is_final: false,
-                    probability: 0.9,
-                })
-                .collect()
-        };
-        let text = |w: &[Word]| {
-            w.iter()
-                .map(|w| w.text.as_str())
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        let mut a = Agreement::default();
-        assert_eq!(a.tail_start(1, 0), None, "nothing agreed yet");
-        a.apply(1, words("and mister john", 0));
-        a.apply(1, words("and mister john dashwood", 0));
-        // Agreed: "and mister john", the last starting at 1 s: too little to save.
-        assert_eq!(a.tail_start(1, 0), None);
-        a.apply(1, words("and mister john dashwood had then", 0));
-        // Agreed up to "dashwood" (1.5 s): the tail starts 0.2 s before it.
-        assert_eq!(a.tail_start(1, 0), Some(24000 - 3200));
-        assert_eq!(a.tail_start(2, 0), None, "another utterance");
-        // The tail decode hears the anchor word again, then the new words.
-        let joined = a.join_tail(words("dashwood had then leisure", 24000));
-        assert_eq!(text(&joined), "and mister john dashwood had then leisure");
-        // Without the anchor: the words that start after it.
-        let joined = a.join_tail(words("wood had then", 24000));
-        assert_eq!(text(&joined), "and mister john dashwood had then");
     }
 
     #[test]
