@@ -56,6 +56,26 @@ pub const SAMPLES_PER_ENCODER_FRAME: u64 = 2 * HOP as u64;
 const SOT: usize = 50257;
 const EOT: usize = 50256;
 
+/// CTranslate2's switch for packing the weight matrices for Intel MKL once at load
+/// (`CT2_PACKED_GEMM`, default on; read once, when the first model loads).
+pub const PACKED_GEMM_ENV: &str = "CT2_PACKED_GEMM";
+
+/// Turns CTranslate2's MKL weight packing off unless the user chose (see [`PACKED_GEMM_ENV`]).
+/// Packed weights decode about a quarter faster, but one decode of a short utterance after
+/// digital silence spent minutes in a single packed product of MKL 2026.2
+/// (`cblas_gemm_s8u8s32_compute`, m=1 n=1152 k=384; BENCHMARKS.md §7, "Intel MKL"); unpacked,
+/// MKL is still three to five times faster than ruy. Without MKL (other CPUs) this changes
+/// nothing.
+fn keep_mkl_weights_unpacked() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os(PACKED_GEMM_ENV).is_none() {
+            // Set before CTranslate2 reads it; the model loads once per process (`shared`).
+            std::env::set_var(PACKED_GEMM_ENV, "0");
+        }
+    });
+}
+
 /// The default model directory (see the module docs).
 pub fn default_model_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os(MODEL_DIR_ENV).filter(|d| !d.is_empty()) {
@@ -238,6 +258,7 @@ impl Recognizer {
             device_indices: vec![0; replicas],
             ..Default::default()
         };
+        keep_mkl_weights_unpacked();
         let whisper = Whisper::new(dir, config).map_err(|e| format!("loading the model: {e}"))?;
         if whisper.is_multilingual() || whisper.n_mels() != N_MELS {
             return Err("the model is not Whisper tiny.en (English-only, 80 mel bins)".into());
