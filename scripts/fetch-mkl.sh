@@ -3,33 +3,36 @@
 # Fetches the part of Intel oneMKL that the local server's CTranslate2 links for its int8 matrix
 # products — the static sequential ILP64 libraries and the headers, from the PyPI wheels
 # mkl-static and mkl-include (pinned, each wheel checked by sha256) — into a cache outside the
-# repository, and points .deps/mkl at it: .cargo/config.toml gives that path to the build as
-# MKLROOT (an MKLROOT already in the environment wins). Idempotent.
+# repository, and points .deps/mkl-$VERSION at it: .cargo/config.toml gives that path to the
+# build as MKLROOT (an MKLROOT already in the environment wins), so a new version here, with the
+# same path changed there, rebuilds CTranslate2 against it. Idempotent.
 #
 #   ./scripts/fetch-mkl.sh
 #
 # Why: CTranslate2's other CPU backend here (ruy) repacks every weight matrix at every decoder
 # step and has no VNNI/AMX kernels; with MKL a final decode of the LibriVox clips runs about
-# four times faster (BENCHMARKS.md §7, "Intel MKL"). CTranslate2 uses MKL only on Intel CPUs
-# (elsewhere it keeps ruy; CT2_USE_MKL=1 forces MKL). Only x86_64 has these wheels: on other
-# machines nothing is fetched and the server builds with ruy alone.
+# three to five times faster (BENCHMARKS.md §7, "Intel MKL"). CTranslate2 uses MKL only on Intel CPUs
+# (elsewhere it keeps ruy; CT2_USE_MKL=1 forces MKL). The wheels are for x86_64 Linux, as is
+# test-server/Cargo.toml's MKL feature: on other machines nothing is fetched and the server builds
+# with ruy alone.
 #
 # Destination: ${XDG_CACHE_HOME:-~/.cache}/fireworksstt/mkl-$VERSION/{include,lib}.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
+# Changing VERSION: change the path in .cargo/config.toml with it, then `cargo clean -p ct2rs`
+# (CTranslate2's CMake cache keeps the MKL directory it found first).
 VERSION=2026.2.0
-WHEEL_TAG=py2.py3-none-manylinux_2_28_x86_64
 STATIC_SHA256=090e439bf202b45579c75d2ba50ff7ead05752d553a06aba79c3ed2b5247921b
 INCLUDE_SHA256=889cc72057a1671fee1e9a8beb2fc4e0d222ba78c08b6d69584dae03fbec4822
 # What CTranslate2 links with OPENMP_RUNTIME=NONE (ct2rs's default): see its CMakeLists.txt.
 LIBS=(libmkl_core.a libmkl_intel_ilp64.a libmkl_sequential.a)
 DEST="${XDG_CACHE_HOME:-$HOME/.cache}/fireworksstt/mkl-$VERSION"
-LINK=.deps/mkl
+LINK=.deps/mkl-$VERSION
 
-if [ "$(uname -m)" != x86_64 ]; then
-  echo "setup: Intel MKL is x86_64 only; the local server decodes with ruy alone"
+if [ "$(uname -m)" != x86_64 ] || [ "$(uname -s)" != Linux ]; then
+  echo "setup: the Intel MKL wheels are for x86_64 Linux only; the local server decodes with ruy alone"
   exit 0
 fi
 
@@ -57,10 +60,10 @@ fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 echo "setup: fetching mkl-static==$VERSION and mkl-include==$VERSION from PyPI (250 MB)"
-python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$work" \
+python3 -m pip download --quiet --no-cache-dir --no-deps --only-binary=:all: -d "$work" \
   "mkl-static==$VERSION" "mkl-include==$VERSION"
-static_wheel="$work/mkl_static-$VERSION-$WHEEL_TAG.whl"
-include_wheel="$work/mkl_include-$VERSION-$WHEEL_TAG.whl"
+static_wheel="$(ls "$work"/mkl_static-"$VERSION"-*.whl)"
+include_wheel="$(ls "$work"/mkl_include-"$VERSION"-*.whl)"
 if ! echo "$STATIC_SHA256  $static_wheel" | sha256sum --check --status ||
   ! echo "$INCLUDE_SHA256  $include_wheel" | sha256sum --check --status; then
   echo "setup: the mkl-static or mkl-include wheel does not have the expected sha256; not installed" >&2
@@ -87,5 +90,10 @@ for wheel in (static, include):
                         out.write(chunk)
 PY
 touch "$DEST/.complete"
+if ! have_mkl; then
+  rm -rf "$DEST"
+  echo "setup: the MKL wheels did not hold include/mkl.h and ${LIBS[*]}; not installed" >&2
+  exit 1
+fi
 link_mkl
 echo "setup: Intel MKL installed in $DEST"

@@ -77,7 +77,7 @@ fi
 ./scripts/fetch-speech-model.sh
 
 # Intel MKL for the local server's CTranslate2 on x86_64 (PyPI wheels, pinned and sha256-checked),
-# into the same cache; .deps/mkl points at it for the build.
+# into the same cache; .deps/mkl-<version> points at it for the build.
 ./scripts/fetch-mkl.sh
 
 # transcriberbin and its caption elements (gst-plugins-rs 0.13, built from crates.io outside

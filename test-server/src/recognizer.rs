@@ -70,7 +70,11 @@ fn keep_mkl_weights_unpacked() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         if std::env::var_os(PACKED_GEMM_ENV).is_none() {
-            // Set before CTranslate2 reads it; the model loads once per process (`shared`).
+            // Set before CTranslate2 reads it (at the first model load). Other threads may be
+            // running: Rust's own environment access is locked, but C code reading the
+            // environment at this moment (GLib, GStreamer) is not, which is a (small) race in
+            // processes that embed the server, such as the tests. The server binary loads the
+            // model before it serves. Setting CT2_PACKED_GEMM beforehand avoids this call.
             std::env::set_var(PACKED_GEMM_ENV, "0");
         }
     });
