@@ -67,17 +67,14 @@ pub const PACKED_GEMM_ENV: &str = "CT2_PACKED_GEMM";
 /// MKL is still three to five times faster than ruy. Without MKL (other CPUs) this changes
 /// nothing.
 fn keep_mkl_weights_unpacked() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        if std::env::var_os(PACKED_GEMM_ENV).is_none() {
-            // Set before CTranslate2 reads it (at the first model load). Other threads may be
-            // running: Rust's own environment access is locked, but C code reading the
-            // environment at this moment (GLib, GStreamer) is not, which is a (small) race in
-            // processes that embed the server, such as the tests. The server binary loads the
-            // model before it serves. Setting CT2_PACKED_GEMM beforehand avoids this call.
-            std::env::set_var(PACKED_GEMM_ENV, "0");
-        }
-    });
+    // Set at most once (afterwards the variable exists), before CTranslate2 reads it at the first
+    // model load. Other threads may be running: Rust's own environment access is locked, but C
+    // code reading the environment at this moment (GLib, GStreamer) is not, which is a (small)
+    // race in processes that embed the server, such as the tests. The server binary loads the
+    // model before it serves. Setting CT2_PACKED_GEMM beforehand avoids this call.
+    if std::env::var_os(PACKED_GEMM_ENV).is_none() {
+        std::env::set_var(PACKED_GEMM_ENV, "0");
+    }
 }
 
 /// The default model directory (see the module docs).
